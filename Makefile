@@ -1,0 +1,62 @@
+# Duet's one Makefile. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+
+# Pinned tools, built from the Go module proxy into ./bin.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO := $(BIN)/minio
+MINIO_STAMP := $(BIN)/.minio-$(MINIO_VERSION)
+
+FUZZTIME ?= 60s
+BENCHTIME ?= 1s
+
+.DEFAULT_GOAL := help
+
+#? help: list the targets
+help:
+	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? /  /'
+
+#? tools: install the pinned MinIO server into ./bin (fast when already there)
+tools: $(MINIO_STAMP)
+
+$(MINIO_STAMP):
+	@mkdir -p $(BIN)
+	@echo "building MinIO $(MINIO_VERSION) into ./bin (once; takes a few minutes)"
+	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+	@rm -f $(BIN)/.minio-* && touch $@
+
+#? build: build bin/duet
+build:
+	$(GO) build -o $(BIN)/duet ./cmd/duet
+
+#? test: tools, vet, and every test (integration tests included) with the race detector
+test: tools vet
+	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
+
+#? vet: go vet
+vet:
+	$(GO) vet ./...
+
+#? lint: gofmt check, go vet, go mod tidy check
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@cp go.mod /tmp/duet-go.mod.bak && cp go.sum /tmp/duet-go.sum.bak && $(GO) mod tidy && \
+	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; git diff -- go.mod go.sum; exit 1; fi
+
+#? fuzz: run every fuzz target for FUZZTIME (default 60s) each
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./edge/cachecontrol/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./edge/byterange/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./edge/byterange/
+	$(GO) test -run='^$$' -fuzz='^FuzzNormalize$$' -fuzztime=$(FUZZTIME) ./edge/cachekey/
+
+#? bench: the Go benchmarks (with allocs/op)
+bench: tools
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/...
+
+#? run: the demo: MinIO with a sample HLS stream and an edge in front of it (Ctrl-C stops)
+run: tools build
+	$(BIN)/duet dev
+
+.PHONY: help tools build test vet lint fuzz bench run

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/duetcdn/duet/internal/testenv"
+)
+
+// The test binary doubles as the duet binary: with DUET_TEST_MAIN set it runs main, so that
+// tests can start real edge processes and kill them with SIGKILL.
+func TestMain(m *testing.M) {
+	if os.Getenv("DUET_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type edgeProc struct {
+	cmd    *exec.Cmd
+	url    string
+	admin  string
+	stderr *bytes.Buffer
+}
+
+func startEdgeProc(t *testing.T, args ...string) *edgeProc {
+	t.Helper()
+	p := &edgeProc{url: "http://" + freeAddr(t), admin: "http://" + freeAddr(t), stderr: &bytes.Buffer{}}
+	args = append([]string{"edge", "--listen", strings.TrimPrefix(p.url, "http://"), "--admin_listen", strings.TrimPrefix(p.admin, "http://")}, args...)
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Env = append(os.Environ(), "DUET_TEST_MAIN=1")
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		resp, err := http.Get(p.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "edge process never ready: %s", p.stderr)
+	return p
+}
+
+func (p *edgeProc) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+}
+
+func get(t *testing.T, url string) (string, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %s", url, resp.StatusCode, b)
+	}
+	return resp.Header.Get("X-Cache"), b
+}
+
+func pattern(n, size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*7 + n*13 + i/251)
+	}
+	return b
+}
+
+// TestKillNineAndRestart: an edge killed with SIGKILL, its disk tier full, comes back with
+// every object a hit; a corrupted cache file is detected and refetched, never served.
+func TestKillNineAndRestart(t *testing.T) {
+	m := testenv.MinIO(t)
+	bucket := testenv.Bucket(t, m)
+	s3c := testenv.S3Client(t, m)
+	const objects = 24
+	const size = 1 << 20
+	want := map[string][32]byte{}
+	for i := range objects {
+		key := fmt.Sprintf("seg/%02d.ts", i)
+		body := pattern(i, size)
+		want["/"+key] = sha256.Sum256(body)
+		if _, err := s3c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: bytes.NewReader(body), CacheControl: aws.String("max-age=3600")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := t.TempDir()
+	args := []string{"--origin.type", "s3", "--origin.endpoint", m.Endpoint(), "--origin.bucket", bucket,
+		"--origin.access_key", m.AccessKey(), "--origin.secret_key", m.SecretKey(),
+		"--disk.dir", disk, "--disk.max_bytes", "26MiB", "--memory.max_bytes", "8MiB", "--memory.max_object_bytes", "512KiB"}
+	p := startEdgeProc(t, args...)
+	for path := range want {
+		if x, _ := get(t, p.url+path); x != "MISS" {
+			t.Fatalf("%s: first fetch %s", path, x)
+		}
+	}
+	hitsBefore := 0
+	for path := range want {
+		if x, _ := get(t, p.url+path); x == "HIT" {
+			hitsBefore++
+		}
+	}
+	p.kill9(t)
+
+	p = startEdgeProc(t, args...)
+	hits := 0
+	for path, sum := range want {
+		x, b := get(t, p.url+path)
+		if sha256.Sum256(b) != sum {
+			t.Fatalf("%s: wrong bytes after restart", path)
+		}
+		if x == "HIT" {
+			hits++
+		}
+	}
+	// The disk budget holds 24 of the 24 MiB (plus metadata) only just: allow a couple evicted.
+	if hits < objects-3 {
+		t.Fatalf("after kill -9 and restart %d of %d objects were hits", hits, objects)
+	}
+	t.Logf("hits before kill: %d, after restart: %d of %d", hitsBefore, hits, objects)
+	p.kill9(t)
+
+	// Corrupt one body byte in every cache file of one object: find the files by content.
+	victim := "/seg/05.ts"
+	corrupted := 0
+	_ = filepath.WalkDir(disk, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		head := make([]byte, 64)
+		if _, err := f.ReadAt(head, 0); err == nil && bytes.Equal(head, pattern(5, size)[:64]) {
+			_, _ = f.WriteAt([]byte{head[10] ^ 0xff}, 10)
+			corrupted++
+		}
+		return nil
+	})
+	if corrupted == 0 {
+		t.Fatal("found no cache file of the victim to corrupt")
+	}
+	p = startEdgeProc(t, args...)
+	x, b := get(t, p.url+victim)
+	if sha256.Sum256(b) != want[victim] {
+		t.Fatal("a corrupted cache file was served")
+	}
+	if x != "MISS" {
+		t.Fatalf("corrupted entry answered %s, want a refetch (MISS)", x)
+	}
+	if x, b := get(t, p.url+victim); x != "HIT" || sha256.Sum256(b) != want[victim] {
+		t.Fatalf("refetched entry: %s", x)
+	}
+}
+
+func TestEdgeConfigErrorsSayWhatToFix(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"edge"}, nil, "origin.type is required"},
+		{[]string{"edge", "--origin.type", "ftp"}, nil, `origin.type "ftp" is unknown`},
+		{[]string{"edge", "--origin.type", "s3"}, nil, "origin.bucket is required"},
+		{[]string{"edge", "--memory.max_bytes", "lots"}, nil, "512MiB"},
+		{[]string{"edge"}, []string{"DUET_EDGE_ORIGIN_TIMEOUT=soon"}, "DUET_EDGE_ORIGIN_TIMEOUT"},
+		{[]string{"edge", "--config", "/nonexistent.yaml"}, nil, "read config file"},
+		{[]string{"edge", "--origin.type", "http", "--origin.endpoint", "http://x", "--listen", "nope"}, nil, `listen "nope" is not host:port`},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), c.args, &out, &errb, c.env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: got %v, want it to mention %q", c.args, c.env, err, c.want)
+		}
+	}
+}
+
+// TestDevShowsMissThenHit runs what `make run` runs and follows its printed instructions.
+func TestDevShowsMissThenHit(t *testing.T) {
+	bin := testenv.MinIOBin(t)
+	dir := t.TempDir()
+	listen, admin, minioAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--dir", dir, "--listen", listen, "--admin", admin, "--minio-addr", minioAddr,
+			"--minio-bin", bin, "--log-level", "warn"}, pw, io.Discard, nil)
+		pw.Close()
+	}()
+	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
+	var segURL string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
+			segURL = m[1]
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if segURL == "" {
+		cancel()
+		t.Fatalf("dev printed no curl command: %v", <-done)
+	}
+	x1, b1 := get(t, segURL)
+	x2, b2 := get(t, segURL)
+	if x1 != "MISS" || x2 != "HIT" || !bytes.Equal(b1, b2) || len(b1) == 0 {
+		t.Fatalf("printed curl showed %s then %s", x1, x2)
+	}
+	_, master := get(t, "http://"+listen+"/vod/sample/master.m3u8")
+	if !strings.HasPrefix(string(master), "#EXTM3U") {
+		t.Fatalf("master playlist: %q", master)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev did not stop cleanly: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop within 30s of Ctrl-C")
+	}
+	// A port in use gets a clear message, not a stack trace.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = run(t.Context(), []string{"dev", "--dir", dir, "--listen", ln.Addr().String(), "--minio-bin", bin}, io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Fatalf("port in use: %v", err)
+	}
+	err = run(t.Context(), []string{"dev", "--dir", dir, "--minio-bin", filepath.Join(dir, "nope")}, io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "make tools") {
+		t.Fatalf("missing minio: %v", err)
+	}
+}

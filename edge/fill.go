@@ -1,0 +1,274 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/duetcdn/duet/edge/object"
+	"github.com/duetcdn/duet/origin"
+)
+
+// outcome is what a flight turned out to be once the origin's headers arrived.
+type outcome int
+
+const (
+	// outBody: a cacheable body is streaming into the spool; everyone reads it as it arrives.
+	outBody outcome = iota
+	// outRefreshed: the origin confirmed (304) or the cache already held a usable entry; look
+	// the key up again.
+	outRefreshed
+	// outPass: the response may not be shared (private, no-store, Set-Cookie, an error status
+	// that is not cacheable). The leader receives it; everyone else fetches on their own at once,
+	// without queueing behind anybody.
+	outPass
+	// outFailed: no usable answer (connection error, timeout, 5xx). Waiters may fall back to a
+	// stale entry under stale-if-error.
+	outFailed
+)
+
+// spool is where a flight's body bytes go while readers follow: the disk tier's writer.
+type spool interface {
+	io.Writer
+	io.ReaderAt
+}
+
+// flight is one origin fetch that any number of requests for the same cache key share
+// (request collapsing). The body is readable while it is written (read-while-write).
+type flight struct {
+	key   string
+	ready chan struct{} // closed when out (and what goes with it) is set
+
+	// Set before ready is closed, read-only afterwards.
+	out    outcome
+	meta   object.Meta      // outBody: the entry being written (Size is the expected length or -1)
+	pass   *origin.Response // outPass: the response for the leader
+	status int              // outFailed: the status to report (502, 504 or the origin's 5xx)
+	err    error            // outFailed: why
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	sp      spool
+	written int64
+	// expect is the body length the origin announced, or -1. The last byte is held back from
+	// readers until the entry is committed, so that a viewer who has the whole body can count on
+	// the next request being a hit (and a purge that follows it finding the entry).
+	expect  int64
+	done    bool   // the body is complete and committed
+	bodyErr error  // the body failed mid-way: every reader fails too
+	readers int    // open readers; the spool is released when done and no reader is left
+	release func() // releases the spool; called once, after done with no readers
+
+	// noStore is set by a purge that arrives while the flight runs: its bytes may be the old
+	// version, so they reach the viewers already waiting but are never committed.
+	noStore atomic.Bool
+}
+
+func newFlight(key string) *flight {
+	f := &flight{key: key, ready: make(chan struct{}), expect: -1}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+// progress records n more bytes written to the spool.
+func (f *flight) progress(n int) {
+	f.mu.Lock()
+	f.written += int64(n)
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+// finish ends the body, successfully when err is nil.
+func (f *flight) finish(err error) {
+	f.mu.Lock()
+	f.done = err == nil
+	f.bodyErr = err
+	rel := f.maybeRelease()
+	f.mu.Unlock()
+	f.cond.Broadcast()
+	if rel != nil {
+		rel()
+	}
+}
+
+// maybeRelease returns the release function when nothing needs the spool any more. f.mu held.
+func (f *flight) maybeRelease() func() {
+	if (f.done || f.bodyErr != nil) && f.readers == 0 && f.release != nil {
+		r := f.release
+		f.release = nil
+		return r
+	}
+	return nil
+}
+
+// readable is how many bytes readers may see. f.mu held.
+func (f *flight) readable() int64 {
+	if f.done || f.expect < 0 {
+		return f.written
+	}
+	return min(f.written, f.expect-1)
+}
+
+// waitFor blocks until the spool holds at least end readable bytes, the body is complete, or
+// it failed. It returns how many bytes are readable.
+func (f *flight) waitFor(end int64) (int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.readable() < end && !f.done && f.bodyErr == nil {
+		f.cond.Wait()
+	}
+	return f.readable(), f.done, f.bodyErr
+}
+
+// reader streams [off, end) of the flight's body as it arrives; end < 0 means "to the end".
+// It fails, rather than ending early, when the origin cuts the body: the client then sees a cut
+// connection, never a short 200.
+type flightReader struct {
+	f        *flight
+	off, end int64
+	closed   bool
+}
+
+func (f *flight) newReader(off, end int64) *flightReader {
+	f.mu.Lock()
+	f.readers++
+	f.mu.Unlock()
+	return &flightReader{f: f, off: off, end: end}
+}
+
+func (r *flightReader) Read(p []byte) (int, error) {
+	if r.end >= 0 && r.off >= r.end {
+		return 0, io.EOF
+	}
+	want := r.off + 1
+	avail, done, err := r.f.waitFor(want)
+	if err != nil {
+		return 0, err
+	}
+	if avail <= r.off {
+		if done {
+			if r.end >= 0 && r.off < r.end {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, io.EOF
+		}
+	}
+	n := avail - r.off
+	if r.end >= 0 {
+		n = min(n, r.end-r.off)
+	}
+	n = min(n, int64(len(p)))
+	m, rerr := r.f.sp.ReadAt(p[:n], r.off)
+	r.off += int64(m)
+	if rerr == io.EOF && int64(m) == n {
+		rerr = nil
+	}
+	return m, rerr
+}
+
+// ReadAt reads already written bytes, waiting for them when needed (multipart answers).
+func (r *flightReader) ReadAt(p []byte, off int64) (int, error) {
+	avail, _, err := r.f.waitFor(off + int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	if off >= avail {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), avail-off)
+	m, rerr := r.f.sp.ReadAt(p[:n], off)
+	if rerr == nil && m < len(p) {
+		rerr = io.EOF
+	}
+	return m, rerr
+}
+
+// Close gives the reader's hold on the spool back; fasthttp calls it after the response.
+func (r *flightReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	f := r.f
+	f.mu.Lock()
+	f.readers--
+	rel := f.maybeRelease()
+	f.mu.Unlock()
+	if rel != nil {
+		rel()
+	}
+	return nil
+}
+
+// flights collapses concurrent fetches of one key into one.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight // guarded by mu
+	wg sync.WaitGroup     // running fills, waited for at shutdown
+}
+
+// join returns the flight for key, creating it when there is none; leader is true for the
+// caller that must start it. The flight comes pinned: its spool stays readable until the caller
+// calls unpin (readers it opens in between hold their own pins), so that a flight finishing
+// between join and read never leaves a joiner with a released spool. Lock order: fs.mu, f.mu.
+func (fs *flights) join(key string) (f *flight, leader bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.m[key]
+	if !ok {
+		f = newFlight(key)
+		fs.m[key] = f
+		fs.wg.Add(1)
+	}
+	f.mu.Lock()
+	f.readers++
+	f.mu.Unlock()
+	return f, !ok
+}
+
+// unpin gives back the pin join took.
+func (f *flight) unpin() {
+	f.mu.Lock()
+	f.readers--
+	rel := f.maybeRelease()
+	f.mu.Unlock()
+	if rel != nil {
+		rel()
+	}
+}
+
+// forget removes a flight from the registry, so that later requests look in the tiers (where
+// its entry now is) instead of joining it. Idempotent.
+func (fs *flights) forget(f *flight) {
+	fs.mu.Lock()
+	if fs.m[f.key] == f {
+		delete(fs.m, f.key)
+	}
+	fs.mu.Unlock()
+}
+
+// leave forgets a flight whose fill has ended.
+func (fs *flights) leave(f *flight) {
+	fs.forget(f)
+	fs.wg.Done()
+}
+
+func (fs *flights) get(key string) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.m[key]
+	return f, ok
+}
+
+// wait blocks until every running fill has finished or ctx ends.
+func (fs *flights) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { fs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

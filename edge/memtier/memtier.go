@@ -1,0 +1,149 @@
+// Package memtier is the edge's memory tier: whole small objects kept in RAM under a hard byte
+// budget, with ristretto's TinyLFU admission deciding which objects earn a place.
+package memtier
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/duetcdn/duet/edge/object"
+)
+
+// entryOverhead is what one entry costs beyond its body and key: the Meta, its header fields and
+// ristretto's own bookkeeping. Counting it keeps the budget honest for many small objects
+// (ristretto's internal cost is switched off because it would not count our Meta).
+const entryOverhead = 512
+
+// Entry is one object held in memory. It is immutable once stored.
+type Entry struct {
+	Meta object.Meta
+	Body []byte
+}
+
+// Config sizes the tier.
+type Config struct {
+	// MaxBytes is the hard budget for bodies, keys and per-entry overhead. Required.
+	MaxBytes int64
+	// MaxObjectBytes is the largest body kept in memory; larger objects live on disk only.
+	// Zero means MaxBytes/64.
+	MaxObjectBytes int64
+	// ExpectedObjectBytes sizes ristretto's frequency counters (10 per expected entry).
+	// Zero means 64 KiB.
+	ExpectedObjectBytes int64
+	// OnEvict is called when the tier drops an entry to make room. Optional.
+	OnEvict func(key string)
+}
+
+// Tier is safe for concurrent use.
+type Tier struct {
+	c      *ristretto.Cache[string, *Entry]
+	maxObj int64
+}
+
+// ErrConfig reports an unusable Config.
+var ErrConfig = errors.New("memtier: invalid config")
+
+// New builds a tier.
+func New(cfg Config) (*Tier, error) {
+	switch {
+	case cfg.MaxBytes <= 0:
+		return nil, fmt.Errorf("%w: max bytes must be positive", ErrConfig)
+	case cfg.MaxObjectBytes < 0 || cfg.MaxObjectBytes > cfg.MaxBytes:
+		return nil, fmt.Errorf("%w: max object bytes must be between 0 and max bytes", ErrConfig)
+	}
+	if cfg.MaxObjectBytes == 0 {
+		cfg.MaxObjectBytes = cfg.MaxBytes / 64
+	}
+	if cfg.ExpectedObjectBytes <= 0 {
+		cfg.ExpectedObjectBytes = 64 << 10
+	}
+	counters := max(1024, 10*cfg.MaxBytes/cfg.ExpectedObjectBytes)
+	rc := &ristretto.Config[string, *Entry]{
+		NumCounters:        counters,
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	}
+	if cfg.OnEvict != nil {
+		onEvict := cfg.OnEvict
+		rc.OnEvict = func(it *ristretto.Item[*Entry]) {
+			if it.Value != nil {
+				onEvict(it.Value.Meta.Key)
+			}
+		}
+	}
+	c, err := ristretto.NewCache(rc)
+	if err != nil {
+		return nil, fmt.Errorf("memtier: %w", err)
+	}
+	return &Tier{c: c, maxObj: cfg.MaxObjectBytes}, nil
+}
+
+// Cost is what an entry counts against the budget.
+func Cost(e *Entry) int64 {
+	n := int64(len(e.Body)) + int64(len(e.Meta.Key)) + entryOverhead
+	for _, f := range e.Meta.Header {
+		n += int64(len(f.Name) + len(f.Value))
+	}
+	return n
+}
+
+// Fits tells whether an object of this size may live in memory at all.
+func (t *Tier) Fits(size int64) bool { return t != nil && size <= t.maxObj }
+
+// Get returns the entry for key.
+func (t *Tier) Get(key string) (*Entry, bool) {
+	if t == nil {
+		return nil, false
+	}
+	e, ok := t.c.Get(key)
+	// ristretto identifies keys by hash; comparing the stored key rules out a collision.
+	if !ok || e.Meta.Key != key {
+		return nil, false
+	}
+	return e, true
+}
+
+// Set offers an entry to the tier; admission may refuse it (false). Set waits until ristretto
+// has applied the write, so that bytes queued in its buffers never pile up beyond the budget
+// under a burst of fills (ristretto's Set is asynchronous).
+func (t *Tier) Set(e *Entry) bool {
+	if t == nil || int64(len(e.Body)) > t.maxObj {
+		return false
+	}
+	ok := t.c.Set(e.Meta.Key, e, Cost(e))
+	t.c.Wait()
+	return ok
+}
+
+// Del removes key.
+func (t *Tier) Del(key string) {
+	if t != nil {
+		t.c.Del(key)
+	}
+}
+
+// Bytes is the cost currently held.
+func (t *Tier) Bytes() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.c.MaxCost() - t.c.RemainingCost()
+}
+
+// MaxBytes is the budget.
+func (t *Tier) MaxBytes() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.c.MaxCost()
+}
+
+// Close releases the tier; nil-safe and idempotent.
+func (t *Tier) Close() {
+	if t != nil {
+		t.c.Close()
+	}
+}

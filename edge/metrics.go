@@ -1,0 +1,104 @@
+package edge
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/duetcdn/duet/edge/object"
+)
+
+// metrics are the edge's Prometheus series. Labels are bounded: cache statuses, tiers and
+// result classes, never URLs or keys.
+type metrics struct {
+	requests      [numCacheStatus]prometheus.Counter
+	latency       [numCacheStatus]prometheus.Observer
+	bytesByTier   map[string]prometheus.Counter
+	originFetches *prometheus.CounterVec
+	originErrors  *prometheus.CounterVec
+	originLatency prometheus.Histogram
+	originBytes   prometheus.Counter
+	collapsed     prometheus.Counter
+	purged        *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, st *store) *metrics {
+	f := promauto.With(reg)
+	req := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "requests_total",
+		Help: "Viewer requests by how the cache answered them.",
+	}, []string{"cache_status"})
+	lat := f.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "request_duration_seconds",
+		Help:    "Time to the response headers, by cache status.",
+		Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
+	}, []string{"cache_status"})
+	by := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "served_bytes_total",
+		Help: "Body bytes handed to viewers, by the tier they came from (origin: streamed from a fill).",
+	}, []string{"tier"})
+	m := &metrics{
+		bytesByTier: map[string]prometheus.Counter{
+			"memory": by.WithLabelValues("memory"), "disk": by.WithLabelValues("disk"), "origin": by.WithLabelValues("origin"),
+		},
+		originFetches: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "origin_fetches_total",
+			Help: "Origin fetches by result (ok, 304, 4xx, 5xx, error).",
+		}, []string{"result"}),
+		originErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "origin_errors_total",
+			Help: "Origin failures by kind (connect, 5xx, body).",
+		}, []string{"kind"}),
+		originLatency: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "origin_fetch_duration_seconds",
+			Help:    "Time to the origin's response headers.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}),
+		originBytes: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "origin_bytes_total",
+			Help: "Body bytes read from origins.",
+		}),
+		collapsed: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "collapsed_requests_total",
+			Help: "Requests that joined an origin fetch another request had started.",
+		}),
+		purged: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "purged_entries_total",
+			Help: "Entries removed (hard) or marked stale (soft) by purges.",
+		}, []string{"mode"}),
+	}
+	for c := range numCacheStatus {
+		m.requests[c] = req.WithLabelValues(c.label())
+		m.latency[c] = lat.WithLabelValues(c.label())
+	}
+	gauge := func(name, help, tier string, fn func() float64) {
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "duet", Subsystem: "edge", Name: name, Help: help,
+			ConstLabels: prometheus.Labels{"tier": tier},
+		}, fn)
+	}
+	gauge("tier_bytes", "Bytes held by a cache tier.", "memory", func() float64 { return float64(st.mem.Bytes()) })
+	gauge("tier_bytes", "Bytes held by a cache tier.", "disk", func() float64 { return float64(st.disk.Bytes()) })
+	gauge("tier_budget_bytes", "The configured budget of a cache tier.", "memory", func() float64 { return float64(st.mem.MaxBytes()) })
+	gauge("tier_items", "Entries held by a cache tier.", "disk", func() float64 { return float64(st.disk.Len()) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "evictions_total",
+		Help: "Entries the disk tier evicted to stay within its budget.", ConstLabels: prometheus.Labels{"tier": "disk"},
+	}, func() float64 { return float64(st.disk.Stats().Evictions) })
+	return m
+}
+
+func (m *metrics) observe(cs cacheStatus, start, end time.Time) {
+	m.requests[cs].Inc()
+	m.latency[cs].Observe(end.Sub(start).Seconds())
+}
+
+func (m *metrics) servedFrom(src body, meta *object.Meta) {
+	switch {
+	case src.f != nil:
+		m.bytesByTier["origin"].Add(float64(max(meta.Size, 0)))
+	case src.e != nil:
+		m.bytesByTier[src.e.tier].Add(float64(meta.Size))
+	}
+}

@@ -1,0 +1,130 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/duetcdn/duet/edge/cachekey"
+	"github.com/duetcdn/duet/edge/object"
+)
+
+// PurgeRequest names what to remove. URLs are request paths with an optional query
+// ("/vod/abc/seg1.ts?x=1", or a full URL whose path is used); Prefixes are path prefixes
+// ("/vod/abc/"); Tags are surrogate keys.
+type PurgeRequest struct {
+	URLs     []string `json:"urls,omitempty"`
+	Prefixes []string `json:"prefixes,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+	// Soft marks entries stale instead of removing them: the next request revalidates, and
+	// stale-if-error can still serve them while the origin is down.
+	Soft bool `json:"soft,omitempty"`
+}
+
+// PurgeResult counts what a purge touched.
+type PurgeResult struct {
+	Entries int `json:"entries"`
+}
+
+// ErrBadPurge is wrapped by purge validation errors.
+var ErrBadPurge = errors.New("bad purge")
+
+// Purge applies a purge to both tiers and to running fills (whose bytes may be the old version:
+// they reach the viewers already waiting but are not stored). It is the entry point the NATS
+// purge consumer drives.
+func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
+	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 {
+		return PurgeResult{}, fmt.Errorf("%w: name at least one url, prefix or tag", ErrBadPurge)
+	}
+	keys := map[string]struct{}{}
+	for _, u := range req.URLs {
+		p, q, err := s.normalisePurgePath(u)
+		if err != nil {
+			return PurgeResult{}, fmt.Errorf("%w: url %q: %w", ErrBadPurge, u, err)
+		}
+		primary := cachekey.Key(p, q)
+		s.stopFlights(primary, false)
+		for _, k := range s.store.keysUnder(primary) {
+			keys[k] = struct{}{}
+		}
+	}
+	for _, pre := range req.Prefixes {
+		p, _, err := s.normalisePurgePath(pre)
+		if err != nil {
+			return PurgeResult{}, fmt.Errorf("%w: prefix %q: %w", ErrBadPurge, pre, err)
+		}
+		if strings.HasSuffix(pre, "/") && !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		s.stopFlights(p, true)
+		for _, k := range s.store.keysWithPrefix(p) {
+			keys[k] = struct{}{}
+		}
+	}
+	for _, t := range req.Tags {
+		if t == "" {
+			return PurgeResult{}, fmt.Errorf("%w: empty tag", ErrBadPurge)
+		}
+		for _, k := range s.store.keysTagged(t) {
+			keys[k] = struct{}{}
+			s.stopFlights(k, false)
+		}
+	}
+	n := 0
+	for k := range keys {
+		if req.Soft {
+			m, ok := s.store.peek(k)
+			if !ok {
+				continue
+			}
+			mm := *m
+			mm.Flags |= object.SoftPurged
+			if err := s.store.updateMeta(mm); err != nil {
+				s.store.remove(k) // cannot mark it: removing it is the safe side
+			}
+			n++
+			continue
+		}
+		if s.store.remove(k) {
+			n++
+		}
+	}
+	mode := "hard"
+	if req.Soft {
+		mode = "soft"
+	}
+	s.m.purged.WithLabelValues(mode).Add(float64(n))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "purge applied", slog.String("mode", mode), slog.Int("entries", n),
+		slog.Int("urls", len(req.URLs)), slog.Int("prefixes", len(req.Prefixes)), slog.Int("tags", len(req.Tags)))
+	return PurgeResult{Entries: n}, nil
+}
+
+func (s *Server) normalisePurgePath(u string) (string, string, error) {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+		j := strings.IndexByte(u, '/')
+		if j < 0 {
+			return "", "", errors.New("no path")
+		}
+		u = u[j:]
+	}
+	p, q, _ := strings.Cut(u, "?")
+	return s.keys.Normalize(p, q)
+}
+
+// stopFlights keeps running fills under key (or under every key with the prefix) from
+// committing what they fetched.
+func (s *Server) stopFlights(key string, prefix bool) {
+	s.fl.mu.Lock()
+	defer s.fl.mu.Unlock()
+	for k, f := range s.fl.m {
+		if k == key || strings.HasPrefix(k, key+"\x00") || prefix && strings.HasPrefix(k, key) {
+			f.noStore.Store(true)
+		}
+	}
+}
+
+// PurgePrefix is a hard purge of one path prefix.
+func PurgePrefix(prefix string) PurgeRequest { return PurgeRequest{Prefixes: []string{prefix}} }

@@ -1,0 +1,274 @@
+// Package edge is Duet's edge cache node: it serves viewers over HTTP (fasthttp) from a memory
+// tier (ristretto) and a disk tier, fetches misses from an origin with exactly one fetch per
+// key however many viewers ask at once, and follows the HTTP caching rules of RFC 9111.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/duetcdn/duet/edge/cachekey"
+	"github.com/duetcdn/duet/edge/disktier"
+	"github.com/duetcdn/duet/edge/memtier"
+	"github.com/duetcdn/duet/origin"
+)
+
+// Origin is what the edge needs from an origin: conditional and ranged reads.
+type Origin interface {
+	Fetch(ctx context.Context, r *origin.Request) (*origin.Response, error)
+}
+
+// Forwarder is implemented by origins that accept methods other than GET and HEAD (HTTP
+// origins); the edge passes those requests through uncached.
+type Forwarder interface {
+	Forward(ctx context.Context, method, path, query string, header http.Header, body io.Reader) (*origin.Response, error)
+}
+
+// Deps are the edge's collaborators, passed in so that tests can build several edges in one
+// process.
+type Deps struct {
+	Origin   Origin
+	Logger   *slog.Logger          // default: discard
+	Registry prometheus.Registerer // default: a private registry
+	// Gatherer serves /metrics; default: the Registry when it is a *prometheus.Registry.
+	Gatherer prometheus.Gatherer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is one edge node.
+type Server struct {
+	cfg    Config
+	origin Origin
+	log    *slog.Logger
+	now    func() time.Time
+	keys   *cachekey.Normalizer
+	store  *store
+	fl     flights
+	pass   passSet
+	m      *metrics
+	gather prometheus.Gatherer
+
+	ready    atomic.Bool
+	viewer   *fasthttp.Server
+	closeMu  sync.Mutex
+	closed   bool
+	bgCtx    context.Context // background work (revalidations); cancelled at shutdown
+	bgCancel context.CancelFunc
+}
+
+// New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted
+// edge serves its warm cache at once) and creates the memory tier. Call Close when done, or let
+// Serve do it.
+func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Origin == nil {
+		return nil, fmt.Errorf("%w: no origin", ErrConfig)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registry == nil {
+		reg := prometheus.NewRegistry()
+		deps.Registry, deps.Gatherer = reg, reg
+	}
+	if deps.Gatherer == nil {
+		if g, ok := deps.Registry.(prometheus.Gatherer); ok {
+			deps.Gatherer = g
+		}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.Cache.DropQuery})
+	if err != nil {
+		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
+	}
+	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
+	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer}
+	s.fl.m = map[string]*flight{}
+	s.pass.m = map[string]time.Time{}
+
+	var st *store
+	mem, err := memtier.New(memtier.Config{
+		MaxBytes:       int64(cfg.Memory.MaxBytes),
+		MaxObjectBytes: int64(cfg.Memory.MaxObjectBytes),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory tier: %w", err)
+	}
+	disk, err := disktier.Open(ctx, disktier.Config{
+		Dir:      cfg.Disk.Dir,
+		MaxBytes: int64(cfg.Disk.MaxBytes),
+		Logger:   log,
+		OnEvict: func(key string) {
+			if st != nil {
+				st.evicted(key)
+			} else {
+				mem.Del(key)
+			}
+		},
+	})
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("open disk tier %s: %w", cfg.Disk.Dir, err)
+	}
+	st = newStore(mem, disk, log)
+	s.store = st
+	s.m = newMetrics(deps.Registry, st)
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.viewer = &fasthttp.Server{
+		Handler:                       s.handle,
+		Name:                          "duet",
+		Concurrency:                   cfg.MaxConns,
+		ReadTimeout:                   30 * time.Second,
+		WriteTimeout:                  0, // large objects to slow viewers take long; idle is bounded below
+		IdleTimeout:                   60 * time.Second,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultContentType:          true,
+		NoDefaultServerHeader:         false,
+		ReduceMemoryUsage:             false,
+		StreamRequestBody:             true,
+		MaxRequestBodySize:            64 << 20,
+		Logger:                        fasthttpLogger{log},
+	}
+	return s, nil
+}
+
+// Serve answers viewers on ln and operators on admin until ctx ends, then shuts down
+// gracefully: it turns not-ready, waits DrainDelay, stops accepting, lets in-flight responses
+// and fills finish within ShutdownTimeout, and closes the tiers.
+func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
+	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- s.viewer.Serve(ln) }()
+	go func() {
+		if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.ready.Store(true)
+	s.log.Info("edge serving", "listen", ln.Addr().String(), "admin", admin.Addr().String(),
+		"memory_bytes", s.cfg.Memory.MaxBytes.String(), "disk_bytes", s.cfg.Disk.MaxBytes.String(),
+		"disk_entries", s.store.disk.Len())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.ready.Store(false)
+	if serveErr == nil && s.cfg.DrainDelay > 0 {
+		s.log.Info("draining", "delay", s.cfg.DrainDelay)
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case serveErr = <-errc:
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.viewer.ShutdownWithContext(sctx); err != nil {
+		s.log.Warn("viewer shutdown incomplete", "error", err)
+	}
+	s.bgCancel()
+	if err := s.fl.wait(sctx); err != nil {
+		s.log.Warn("fills still running at shutdown", "error", err)
+	}
+	_ = adminSrv.Shutdown(sctx)
+	s.Close()
+	s.log.Info("edge stopped")
+	return serveErr
+}
+
+// ListenAndServe opens the configured listeners and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("listen for viewers on %s: %w", s.cfg.Listen, err)
+	}
+	admin, err := lc.Listen(ctx, "tcp", s.cfg.AdminListen)
+	if err != nil {
+		_ = ln.Close()
+		s.Close()
+		return fmt.Errorf("listen for admin on %s: %w", s.cfg.AdminListen, err)
+	}
+	return s.Serve(ctx, ln, admin)
+}
+
+// Close releases the tiers. Idempotent and nil-safe; Serve calls it on shutdown.
+func (s *Server) Close() {
+	if s == nil {
+		return
+	}
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.bgCancel()
+	_ = s.store.disk.Close()
+	s.store.mem.Close()
+}
+
+// Ready reports whether the edge takes traffic.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// passSet remembers keys whose responses could not be shared, so their requests go straight to
+// the origin instead of queueing behind each other ("hit-for-pass").
+type passSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time // key → until; guarded by mu
+}
+
+// maxPassKeys bounds the set; past it, the set starts over (the cost is a collapsed fetch).
+const maxPassKeys = 100_000
+
+func (p *passSet) add(key string, until time.Time) {
+	p.mu.Lock()
+	if len(p.m) >= maxPassKeys {
+		clear(p.m)
+	}
+	p.m[key] = until
+	p.mu.Unlock()
+}
+
+func (p *passSet) has(key string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until, ok := p.m[key]
+	if ok && now.After(until) {
+		delete(p.m, key)
+		return false
+	}
+	return ok
+}
+
+func (p *passSet) remove(key string) {
+	p.mu.Lock()
+	delete(p.m, key)
+	p.mu.Unlock()
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
+}

@@ -1,0 +1,306 @@
+package edge
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/duetcdn/duet/edge/disktier"
+	"github.com/duetcdn/duet/edge/memtier"
+	"github.com/duetcdn/duet/edge/object"
+)
+
+// Key suffixes. A NUL byte never appears in a normalised path, so these cannot collide with a
+// request's own key, and a purge of key K reaches everything stored under K + "\x00".
+const (
+	variantSep = "\x00v\x00"
+	sliceSep   = "\x00s\x00"
+)
+
+func variantKey(primary, values string) string { return primary + variantSep + values }
+func sliceKey(primary string, i int64) string {
+	return primary + sliceSep + strconv.FormatInt(i, 10)
+}
+
+// primaryOf strips a variant or slice suffix.
+func primaryOf(key string) string {
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// store is the two tiers seen as one cache. The disk tier is the authority on what is cached:
+// an object enters the memory tier only after it was committed to disk, and leaves it when disk
+// evicts it, so that the disk index alone answers purges by key, prefix and tag.
+type store struct {
+	mem  *memtier.Tier
+	disk *disktier.Store
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	vary    map[string][]string            // primary key → the request headers its responses vary on; guarded by mu
+	tags    map[string]map[string]struct{} // surrogate key → cache keys; guarded by mu
+	keyTags map[string][]string            // cache key → its surrogate keys, to unindex on removal; guarded by mu
+}
+
+func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger) *store {
+	st := &store{
+		mem: mem, disk: disk, log: log,
+		vary: map[string][]string{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
+	}
+	// A restarted edge rebuilds its secondary indexes from the disk tier's metadata.
+	disk.Keys("", func(m object.Meta) bool {
+		st.index(&m)
+		return true
+	})
+	return st
+}
+
+// index records an entry's vary headers and surrogate keys.
+func (st *store) index(m *object.Meta) {
+	names := varyNames(m.Header)
+	if len(names) == 0 && len(m.Tags) == 0 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(names) > 0 {
+		st.vary[primaryOf(m.Key)] = names
+	}
+	if len(m.Tags) > 0 {
+		st.unindexLocked(m.Key)
+		for _, t := range m.Tags {
+			set := st.tags[t]
+			if set == nil {
+				set = map[string]struct{}{}
+				st.tags[t] = set
+			}
+			set[m.Key] = struct{}{}
+		}
+		st.keyTags[m.Key] = m.Tags
+	}
+}
+
+func (st *store) unindexLocked(key string) {
+	for _, t := range st.keyTags[key] {
+		if set := st.tags[t]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(st.tags, t)
+			}
+		}
+	}
+	delete(st.keyTags, key)
+}
+
+// evicted is the disk tier's eviction callback.
+func (st *store) evicted(key string) {
+	st.mem.Del(key)
+	st.mu.Lock()
+	st.unindexLocked(key)
+	st.mu.Unlock()
+}
+
+// varyOf returns the headers the primary key's responses vary on, if any.
+func (st *store) varyOf(primary string) []string {
+	st.mu.RLock()
+	v := st.vary[primary]
+	st.mu.RUnlock()
+	return v
+}
+
+// lookupKey is the key a request reads: the primary key, or a variant of it.
+func (st *store) lookupKey(primary string, reqHeader func(string) string) string {
+	names := st.varyOf(primary)
+	if len(names) == 0 {
+		return primary
+	}
+	return variantKey(primary, varyValues(names, reqHeader))
+}
+
+// entry is a cached object found in a tier.
+type entry struct {
+	meta *object.Meta
+	body []byte           // memory tier (or a small disk object read into memory)
+	file *disktier.Handle // disk tier; closed by whoever serves it
+	tier string
+}
+
+func (e *entry) close() {
+	if e.file != nil {
+		_ = e.file.Close()
+		e.file = nil
+	}
+}
+
+// peek finds an entry's metadata without opening anything.
+func (st *store) peek(key string) (*object.Meta, bool) {
+	if e, ok := st.mem.Get(key); ok {
+		return &e.Meta, true
+	}
+	if m, ok := st.disk.Get(key); ok {
+		return &m, true
+	}
+	return nil, false
+}
+
+// open finds an entry and makes its body readable. Small disk objects are read into memory
+// and offered to the memory tier (whose admission policy decides); large ones stay on disk and
+// are served with sendfile.
+func (st *store) open(key string) (*entry, bool) {
+	if e, ok := st.mem.Get(key); ok {
+		return &entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
+	}
+	h, err := st.disk.Open(key)
+	if err != nil {
+		if !errors.Is(err, disktier.ErrNotFound) {
+			st.log.LogAttrs(nil, slog.LevelWarn, "disk tier entry unusable, refetching",
+				slog.String("cache_key", key), slog.String("error", err.Error()))
+			st.mem.Del(key)
+		}
+		return nil, false
+	}
+	m := h.Meta
+	if st.mem.Fits(m.Size) {
+		body := make([]byte, m.Size)
+		if _, err := h.ReadAt(body, 0); err != nil && m.Size > 0 {
+			_ = h.Close()
+			st.log.LogAttrs(nil, slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
+			return nil, false
+		}
+		_ = h.Close()
+		me := &memtier.Entry{Meta: m, Body: body}
+		st.mem.Set(me)
+		return &entry{meta: &me.Meta, body: body, tier: "disk"}, true
+	}
+	return &entry{meta: &h.Meta, file: h, tier: "disk"}, true
+}
+
+// committed is called after a fill's entry reached disk.
+func (st *store) committed(m object.Meta, body []byte) {
+	st.index(&m)
+	if body != nil {
+		st.mem.Set(&memtier.Entry{Meta: m, Body: body})
+	} else {
+		st.mem.Del(m.Key)
+	}
+}
+
+// updateMeta replaces an entry's metadata (revalidation, soft purge) in both tiers.
+func (st *store) updateMeta(m object.Meta) error {
+	if err := st.disk.UpdateMeta(m.Key, m); err != nil {
+		st.mem.Del(m.Key)
+		return err
+	}
+	if e, ok := st.mem.Get(m.Key); ok {
+		st.mem.Set(&memtier.Entry{Meta: m, Body: e.Body})
+	}
+	st.index(&m)
+	return nil
+}
+
+// remove deletes one key from both tiers.
+func (st *store) remove(key string) bool {
+	st.mem.Del(key)
+	ok := st.disk.Delete(key)
+	st.mu.Lock()
+	st.unindexLocked(key)
+	st.mu.Unlock()
+	return ok
+}
+
+// keysUnder lists the keys stored under a key (itself, its variants and slices).
+func (st *store) keysUnder(key string) []string {
+	var keys []string
+	st.disk.Keys(key, func(m object.Meta) bool {
+		if m.Key == key || strings.HasPrefix(m.Key, key+"\x00") {
+			keys = append(keys, m.Key)
+		}
+		return true
+	})
+	return keys
+}
+
+// keysWithPrefix lists every key that starts with prefix, in order.
+func (st *store) keysWithPrefix(prefix string) []string {
+	var keys []string
+	st.disk.Keys(prefix, func(m object.Meta) bool {
+		keys = append(keys, m.Key)
+		return true
+	})
+	return keys
+}
+
+// keysTagged lists the keys carrying a surrogate key.
+func (st *store) keysTagged(tag string) []string {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	keys := make([]string, 0, len(st.tags[tag]))
+	for k := range st.tags[tag] {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// varyNames returns the canonical header names a stored response varies on.
+func varyNames(h []object.Field) []string {
+	var names []string
+	for _, f := range h {
+		if f.Name != "Vary" {
+			continue
+		}
+		for n := range strings.SplitSeq(f.Value, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, http.CanonicalHeaderKey(n))
+			}
+		}
+	}
+	return names
+}
+
+// varyValues builds the secondary key from the request's values of the vary headers.
+// Accept-Encoding is reduced to the coding the edge would ask the origin for, so that the
+// thousands of spellings browsers send share a handful of variants.
+func varyValues(names []string, reqHeader func(string) string) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(0x1f)
+		}
+		v := reqHeader(n)
+		if n == "Accept-Encoding" {
+			v = normaliseAcceptEncoding(v)
+		} else {
+			v = strings.ToLower(strings.TrimSpace(v))
+		}
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// normaliseAcceptEncoding maps an Accept-Encoding value to "br", "gzip" or "identity".
+func normaliseAcceptEncoding(v string) string {
+	best := "identity"
+	for part := range strings.SplitSeq(v, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
+			if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+				continue
+			}
+		}
+		switch name {
+		case "br":
+			return "br"
+		case "gzip", "x-gzip":
+			best = "gzip"
+		}
+	}
+	return best
+}

@@ -1,0 +1,202 @@
+// Package config loads a role's configuration struct from, in rising precedence: its defaults,
+// a YAML file, DUET_<ROLE>_* environment variables, and command-line flags. Every leaf field of
+// the struct (found through its yaml tags) gets an environment variable and a flag of the same
+// path, so the three spellings can never drift apart:
+//
+//	yaml  memory: {max_bytes: 1GiB}
+//	env   DUET_EDGE_MEMORY_MAX_BYTES=1GiB
+//	flag  --memory.max_bytes=1GiB
+package config
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// leaf is one settable field.
+type leaf struct {
+	path string // "memory.max_bytes"
+	v    reflect.Value
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	textType     = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType && !fv.Addr().Type().Implements(textType) {
+			out = leaves(fv, path, out)
+			continue
+		}
+		out = append(out, leaf{path: path, v: fv})
+	}
+	return out
+}
+
+// setString parses s into a leaf.
+func setString(l leaf, s string) error {
+	v := l.v
+	if v.Kind() == reflect.Pointer {
+		nv := reflect.New(v.Type().Elem())
+		if err := setString(leaf{path: l.path, v: nv.Elem()}, s); err != nil {
+			return err
+		}
+		v.Set(nv)
+		return nil
+	}
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 10s or 5m: %w", err)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		v.SetBool(b)
+	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// EnvName is the environment variable for a path: DUET_<ROLE>_<PATH>.
+func EnvName(role, path string) string {
+	return "DUET_" + strings.ToUpper(role) + "_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(path))
+}
+
+// Loader binds a configuration struct to a flag set.
+type Loader struct {
+	role   string
+	target any
+	flags  map[string]*flagValue
+}
+
+// flagValue records a flag's text; it is applied after the file and the environment.
+type flagValue struct {
+	l    leaf
+	set  bool
+	text string
+}
+
+func (f *flagValue) String() string { return f.text }
+func (f *flagValue) Set(s string) error {
+	if err := setString(leaf{path: f.l.path, v: reflect.New(f.l.v.Type()).Elem()}, s); err != nil {
+		return err // validate early so pflag names the flag
+	}
+	f.set, f.text = true, s
+	return nil
+}
+func (f *flagValue) Type() string {
+	switch {
+	case f.l.v.Type() == durationType:
+		return "duration"
+	case f.l.v.Kind() == reflect.Slice:
+		return "list"
+	case f.l.v.Kind() == reflect.Bool || f.l.v.Kind() == reflect.Pointer && f.l.v.Type().Elem().Kind() == reflect.Bool:
+		return "bool"
+	}
+	return "value"
+}
+
+// NewLoader registers one flag per setting of target (a pointer to a struct holding defaults).
+func NewLoader(role string, target any, fs *pflag.FlagSet) *Loader {
+	ld := &Loader{role: role, target: target, flags: map[string]*flagValue{}}
+	for _, l := range leaves(reflect.ValueOf(target).Elem(), "", nil) {
+		fv := &flagValue{l: l, text: fmt.Sprint(l.v.Interface())}
+		if l.v.Kind() == reflect.Pointer {
+			fv.text = ""
+		}
+		ld.flags[l.path] = fv
+		f := fs.VarPF(fv, l.path, "", "env "+EnvName(role, l.path))
+		if fv.Type() == "bool" {
+			f.NoOptDefVal = "true"
+		}
+	}
+	return ld
+}
+
+// Load applies the YAML file (if path is not empty), then the environment, then the flags that
+// were set, into the target. Unknown YAML keys are errors: a typo must not be ignored.
+func (ld *Loader) Load(path string, environ []string) error {
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(ld.target); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	var errs []error
+	for _, l := range leaves(reflect.ValueOf(ld.target).Elem(), "", nil) {
+		name := EnvName(ld.role, l.path)
+		if v, ok := env[name]; ok {
+			if err := setString(l, v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q: %w", name, v, err))
+			}
+		}
+	}
+	for _, l := range leaves(reflect.ValueOf(ld.target).Elem(), "", nil) {
+		if fv := ld.flags[l.path]; fv != nil && fv.set {
+			if err := setString(l, fv.text); err != nil {
+				errs = append(errs, fmt.Errorf("flag --%s=%q: %w", l.path, fv.text, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,327 @@
+// Package minioproc runs a real MinIO server as a child process: the S3 origin of `duet dev` and of
+// the integration tests. It starts the pinned binary that `make tools` installs into ./bin, waits
+// until the server answers its readiness probe, and stops it (or brings it back on the same address
+// and data, to simulate an origin outage).
+package minioproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultAccessKey = "duetadmin"
+	DefaultSecretKey = "duetadmin-secret"
+
+	// readyTimeout bounds how long Start and Restart wait for the readiness probe.
+	readyTimeout = 30 * time.Second
+	// stopGrace is how long Stop waits after SIGTERM before it kills the server.
+	stopGrace = 10 * time.Second
+	// tailSize is how much of the server's log is kept for error messages, in bytes.
+	tailSize = 4 << 10
+)
+
+// Config describes one MinIO server.
+type Config struct {
+	// Bin is the path to the minio binary, usually ./bin/minio (installed by `make tools`).
+	Bin string
+	// Dir is the data directory; it is created if missing. Its content survives Stop and Restart.
+	Dir string
+	// Addr is the S3 API listen address. A port of 0 ("127.0.0.1:0") picks a free port, because
+	// minio needs a concrete one; an empty host means 127.0.0.1. The console gets another free
+	// port on the same host (the browser UI itself is turned off).
+	Addr string
+	// AccessKey and SecretKey are the root credentials (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD).
+	// Empty means DefaultAccessKey / DefaultSecretKey. MinIO wants at least 3 and 8 characters.
+	AccessKey, SecretKey string
+	// Stdout receives the server's stdout and stderr. Nil discards them (the last few KiB are
+	// still kept for error messages).
+	Stdout io.Writer
+}
+
+// Server is a running (or stopped) MinIO server. Its address, credentials and data directory stay
+// the same for its whole life, across Stop and Restart.
+type Server struct {
+	cfg         Config // defaults applied; Addr is concrete
+	consoleAddr string
+
+	// mu serialises Stop and Restart, and guards proc.
+	mu   sync.Mutex
+	proc *process // nil when stopped
+}
+
+// Start launches `minio server` and waits, bounded by ctx and by 30 s, until it answers
+// GET /minio/health/ready with 200. ctx bounds only the start: the server runs until Stop.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.AccessKey == "" {
+		cfg.AccessKey = DefaultAccessKey
+	}
+	if cfg.SecretKey == "" {
+		cfg.SecretKey = DefaultSecretKey
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	switch {
+	case cfg.Bin == "":
+		return nil, errors.New("minio config: Bin is required")
+	case cfg.Dir == "":
+		return nil, errors.New("minio config: Dir is required")
+	case len(cfg.AccessKey) < 3:
+		return nil, errors.New("minio config: AccessKey must have at least 3 characters")
+	case len(cfg.SecretKey) < 8:
+		return nil, errors.New("minio config: SecretKey must have at least 8 characters")
+	}
+	if fi, err := os.Stat(cfg.Bin); err != nil || fi.IsDir() {
+		return nil, fmt.Errorf("%w at %s: run \"make tools\"", ErrBinaryNotFound, cfg.Bin)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create minio data dir: %w", err)
+	}
+	addr, console, err := pickAddrs(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Addr = addr
+	s := &Server{cfg: cfg, consoleAddr: console}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Endpoint is the S3 endpoint URL, "http://127.0.0.1:PORT".
+func (s *Server) Endpoint() string { return "http://" + s.cfg.Addr }
+
+// Addr is the S3 API address, "127.0.0.1:PORT".
+func (s *Server) Addr() string { return s.cfg.Addr }
+
+// AccessKey is the root user.
+func (s *Server) AccessKey() string { return s.cfg.AccessKey }
+
+// SecretKey is the root password.
+func (s *Server) SecretKey() string { return s.cfg.SecretKey }
+
+// Dir is the data directory.
+func (s *Server) Dir() string { return s.cfg.Dir }
+
+// Stop sends SIGTERM and waits for the server to exit, killing it after 10 s. It is idempotent and
+// nil-safe. It reports an error when the server had already died on its own.
+func (s *Server) Stop() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stop()
+}
+
+// Restart stops the server if it is running and starts it again on the same address and data
+// directory, waiting for readiness as Start does.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.stop() // an earlier crash is not a reason to refuse to start again
+	return s.start(ctx)
+}
+
+// stop ends the running process, if any. s.mu must be held.
+func (s *Server) stop() error {
+	p := s.proc
+	if p == nil {
+		return nil
+	}
+	s.proc = nil
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return fmt.Errorf("minio at %s had exited: %w; log tail:\n%s", s.cfg.Addr, p.err, p.tail)
+		}
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		_ = p.cmd.Process.Kill()
+	}
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return nil
+}
+
+// start launches the process and waits for readiness. s.mu must be held and s.proc nil.
+func (s *Server) start(ctx context.Context) error {
+	tail := &tailBuffer{max: tailSize}
+	out := io.MultiWriter(s.cfg.Stdout, tail)
+	cmd := exec.Command(s.cfg.Bin, "server",
+		"--address", s.cfg.Addr,
+		"--console-address", s.consoleAddr,
+		s.cfg.Dir)
+	cmd.Env = append(environWithout("MINIO_"),
+		"MINIO_ROOT_USER="+s.cfg.AccessKey,
+		"MINIO_ROOT_PASSWORD="+s.cfg.SecretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	cmd.Stdout = out // the same writer for both: exec serialises the writes
+	cmd.Stderr = out
+	cmd.SysProcAttr = procAttr()
+	cmd.WaitDelay = 5 * time.Second // do not hang on a pipe held open by a grandchild
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start minio %s: %w", s.cfg.Bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{}), tail: tail}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := waitReady(ctx, s.Endpoint()+"/minio/health/ready", p); err != nil {
+		_ = cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("minio at %s: %w; log tail:\n%s", s.cfg.Addr, err, tail)
+	}
+	s.proc = p
+	return nil
+}
+
+// process is one run of the server binary.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd.Wait has returned
+	err  error         // cmd.Wait's result; read only after done is closed
+	tail *tailBuffer
+}
+
+// waitReady polls url until it answers 200, the process exits, ctx ends or readyTimeout passes.
+func waitReady(ctx context.Context, url string, p *process) error {
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}
+	defer client.CloseIdleConnections()
+	deadline := time.NewTimer(readyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ready(ctx, client, url) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%w: exited during start: %v", ErrNotReady, p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("%w: no answer from %s within %s", ErrNotReady, url, readyTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func ready(ctx context.Context, client *http.Client, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// pickAddrs turns addr into a concrete host:port (choosing a free port for port 0) and chooses a
+// free console port on the same host. Both probe listeners are open at once, so the ports differ.
+func pickAddrs(addr string) (api, console string, err error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("minio config: Addr %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	var probes []net.Listener
+	defer func() {
+		for _, l := range probes {
+			_ = l.Close()
+		}
+	}()
+	free := func() (string, error) {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return "", fmt.Errorf("pick a free port on %s: %w", host, err)
+		}
+		probes = append(probes, l)
+		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+	}
+	if port == "" || port == "0" {
+		if port, err = free(); err != nil {
+			return "", "", err
+		}
+	}
+	consolePort, err := free()
+	if err != nil {
+		return "", "", err
+	}
+	return net.JoinHostPort(host, port), net.JoinHostPort(host, consolePort), nil
+}
+
+// environWithout is the environment minus the variables with the given prefix, so a developer's
+// own MINIO_* settings cannot change the server under test.
+func environWithout(prefix string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, prefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	mu  sync.Mutex // guards buf
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}

@@ -1,0 +1,471 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Defaults for S3Config and HTTPConfig.
+const (
+	DefaultRegion   = "us-east-1"
+	DefaultTimeout  = 10 * time.Second
+	DefaultMaxConns = 256
+)
+
+// S3Config describes an S3-compatible origin (AWS S3, MinIO, ...).
+type S3Config struct {
+	// Endpoint is the S3 API URL, for example "http://127.0.0.1:9000" for MinIO. Empty means AWS.
+	Endpoint string
+	// Region is the bucket's region. Empty means us-east-1 (what MinIO expects by default).
+	Region string
+	// Bucket holds the objects. Required.
+	Bucket string
+	// Prefix is prepended to every object key: with Prefix "vod", the path "/a/b.ts" is the key
+	// "vod/a/b.ts". Leading and trailing slashes do not matter ("vod", "vod/" and "/vod/" are the
+	// same). Empty means the bucket's root.
+	Prefix string
+	// PathStyle addresses the bucket as Endpoint/Bucket/key instead of Bucket.Endpoint/key. MinIO
+	// needs true.
+	PathStyle bool
+	// AccessKey and SecretKey are static credentials. Both empty means the standard AWS credential
+	// chain (environment, shared config and credentials files, web identity, IMDS...).
+	AccessKey, SecretKey string
+	// Timeout bounds the time until S3 answers with the object's metadata (time to first byte),
+	// retries included. The body is bounded only by the caller's context. Zero means 10 s.
+	Timeout time.Duration
+	// MaxConns is the number of idle connections kept for reuse. Zero means 256.
+	MaxConns int
+}
+
+// getObjectAPI is the one S3 operation Fetch needs.
+type getObjectAPI interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// putObjectAPI is the S3 operation Put needs.
+type putObjectAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// headBucketAPI and createBucketAPI are the S3 operations EnsureBucket needs.
+type headBucketAPI interface {
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, optFns ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
+}
+
+type createBucketAPI interface {
+	CreateBucket(ctx context.Context, in *s3.CreateBucketInput, optFns ...func(*s3.Options)) (*s3.CreateBucketOutput, error)
+}
+
+// S3 reads objects from one bucket (below an optional prefix) of an S3-compatible store.
+type S3 struct {
+	bucket  string
+	prefix  string // "" or ends with "/"
+	region  string
+	timeout time.Duration
+	name    string
+
+	get    getObjectAPI
+	put    putObjectAPI
+	head   headBucketAPI
+	create createBucketAPI
+}
+
+// NewS3 validates cfg and builds the client. ctx bounds loading the AWS credential chain, when
+// static credentials are not given.
+func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case cfg.Bucket == "":
+		return nil, fmt.Errorf("%w: s3 Bucket is required", ErrInvalidConfig)
+	case strings.Contains(cfg.Bucket, "/"):
+		return nil, fmt.Errorf("%w: s3 Bucket %q contains a slash (use Prefix for a folder)", ErrInvalidConfig, cfg.Bucket)
+	case (cfg.AccessKey == "") != (cfg.SecretKey == ""):
+		return nil, fmt.Errorf("%w: s3 AccessKey and SecretKey must be set together (or both left empty for the AWS credential chain)", ErrInvalidConfig)
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("%w: s3 Timeout %s is negative", ErrInvalidConfig, cfg.Timeout)
+	case cfg.MaxConns < 0:
+		return nil, fmt.Errorf("%w: s3 MaxConns %d is negative", ErrInvalidConfig, cfg.MaxConns)
+	}
+	if cfg.Endpoint != "" {
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: s3 Endpoint %q is not an http:// or https:// URL", ErrInvalidConfig, cfg.Endpoint)
+		}
+	}
+
+	var awsCfg aws.Config
+	if cfg.AccessKey != "" {
+		// Static credentials: do not read the environment or ~/.aws at all, so a developer's AWS
+		// profile cannot break or redirect a MinIO origin.
+		awsCfg = aws.Config{
+			Region:      cfg.Region,
+			Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, ""),
+		}
+	} else {
+		var err error
+		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
+		if err != nil {
+			return nil, fmt.Errorf("load aws config for s3 origin: %w", err)
+		}
+	}
+
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.Region = cfg.Region
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+		o.HTTPClient = &http.Client{Transport: newTransport(cfg.Timeout, cfg.MaxConns, http.ProxyFromEnvironment)}
+		// Checksums are validated only when a request asks for them (ChecksumMode), which Fetch
+		// never does: S3 answers a ranged read with the whole object's checksum, and a validator
+		// that wraps the body would fail at its end or hold bytes back.
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.DisableLogOutputChecksumValidationSkipped = true
+		// One quick retry for a blip, then the error goes to the edge, which fails over to another
+		// origin: long SDK backoffs would only hide the failure. No client-side retry quota, so
+		// a long outage cannot leave the client refusing to retry after the origin is back.
+		// Retries happen only before an answer arrives: once GetObject returns, the body is
+		// streamed from that one response and never re-read.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 2
+			so.MaxBackoff = 200 * time.Millisecond
+			so.RateLimiter = ratelimit.None
+		})
+	})
+
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3{
+		bucket:  cfg.Bucket,
+		prefix:  prefix,
+		region:  cfg.Region,
+		timeout: cfg.Timeout,
+		name:    "s3://" + cfg.Bucket + "/" + prefix,
+		get:     client,
+		put:     client,
+		head:    client,
+		create:  client,
+	}, nil
+}
+
+// Name is "s3://bucket/prefix/", for logs and metrics.
+func (o *S3) Name() string { return o.name }
+
+// Fetch reads r.Path from the bucket. S3 answers that carry an HTTP status (missing key, failed
+// condition, bad range, denied access, server errors) are Responses with that status; the error
+// is for failing to get any answer (connection refused, timeout, cancelled context).
+func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
+	key, status := o.objectKey(r.Path)
+	if status != 0 {
+		return emptyResponse(status, nil), nil
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(key)}
+	if r.Range != "" {
+		in.Range = aws.String(r.Range)
+	}
+	if r.IfNoneMatch != "" {
+		in.IfNoneMatch = aws.String(r.IfNoneMatch)
+	}
+	if !r.IfModifiedSince.IsZero() {
+		in.IfModifiedSince = aws.Time(r.IfModifiedSince)
+	}
+	if r.IfMatch != "" {
+		in.IfMatch = aws.String(r.IfMatch)
+	}
+
+	fb := startFirstByte(ctx, o.timeout, false)
+	out, err := o.get.GetObject(fb.ctx, in)
+	if err != nil {
+		defer fb.release()
+		resp, ok := s3ErrorResponse(err)
+		if !ok {
+			return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, fb.wrapErr(err))
+		}
+		if resp.Status == http.StatusRequestedRangeNotSatisfiable && resp.Header.Get("Content-Range") == "" {
+			if cr, ok := o.unsatisfiedRange(fb.ctx, in); ok {
+				resp.Header.Set("Content-Range", cr)
+			}
+		}
+		return resp, nil
+	}
+	body := out.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	if !fb.arrived() {
+		_ = body.Close()
+		fb.release()
+		return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, context.Cause(fb.ctx))
+	}
+
+	resp := &Response{
+		Status:        http.StatusOK,
+		Header:        objectHeader(out),
+		Body:          &releaseBody{ReadCloser: body, release: fb.release},
+		ContentLength: -1,
+	}
+	if out.ContentLength != nil {
+		resp.ContentLength = *out.ContentLength
+	}
+	if r.Range != "" && aws.ToString(out.ContentRange) != "" {
+		resp.Status = http.StatusPartialContent
+	}
+	return resp, nil
+}
+
+// unsatisfiedRange finds the object's size after a 416, for the "bytes */size" Content-Range of
+// RFC 9110 section 14.4, which S3 and MinIO leave out of their answer (S3 puts it in the error
+// document, which the SDK does not expose). It reads the object's first byte under the same
+// conditions: a 206 names the size, and a 416 to "bytes=0-0" means the object is empty. ok is
+// false when the size cannot be learnt.
+func (o *S3) unsatisfiedRange(ctx context.Context, failed *s3.GetObjectInput) (contentRange string, ok bool) {
+	in := *failed
+	in.Range = aws.String("bytes=0-0")
+	out, err := o.get.GetObject(ctx, &in)
+	if err != nil {
+		if resp, ok := s3ErrorResponse(err); ok && resp.Status == http.StatusRequestedRangeNotSatisfiable {
+			return "bytes */0", true
+		}
+		return "", false
+	}
+	if out.Body != nil {
+		_, _ = io.Copy(io.Discard, out.Body) // one byte; drained so the connection is reused
+		_ = out.Body.Close()
+	}
+	cr := aws.ToString(out.ContentRange) // "bytes 0-0/20"
+	if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+		if size := cr[i+1:]; size != "*" && size != "" {
+			return "bytes */" + size, true
+		}
+	}
+	if cr == "" && aws.ToInt64(out.ContentLength) == 0 {
+		return "bytes */0", true
+	}
+	return "", false
+}
+
+// objectKey maps a request path to the object key. A status other than 0 is the answer without
+// asking S3: 404 for a path that names no object (empty, or a folder), 400 for a path that is not
+// valid percent-encoding.
+func (o *S3) objectKey(path string) (key string, status int) {
+	p, err := url.PathUnescape(path)
+	if err != nil {
+		return "", http.StatusBadRequest
+	}
+	p = strings.TrimPrefix(p, "/")
+	if p == "" || strings.HasSuffix(p, "/") {
+		return "", http.StatusNotFound
+	}
+	return o.prefix + p, 0
+}
+
+// objectHeader synthesises HTTP response headers from an object's attributes.
+func objectHeader(out *s3.GetObjectOutput) http.Header {
+	h := make(http.Header, 12)
+	set := func(name string, v *string) {
+		if s := aws.ToString(v); s != "" {
+			h.Set(name, s)
+		}
+	}
+	set("Content-Type", out.ContentType)
+	if out.ContentLength != nil {
+		h.Set("Content-Length", strconv.FormatInt(*out.ContentLength, 10))
+	}
+	set("Content-Range", out.ContentRange)
+	set("Content-Encoding", out.ContentEncoding)
+	set("Content-Disposition", out.ContentDisposition)
+	set("Content-Language", out.ContentLanguage)
+	set("Etag", out.ETag)
+	if out.LastModified != nil {
+		h.Set("Last-Modified", out.LastModified.UTC().Format(http.TimeFormat))
+	}
+	set("Cache-Control", out.CacheControl)
+	switch {
+	case aws.ToString(out.ExpiresString) != "":
+		h.Set("Expires", *out.ExpiresString)
+	case out.Expires != nil: //nolint:staticcheck // ExpiresString is preferred; older servers fill only Expires
+		h.Set("Expires", out.Expires.UTC().Format(http.TimeFormat)) //nolint:staticcheck // see above
+	}
+	h.Set("Accept-Ranges", "bytes")
+	if v := out.Metadata["surrogate-key"]; v != "" {
+		h.Set("Surrogate-Key", v)
+	}
+	return h
+}
+
+// s3ErrorResponse turns an S3 error answer into a Response with its HTTP status. ok is false for
+// errors without an HTTP answer (transport failures, timeouts), which stay errors.
+func s3ErrorResponse(err error) (resp *Response, ok bool) {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode == 0 {
+		return nil, false
+	}
+	status := re.Response.StatusCode
+	got := re.Response.Header
+	h := make(http.Header)
+	keep := func(names ...string) {
+		for _, name := range names {
+			if v := got.Get(name); v != "" {
+				h.Set(name, v)
+			}
+		}
+	}
+	switch status {
+	case http.StatusNotModified:
+		// A 304 carries the validators and freshness the edge merges into its entry (RFC 9111
+		// section 4.3.4).
+		keep("Etag", "Last-Modified", "Cache-Control", "Expires")
+	case http.StatusRequestedRangeNotSatisfiable:
+		// "bytes */size", should a server send it.
+		if cr := got.Get("Content-Range"); strings.HasPrefix(cr, "bytes */") {
+			h.Set("Content-Range", cr)
+		}
+	}
+	return emptyResponse(status, h), true
+}
+
+// Put stores an object (a single PutObject, for dev samples and tests; large uploads belong to
+// `duet upload`). key is relative to the origin's Prefix. size is the body's length, or -1 when
+// unknown. meta becomes x-amz-meta-* metadata; a "surrogate-key" entry is what Fetch returns as
+// Surrogate-Key. Empty contentType and cacheControl are not sent.
+func (o *S3) Put(ctx context.Context, key string, body io.Reader, size int64, contentType, cacheControl string, meta map[string]string) error {
+	key = strings.TrimPrefix(key, "/")
+	if key == "" || strings.HasSuffix(key, "/") {
+		return fmt.Errorf("put %q to %s: key names no object", key, o.name)
+	}
+	// Over plain HTTP (MinIO in dev) the SDK signs the payload's hash and must read the body
+	// twice; over HTTPS it needs the length. A seekable body gives both; anything else is spooled.
+	rs, n, cleanup, err := seekableBody(body, size)
+	if err != nil {
+		return fmt.Errorf("put %s to %s: %w", key, o.name, err)
+	}
+	defer cleanup()
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(o.bucket),
+		Key:           aws.String(o.prefix + key),
+		Body:          rs,
+		ContentLength: aws.Int64(n),
+		Metadata:      meta,
+	}
+	if contentType != "" {
+		in.ContentType = aws.String(contentType)
+	}
+	if cacheControl != "" {
+		in.CacheControl = aws.String(cacheControl)
+	}
+	if _, err := o.put.PutObject(ctx, in); err != nil {
+		return fmt.Errorf("put %s to %s: %w", key, o.name, err)
+	}
+	return nil
+}
+
+// spoolInMemory is the largest non-seekable body Put buffers in memory, in bytes; larger ones go
+// to a temporary file.
+const spoolInMemory = 8 << 20
+
+// seekableBody returns body as an io.ReadSeeker with its length (from the current position to the
+// end). A body that is not seekable is copied into memory, or into a temporary file that cleanup
+// removes. When size is not -1 the body must have exactly size bytes.
+func seekableBody(body io.Reader, size int64) (rs io.ReadSeeker, n int64, cleanup func(), err error) {
+	cleanup = func() {}
+	checkSize := func(n int64) error {
+		if size >= 0 && n != size {
+			return fmt.Errorf("body has %d bytes, size says %d", n, size)
+		}
+		return nil
+	}
+	if s, ok := body.(io.ReadSeeker); ok {
+		// The SDK rewinds to this position, not to 0, when it retries.
+		cur, err := s.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, 0, cleanup, fmt.Errorf("seek body: %w", err)
+		}
+		end, err := s.Seek(0, io.SeekEnd)
+		if err != nil {
+			return nil, 0, cleanup, fmt.Errorf("seek body: %w", err)
+		}
+		if _, err := s.Seek(cur, io.SeekStart); err != nil {
+			return nil, 0, cleanup, fmt.Errorf("seek body: %w", err)
+		}
+		return s, end - cur, cleanup, checkSize(end - cur)
+	}
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(body, spoolInMemory+1)); err != nil {
+		return nil, 0, cleanup, fmt.Errorf("read body: %w", err)
+	}
+	if buf.Len() <= spoolInMemory {
+		return bytes.NewReader(buf.Bytes()), int64(buf.Len()), cleanup, checkSize(int64(buf.Len()))
+	}
+	f, err := os.CreateTemp("", "duet-put-*")
+	if err != nil {
+		return nil, 0, cleanup, fmt.Errorf("spool body: %w", err)
+	}
+	cleanup = func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}
+	if n, err = io.Copy(f, io.MultiReader(&buf, body)); err == nil {
+		err = checkSize(n)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		cleanup()
+		return nil, 0, func() {}, fmt.Errorf("spool body: %w", err)
+	}
+	return f, n, cleanup, nil
+}
+
+// EnsureBucket creates the bucket if it does not exist (dev mode and tests).
+func (o *S3) EnsureBucket(ctx context.Context) error {
+	_, err := o.head.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(o.bucket)})
+	if err == nil {
+		return nil
+	}
+	var re *smithyhttp.ResponseError
+	var notFound *types.NotFound
+	if !errors.As(err, &notFound) && (!errors.As(err, &re) || re.HTTPStatusCode() != http.StatusNotFound) {
+		return fmt.Errorf("check bucket %s: %w", o.bucket, err)
+	}
+	in := &s3.CreateBucketInput{Bucket: aws.String(o.bucket)}
+	if o.region != DefaultRegion {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(o.region),
+		}
+	}
+	_, err = o.create.CreateBucket(ctx, in)
+	var owned *types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", o.bucket, err)
+	}
+	return nil
+}
