@@ -111,8 +111,14 @@ func TestBudgetsHold(t *testing.T) {
 	if maxMem.Load() > memBudget {
 		t.Errorf("memory tier reached %d bytes, budget %d", maxMem.Load(), memBudget)
 	}
-	if maxDisk.Load() > diskBudget || maxDir.Load() > diskBudget {
-		t.Errorf("disk tier reached %d accounted / %d on disk, budget %d", maxDisk.Load(), maxDir.Load(), diskBudget)
+	// A directory walk during the run can count a file twice (seen in tmp/, then again after its
+	// rename into place), so the walk is asserted once the edge is quiet; during the run the
+	// tier's own accounting (which reserves bytes before they are written) is the measure.
+	if maxDisk.Load() > diskBudget {
+		t.Errorf("disk tier accounted %d bytes, budget %d", maxDisk.Load(), diskBudget)
+	}
+	if onDisk := dirBytes(t, h.cfg.Disk.Dir); onDisk > diskBudget {
+		t.Errorf("%d bytes on disk after the run, budget %d", onDisk, diskBudget)
 	}
 	if h.srv.store.disk.Stats().Evictions == 0 {
 		t.Error("no disk evictions: the run did not exercise the budget")

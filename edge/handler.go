@@ -499,14 +499,14 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, reason string) {
 
 // body is where a response's bytes come from: a tier entry or a running flight.
 type body struct {
-	e *entry
+	e entry // held by value: a pointer would make every hit allocate (escape analysis)
 	f *flight
 	// reader, for slices, is an open reader of f that keeps its spool alive.
 	reader io.Reader
 }
 
 func (b body) close() {
-	if b.e != nil {
+	if b.e.meta != nil {
 		b.e.close()
 	}
 }
@@ -572,16 +572,15 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		return
 	}
 	switch {
-	case src.e != nil && src.e.body != nil:
+	case src.e.meta != nil && src.e.body != nil:
 		ctx.Response.SetBodyRaw(src.e.body[off : off+n])
-	case src.e != nil && src.e.file != nil:
+	case src.e.meta != nil && src.e.file != nil:
 		fb, err := newFileBody(src.e.file, off, n)
 		if err != nil {
 			src.close()
 			s.fail(ctx, fasthttp.StatusInternalServerError, "read cached file: "+err.Error())
 			return
 		}
-		src.e.file = nil
 		ctx.SetBodyStream(fb, int(n))
 	case src.f != nil:
 		end := off + n
@@ -605,11 +604,10 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 	var ra io.ReaderAt
 	var release func()
 	switch {
-	case src.e != nil && src.e.body != nil:
+	case src.e.meta != nil && src.e.body != nil:
 		ra, release = bytes.NewReader(src.e.body), func() {}
-	case src.e != nil && src.e.file != nil:
+	case src.e.meta != nil && src.e.file != nil:
 		h := src.e.file
-		src.e.file = nil
 		ra, release = h, func() { _ = h.Close() }
 	case src.f != nil:
 		r := src.f.newReader(0, -1)

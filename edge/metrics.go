@@ -98,7 +98,7 @@ func (m *metrics) servedFrom(src body, meta *object.Meta) {
 	switch {
 	case src.f != nil:
 		m.bytesByTier["origin"].Add(float64(max(meta.Size, 0)))
-	case src.e != nil:
+	case src.e.meta != nil:
 		m.bytesByTier[src.e.tier].Add(float64(meta.Size))
 	}
 }

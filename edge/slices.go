@@ -124,7 +124,7 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 		// Unreadable Range: RFC 9110 lets us ignore it and send the whole object.
 		ranges = []byterange.Range{{Start: 0, End: total - 1}}
 	}
-	ra := &sliceReader{s: s, ctx: ctx, rq: rq, etag: etag, size: size, total: total,
+	ra := &sliceReader{s: s, ctx: ctx, rq: *rq, etag: etag, size: size, total: total,
 		got: map[int64]*slice{first / size: sl}}
 	// Resolve the first few slices now: a changed object is best found before any byte is sent.
 	resolved := 0
@@ -184,7 +184,7 @@ func (s *sectionCloser) Close() error { return s.c.Close() }
 type sliceReader struct {
 	s           *Server
 	ctx         *fasthttp.RequestCtx
-	rq          *request
+	rq          request
 	etag        string
 	size, total int64
 
@@ -199,7 +199,7 @@ func (r *sliceReader) slice(i int64) (*slice, error) {
 	if ok {
 		return sl, nil
 	}
-	sl, err := r.s.getSlice(r.ctx, r.rq, i, r.etag)
+	sl, err := r.s.getSlice(r.ctx, &r.rq, i, r.etag)
 	if err != nil {
 		return nil, err
 	}
@@ -396,9 +396,9 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 // readAt reads from an entry or a flight.
 func (b body) readAt(p []byte, off int64) (int, error) {
 	switch {
-	case b.e != nil && b.e.body != nil:
+	case b.e.meta != nil && b.e.body != nil:
 		return bytes.NewReader(b.e.body).ReadAt(p, off)
-	case b.e != nil && b.e.file != nil:
+	case b.e.meta != nil && b.e.file != nil:
 		return b.e.file.ReadAt(p, off)
 	case b.reader != nil:
 		return b.reader.(io.ReaderAt).ReadAt(p, off)

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -130,10 +131,10 @@ type entry struct {
 	tier string
 }
 
-func (e *entry) close() {
+// close releases a disk entry's file; once only, by whoever does not hand it on.
+func (e entry) close() {
 	if e.file != nil {
 		_ = e.file.Close()
-		e.file = nil
 	}
 }
 
@@ -151,33 +152,33 @@ func (st *store) peek(key string) (*object.Meta, bool) {
 // open finds an entry and makes its body readable. Small disk objects are read into memory
 // and offered to the memory tier (whose admission policy decides); large ones stay on disk and
 // are served with sendfile.
-func (st *store) open(key string) (*entry, bool) {
+func (st *store) open(key string) (entry, bool) {
 	if e, ok := st.mem.Get(key); ok {
-		return &entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
+		return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
 	}
 	h, err := st.disk.Open(key)
 	if err != nil {
 		if !errors.Is(err, disktier.ErrNotFound) {
-			st.log.LogAttrs(nil, slog.LevelWarn, "disk tier entry unusable, refetching",
+			st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk tier entry unusable, refetching",
 				slog.String("cache_key", key), slog.String("error", err.Error()))
 			st.mem.Del(key)
 		}
-		return nil, false
+		return entry{}, false
 	}
 	m := h.Meta
 	if st.mem.Fits(m.Size) {
 		body := make([]byte, m.Size)
 		if _, err := h.ReadAt(body, 0); err != nil && m.Size > 0 {
 			_ = h.Close()
-			st.log.LogAttrs(nil, slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
-			return nil, false
+			st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
+			return entry{}, false
 		}
 		_ = h.Close()
 		me := &memtier.Entry{Meta: m, Body: body}
 		st.mem.Set(me)
-		return &entry{meta: &me.Meta, body: body, tier: "disk"}, true
+		return entry{meta: &me.Meta, body: body, tier: "disk"}, true
 	}
-	return &entry{meta: &h.Meta, file: h, tier: "disk"}, true
+	return entry{meta: &h.Meta, file: h, tier: "disk"}, true
 }
 
 // committed is called after a fill's entry reached disk.

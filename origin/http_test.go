@@ -274,11 +274,13 @@ func TestHTTPForward(t *testing.T) {
 // TestHTTPTimeout checks that Timeout bounds the wait for response headers and nothing after.
 func TestHTTPTimeout(t *testing.T) {
 	const timeout = 100 * time.Millisecond
-	release := make(chan struct{})
+	stop := make(chan struct{}) // closed when the test ends
+	more := make(chan struct{}) // lets /slow-body send the rest
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow-headers" {
+			_, _ = io.Copy(io.Discard, r.Body)
 			select {
-			case <-release:
+			case <-stop:
 			case <-r.Context().Done():
 			}
 			return
@@ -287,13 +289,13 @@ func TestHTTPTimeout(t *testing.T) {
 		_, _ = io.WriteString(w, "abc")
 		_ = http.NewResponseController(w).Flush()
 		select {
-		case <-release:
+		case <-more:
 			_, _ = io.WriteString(w, "def")
-		case <-r.Context().Done():
+		case <-stop:
 		}
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
+	t.Cleanup(func() { close(stop) }) // runs before srv.Close
 	o := newTestHTTP(t, HTTPConfig{BaseURL: srv.URL, Timeout: timeout})
 
 	start := time.Now()
@@ -328,7 +330,7 @@ func TestHTTPTimeout(t *testing.T) {
 	}
 	// The body must outlive the time-to-first-byte clock: let the wall clock pass it.
 	testenv.Eventually(t, 5*time.Second, func() bool { return time.Since(answered) > 3*timeout }, "the clock did not move")
-	release <- struct{}{}
+	close(more)
 	rest, err := io.ReadAll(br)
 	if err != nil || string(rest) != "def" {
 		t.Fatalf("rest of the body %q: %v (the timeout cut the body)", rest, err)

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
@@ -198,6 +200,23 @@ func TestS3(t *testing.T) {
 			if b := readAll(t, resp); resp.Status != http.StatusNotFound || len(b) != 0 {
 				t.Errorf("Fetch %q: status %d body %q, want 404 and no body", p, resp.Status, b)
 			}
+		}
+	})
+
+	t.Run("access denied", func(t *testing.T) {
+		t.Parallel()
+		bucket := testenv.Bucket(t, srv)
+		put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("a.ts"), Body: bytes.NewReader(body)})
+		o, err := NewS3(t.Context(), S3Config{
+			Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
+			AccessKey: srv.AccessKey(), SecretKey: "not-the-secret",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := fetch(t, o, &Request{Path: "/a.ts"})
+		if b := readAll(t, resp); resp.Status != http.StatusForbidden || len(b) != 0 {
+			t.Fatalf("wrong secret: status %d body %q, want 403 and no body", resp.Status, b)
 		}
 	})
 
@@ -457,6 +476,22 @@ func TestS3Unit(t *testing.T) {
 	}
 	if _, err := o.Fetch(t.Context(), &Request{Path: "/a%20b/c.ts"}); err == nil || calls != 1 {
 		t.Fatalf("transport failure: err %v after %d calls, want an error after 1", err, calls)
+	}
+}
+
+func TestS3ErrorStatuses(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+		o := &S3{bucket: "b", timeout: time.Second, name: "s3://b/",
+			get: getObjectFunc(func(context.Context, *s3.GetObjectInput, ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+				return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: &smithyhttp.ResponseError{
+					Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status, Header: http.Header{"X-Amz-Request-Id": {"1"}}}},
+					Err:      &smithy.GenericAPIError{Code: "Whatever", Message: "server said no"},
+				}}
+			})}
+		resp := fetch(t, o, &Request{Path: "/a.ts"})
+		if b := readAll(t, resp); resp.Status != status || len(b) != 0 || len(resp.Header) != 0 {
+			t.Errorf("status %d: got %d, body %q, header %v; want the status, no body, no header", status, resp.Status, b, resp.Header)
+		}
 	}
 }
 

@@ -95,11 +95,14 @@ func put(t testing.TB, s *Store, key string, b []byte, m object.Meta) object.Met
 	if err := w.Commit(m); err != nil {
 		t.Fatalf("Commit %s: %v", key, err)
 	}
-	got, ok := s.Get(key)
-	if !ok {
-		t.Fatalf("Get %s after Commit: miss", key)
+	// Not Get: that would count as an access.
+	s.mu.RLock()
+	e := s.byHash[s.hashKey(key)]
+	s.mu.RUnlock()
+	if e == nil || e.key != key {
+		t.Fatalf("%s not indexed after Commit", key)
 	}
-	return got
+	return e.meta
 }
 
 func readAll(t testing.TB, s *Store, key string) []byte {
@@ -307,6 +310,7 @@ func TestWriteReadCommit(t *testing.T) {
 
 	// A reader follows the writer: after each chunk it reads everything written so far.
 	chunks := make(chan int64)
+	acks := make(chan struct{})
 	readErr := make(chan error, 1)
 	go func() {
 		var off int64
@@ -329,6 +333,7 @@ func TestWriteReadCommit(t *testing.T) {
 				readErr <- fmt.Errorf("ReadAt past the end: %d, %v", n, err)
 				return
 			}
+			acks <- struct{}{}
 		}
 		readErr <- nil
 	}()
@@ -339,6 +344,11 @@ func TestWriteReadCommit(t *testing.T) {
 		}
 		rest = rest[n:]
 		chunks <- w.Written()
+		select { // the writer waits, so the reader sees exactly what was written
+		case <-acks:
+		case err := <-readErr:
+			t.Fatalf("reader: %v", err)
+		}
 	}
 	close(chunks)
 	if err := <-readErr; err != nil {
@@ -905,8 +915,12 @@ func TestNoSpace(t *testing.T) {
 		}
 	}
 	w, _ = s.Create("late2")
-	if _, err := w.Write([]byte("x")); !errors.Is(err, ErrNoSpace) {
-		t.Fatalf("Write with every entry in use: %v", err)
+	var werr error
+	for i := 0; i < 16 && werr == nil; i++ {
+		_, werr = w.Write(make([]byte, 8<<10))
+	}
+	if !errors.Is(werr, ErrNoSpace) || s.Len() != 8 {
+		t.Fatalf("Write with every entry in use: %v, %d entries", werr, s.Len())
 	}
 	w.Abort()
 	// Once released, they can.

@@ -63,7 +63,7 @@ type Server struct {
 }
 
 // Start launches `minio server` and waits, bounded by ctx and by 30 s, until it answers
-// GET /minio/health/ready with 200. ctx bounds only the start: the server runs until Stop.
+// GET /minio/health/ready (and /minio/health/cluster, see waitReady) with 200. ctx bounds only the start: the server runs until Stop.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.AccessKey == "" {
 		cfg.AccessKey = DefaultAccessKey
@@ -194,7 +194,7 @@ func (s *Server) start(ctx context.Context) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := waitReady(ctx, s.Endpoint()+"/minio/health/ready", p); err != nil {
+	if err := waitReady(ctx, s.Endpoint(), p); err != nil {
 		_ = cmd.Process.Kill()
 		<-p.done
 		return fmt.Errorf("minio at %s: %w; log tail:\n%s", s.cfg.Addr, err, tail)
@@ -211,8 +211,13 @@ type process struct {
 	tail *tailBuffer
 }
 
-// waitReady polls url until it answers 200, the process exits, ctx ends or readyTimeout passes.
-func waitReady(ctx context.Context, url string, p *process) error {
+// waitReady polls the server at endpoint until it is ready, the process exits, ctx ends or
+// readyTimeout passes. Ready means GET /minio/health/ready and GET /minio/health/cluster both answer
+// 200: this MinIO answers "ready" with 200 even before its object layer and IAM are up (it only
+// adds an "offline" status header), and S3 calls in that window fail with
+// XMinioServerNotInitialized; the cluster check waits for the object layer, bucket metadata and
+// IAM.
+func waitReady(ctx context.Context, endpoint string, p *process) error {
 	client := &http.Client{
 		Timeout:   time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true},
@@ -223,7 +228,7 @@ func waitReady(ctx context.Context, url string, p *process) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if ready(ctx, client, url) {
+		if ready(ctx, client, endpoint+"/minio/health/ready") && ready(ctx, client, endpoint+"/minio/health/cluster") {
 			return nil
 		}
 		select {
@@ -232,7 +237,7 @@ func waitReady(ctx context.Context, url string, p *process) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 		case <-deadline.C:
-			return fmt.Errorf("%w: no answer from %s within %s", ErrNotReady, url, readyTimeout)
+			return fmt.Errorf("%w: %s/minio/health/{ready,cluster} not both 200 within %s", ErrNotReady, endpoint, readyTimeout)
 		case <-tick.C:
 		}
 	}

@@ -1,0 +1,73 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestGracefulShutdown: on shutdown the edge turns not-ready first (so steering and load
+// balancers move viewers away), keeps serving through the drain delay, lets a download in
+// progress finish, and only then stops.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	co := newCounting(objectOrigin(t))
+	co.slowBody = func(r io.ReadCloser) io.ReadCloser { return &slowReader{r: r, step: 64 << 10, pause: 10 * time.Millisecond} }
+	cfg := testConfig(t)
+	cfg.DrainDelay = 300 * time.Millisecond
+	srv, err := New(t.Context(), cfg, Deps{Origin: co})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	adm, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln, adm) }()
+	base, admin := "http://"+ln.Addr().String(), "http://"+adm.Addr().String()
+	client := &http.Client{Timeout: 30 * time.Second}
+	ready := func() int {
+		resp, err := client.Get(admin + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for ready() != 200 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A 2 MiB download that takes about 320 ms at the origin's pace.
+	resp, err := client.Get(base + "/obj/1/" + "2097152")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// Not ready at once, while viewers are still served during the drain delay.
+	for ready() == 200 {
+		time.Sleep(time.Millisecond)
+	}
+	if code := ready(); code != http.StatusServiceUnavailable && code != 0 {
+		t.Fatalf("readyz during drain: %d", code)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 2<<20 {
+		t.Fatalf("download cut by shutdown: %d bytes, %v", n, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown did not finish")
+	}
+	if _, err := client.Get(base + "/obj/1/10"); err == nil {
+		t.Fatal("viewer listener still accepting after shutdown")
+	}
+	srv.Close() // idempotent after Serve closed it
+}
