@@ -255,14 +255,15 @@ func usableOnError(m *object.Meta, now time.Time) bool {
 }
 
 // merge304 updates a stored entry with the headers of a 304 (RFC 9111 §4.3.4) and recomputes its
-// freshness as if the full response had arrived now.
-func (s *Server) merge304(old object.Meta, reqPath string, reqTime, respTime time.Time, r *origin.Response) object.Meta {
+// freshness as if the full response had arrived now. It reports false when the merged headers no
+// longer allow storing the entry.
+func (s *Server) merge304(old object.Meta, reqPath string, reqTime, respTime time.Time, r *origin.Response) (object.Meta, bool) {
 	h := make(http.Header, len(old.Header)+len(r.Header))
 	for _, f := range old.Header {
 		h.Add(f.Name, f.Value)
 	}
 	for name, vals := range r.Header {
-		if name == "Content-Length" || name == "Content-Type" && len(vals) == 0 {
+		if name == "Content-Length" || name == "Content-Range" {
 			continue
 		}
 		h[name] = vals
@@ -280,5 +281,5 @@ func (s *Server) merge304(old object.Meta, reqPath string, reqTime, respTime tim
 		m.LastModified = old.LastModified
 	}
 	m.Flags = old.Flags &^ object.SoftPurged
-	return m
+	return m, d.storable
 }

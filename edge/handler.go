@@ -208,7 +208,14 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	switch {
 	case resp.Status == http.StatusNotModified && stale != nil:
 		_ = resp.Body.Close()
-		m := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if !ok {
+			// The 304's headers forbid storing (no-store, private...): the old entry must go.
+			s.store.remove(stale.Key)
+			f.out, f.status, f.err = outFailed, http.StatusBadGateway, errors.New("origin withdrew the entry's cacheability in a 304")
+			close(f.ready)
+			return
+		}
 		if err := s.store.updateMeta(m); err != nil {
 			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
 		}
@@ -222,6 +229,9 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		return
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
+	if !d.storable && stale != nil {
+		s.store.remove(stale.Key) // the object is no longer cacheable
+	}
 	if names := varyNames(d.meta.Header); len(names) > 0 {
 		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
 		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})

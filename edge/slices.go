@@ -353,7 +353,13 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 	switch {
 	case resp.Status == http.StatusNotModified && stale != nil:
 		_ = resp.Body.Close()
-		m := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if !ok {
+			s.dropSlices(primary)
+			f.out, f.status, f.err = outFailed, http.StatusBadGateway, errors.New("origin withdrew the slice's cacheability in a 304")
+			close(f.ready)
+			return
+		}
 		if err := s.store.updateMeta(m); err != nil {
 			s.log.Warn("store revalidated slice metadata", "cache_key", f.key, "error", err)
 		}

@@ -78,16 +78,7 @@ func (s *Store) Open(key string) (*Handle, error) {
 	e.refs.Add(1)
 	meta, size := e.meta, e.size
 	s.mu.RUnlock()
-	f, err := os.Open(s.path(h))
-	var fsize int64
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil {
-			fsize = fi.Size()
-		} else {
-			_ = f.Close()
-		}
-	}
+	f, fsize, _, err := openFile(s.path(h))
 	st.RUnlock()
 
 	switch {

@@ -214,16 +214,11 @@ func (s *Store) dropFile(p string, why error) {
 // loadFile reads one file's trailer and metadata (one read for both when they fit in buf) and
 // checks them against the file's length and name.
 func (s *Store) loadFile(p string, h [16]byte, buf []byte) (*entry, int64, error) {
-	f, err := os.Open(p)
+	f, size, mtime, err := openFile(p)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	size := fi.Size()
 	if size < trailerSize {
 		return nil, 0, fmt.Errorf("%w: file of %d bytes", errTrailer, size)
 	}
@@ -260,5 +255,5 @@ func (s *Store) loadFile(p string, h [16]byte, buf []byte) (*entry, int64, error
 	if s.hashKey(m.Key) != h {
 		return nil, 0, errors.New("file name is not the hash of the stored key")
 	}
-	return &entry{key: m.Key, hash: h, meta: m, size: size}, fi.ModTime().UnixNano(), nil
+	return &entry{key: m.Key, hash: h, meta: m, size: size}, mtime, nil
 }

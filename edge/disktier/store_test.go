@@ -1015,8 +1015,13 @@ func TestBudgetUnderConcurrentFills(t *testing.T) {
 		total     atomic.Int64
 		noSpace   atomic.Int64
 		seq       atomic.Int64
-		errs      = make(chan error, writers+2)
+		nerr      atomic.Int32
 	)
+	fail := func(err error) { // from any goroutine; never blocks
+		if nerr.Add(1) <= 10 {
+			t.Error(err)
+		}
+	}
 	for g := range writers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 42))
@@ -1027,7 +1032,7 @@ func TestBudgetUnderConcurrentFills(t *testing.T) {
 				size := 1 + r.IntN(400<<10)
 				w, err := s.Create(key)
 				if err != nil {
-					errs <- err
+					fail(err)
 					return
 				}
 				var werr error
@@ -1037,19 +1042,19 @@ func TestBudgetUnderConcurrentFills(t *testing.T) {
 					left -= n
 					total.Add(int64(n))
 					if b := s.Bytes(); b > maxBytes {
-						errs <- fmt.Errorf("Bytes %d > %d", b, maxBytes)
+						fail(fmt.Errorf("Bytes %d > %d", b, maxBytes))
 					}
 				}
 				switch {
 				case errors.Is(werr, ErrNoSpace):
 					noSpace.Add(1)
 				case werr != nil:
-					errs <- werr
+					fail(werr)
 				case r.IntN(10) == 0:
 					// abandoned fill
 				default:
 					if err := w.Commit(testMeta(key, int(i))); err != nil && !errors.Is(err, ErrNoSpace) {
-						errs <- err
+						fail(err)
 					} else if err == nil {
 						committed.Store(key, size)
 					}
@@ -1097,7 +1102,7 @@ func TestBudgetUnderConcurrentFills(t *testing.T) {
 				disk, _ := diskBytes(t, s.dir)
 				b := s.Bytes()
 				if disk > b || b > maxBytes {
-					errs <- fmt.Errorf("sample: files %d, counted %d, max %d", disk, b, maxBytes)
+					fail(fmt.Errorf("sample: files %d, counted %d, max %d", disk, b, maxBytes))
 				}
 			})
 			samples++
@@ -1106,10 +1111,6 @@ func TestBudgetUnderConcurrentFills(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	bg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 	if samples < 5 {
 		t.Errorf("only %d samples", samples)
 	}
@@ -1202,4 +1203,83 @@ func BenchmarkRebuild(b *testing.B) {
 		_ = s.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/file")
+}
+
+// TestConcurrentMixedOps runs every operation at once on a few hot keys under a small budget
+// and checks that a Handle's bytes always match its Meta, and that the accounting ends exact.
+func TestConcurrentMixedOps(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 2<<20)
+	const workers, rounds, keys = 8, 300, 24
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 99))
+			for i := range rounds {
+				key := fmt.Sprintf("/hot/%02d", r.IntN(keys))
+				switch op := r.IntN(10); {
+				case op < 3:
+					w, err := s.Create(key)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					b := body(r.IntN(120_000), uint64(g*rounds+i))
+					if _, err := w.Write(b); err == nil {
+						if err := w.Commit(testMeta(key, i)); err != nil && !errors.Is(err, ErrNoSpace) {
+							t.Error(err)
+						}
+					} else if !errors.Is(err, ErrNoSpace) {
+						t.Error(err)
+					}
+					w.Abort()
+				case op < 7:
+					h, err := s.Open(key)
+					if errors.Is(err, ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						t.Errorf("Open %s: %v", key, err)
+						continue
+					}
+					b := make([]byte, h.Meta.Size)
+					n, err := h.ReadAt(b, 0)
+					if int64(n) != h.Meta.Size || (err != nil && err != io.EOF) {
+						t.Errorf("read %s: %d of %d, %v", key, n, h.Meta.Size, err)
+					} else if xxhash.Sum64(b) != h.Meta.Checksum {
+						t.Errorf("%s: body does not match its Meta", key)
+					}
+					_ = h.Close()
+				case op < 8:
+					m := testMeta(key, i)
+					m.Header = append(m.Header, object.Field{Name: "X-Pad", Value: strings.Repeat("p", r.IntN(3000))})
+					if err := s.UpdateMeta(key, m); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNoSpace) {
+						t.Error(err)
+					}
+				case op < 9:
+					s.Delete(key)
+				default:
+					s.Get(key)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkAccounting(t, s)
+	st := s.Stats()
+	if st.ReservedBytes != 0 || st.PinnedBytes != 0 || st.Corrupt != 0 {
+		t.Fatalf("stats at rest: %+v", st)
+	}
+	before := map[string]object.Meta{}
+	s.Keys("", func(m object.Meta) bool { before[m.Key] = m; return true })
+	s = reopen(t, s, 2<<20)
+	if s.Len() != len(before) || s.Stats().RebuildDropped != 0 {
+		t.Fatalf("after restart: %d entries, want %d; %+v", s.Len(), len(before), s.Stats())
+	}
+	for k, want := range before {
+		if got, ok := s.Get(k); !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s after restart: %#v", k, got)
+		}
+		readAll(t, s, k) // verifies the body against the checksum
+	}
 }
