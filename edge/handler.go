@@ -533,7 +533,6 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	rh.SetBytesV("Age", strconv.AppendInt(ageBuf[:0], int64(age(m, now)/time.Second), 10))
 	rh.Set("Cache-Status", cs.header())
 	rh.Set("X-Cache", cs.xcache())
-	s.m.servedFrom(src, m)
 
 	size := m.Size
 	if src.f != nil && size < 0 && (rq.rangeHdr != "" || rq.head) {
@@ -581,6 +580,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		rh.SetContentLength(int(n))
 		return
 	}
+	s.m.servedFrom(src, n)
 	switch {
 	case src.e.meta != nil && src.e.body != nil:
 		ctx.Response.SetBodyRaw(src.e.body[off : off+n])

@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/duetcdn/duet/edge/object"
 )
 
 // metrics are the edge's Prometheus series. Labels are bounded: cache statuses, tiers and
@@ -81,11 +80,17 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 	gauge("tier_bytes", "Bytes held by a cache tier.", "memory", func() float64 { return float64(st.mem.Bytes()) })
 	gauge("tier_bytes", "Bytes held by a cache tier.", "disk", func() float64 { return float64(st.disk.Bytes()) })
 	gauge("tier_budget_bytes", "The configured budget of a cache tier.", "memory", func() float64 { return float64(st.mem.MaxBytes()) })
-	gauge("tier_items", "Entries held by a cache tier.", "disk", func() float64 { return float64(st.disk.Len()) })
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Namespace: "duet", Subsystem: "edge", Name: "evictions_total",
-		Help: "Entries the disk tier evicted to stay within its budget.", ConstLabels: prometheus.Labels{"tier": "disk"},
-	}, func() float64 { return float64(st.disk.Stats().Evictions) })
+	gauge("tier_budget_bytes", "The configured budget of a cache tier.", "disk", func() float64 { return float64(st.disk.Stats().MaxBytes) })
+	gauge("tier_items", "Entries held by a cache tier (memory: approximate).", "memory", func() float64 { return float64(st.mem.Len()) })
+	gauge("tier_items", "Entries held by a cache tier (memory: approximate).", "disk", func() float64 { return float64(st.disk.Len()) })
+	evictions := func(tier string, fn func() float64) {
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "evictions_total",
+			Help: "Entries a cache tier evicted to stay within its budget.", ConstLabels: prometheus.Labels{"tier": tier},
+		}, fn)
+	}
+	evictions("memory", func() float64 { return float64(st.mem.Evictions()) })
+	evictions("disk", func() float64 { return float64(st.disk.Stats().Evictions) })
 	return m
 }
 
@@ -94,11 +99,13 @@ func (m *metrics) observe(cs cacheStatus, start, end time.Time) {
 	m.latency[cs].Observe(end.Sub(start).Seconds())
 }
 
-func (m *metrics) servedFrom(src body, meta *object.Meta) {
+// servedFrom counts the body bytes an answer carries, by where they come from.
+func (m *metrics) servedFrom(src body, n int64) {
 	switch {
+	case n <= 0:
 	case src.f != nil:
-		m.bytesByTier["origin"].Add(float64(max(meta.Size, 0)))
+		m.bytesByTier["origin"].Add(float64(n))
 	case src.e.meta != nil:
-		m.bytesByTier[src.e.tier].Add(float64(meta.Size))
+		m.bytesByTier[src.e.tier].Add(float64(n))
 	}
 }

@@ -15,7 +15,9 @@ import (
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	co := newCounting(objectOrigin(t))
-	co.slowBody = func(r io.ReadCloser) io.ReadCloser { return &slowReader{r: r, step: 64 << 10, pause: 10 * time.Millisecond} }
+	co.slowBody = func(r io.ReadCloser) io.ReadCloser {
+		return &slowReader{r: r, step: 64 << 10, pause: 10 * time.Millisecond}
+	}
 	cfg := testConfig(t)
 	cfg.DrainDelay = 300 * time.Millisecond
 	srv, err := New(t.Context(), cfg, Deps{Origin: co})

@@ -5,6 +5,7 @@ package memtier
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
 
@@ -38,8 +39,10 @@ type Config struct {
 
 // Tier is safe for concurrent use.
 type Tier struct {
-	c      *ristretto.Cache[string, *Entry]
-	maxObj int64
+	c         *ristretto.Cache[string, *Entry]
+	maxObj    int64
+	items     atomic.Int64 // approximate: kept on Set, Del and eviction
+	evictions atomic.Int64
 }
 
 // ErrConfig reports an unusable Config.
@@ -66,19 +69,21 @@ func New(cfg Config) (*Tier, error) {
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 	}
-	if cfg.OnEvict != nil {
-		onEvict := cfg.OnEvict
-		rc.OnEvict = func(it *ristretto.Item[*Entry]) {
-			if it.Value != nil {
-				onEvict(it.Value.Meta.Key)
-			}
+	t := &Tier{maxObj: cfg.MaxObjectBytes}
+	onEvict := cfg.OnEvict
+	rc.OnEvict = func(it *ristretto.Item[*Entry]) {
+		t.items.Add(-1)
+		t.evictions.Add(1)
+		if onEvict != nil && it.Value != nil {
+			onEvict(it.Value.Meta.Key)
 		}
 	}
 	c, err := ristretto.NewCache(rc)
 	if err != nil {
 		return nil, fmt.Errorf("memtier: %w", err)
 	}
-	return &Tier{c: c, maxObj: cfg.MaxObjectBytes}, nil
+	t.c = c
+	return t, nil
 }
 
 // Cost is what an entry counts against the budget.
@@ -113,16 +118,44 @@ func (t *Tier) Set(e *Entry) bool {
 	if t == nil || int64(len(e.Body)) > t.maxObj {
 		return false
 	}
-	ok := t.c.Set(e.Meta.Key, e, Cost(e))
+	_, had := t.c.Get(e.Meta.Key)
+	t.c.Set(e.Meta.Key, e, Cost(e))
 	t.c.Wait()
-	return ok
+	_, has := t.c.Get(e.Meta.Key)
+	switch {
+	case has && !had:
+		t.items.Add(1)
+	case had && !has:
+		t.items.Add(-1)
+	}
+	return has
 }
 
 // Del removes key.
 func (t *Tier) Del(key string) {
-	if t != nil {
-		t.c.Del(key)
+	if t == nil {
+		return
 	}
+	if _, had := t.c.Get(key); had {
+		t.items.Add(-1)
+	}
+	t.c.Del(key)
+}
+
+// Len is the approximate number of entries held.
+func (t *Tier) Len() int64 {
+	if t == nil {
+		return 0
+	}
+	return max(0, t.items.Load())
+}
+
+// Evictions counts the entries dropped to make room.
+func (t *Tier) Evictions() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.evictions.Load()
 }
 
 // Bytes is the cost currently held.
