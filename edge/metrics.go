@@ -5,7 +5,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
 )
 
 // metrics are the edge's Prometheus series. Labels are bounded: cache statuses, tiers and
