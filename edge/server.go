@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	disk, err := disktier.Open(ctx, disktier.Config{
 		Dir:      cfg.Disk.Dir,
 		MaxBytes: int64(cfg.Disk.MaxBytes),
-		Logger:   log,
+		Logger:   deps.Logger.With("edge", cfg.Name),
 		OnEvict: func(key string) {
 			if st != nil {
 				st.evicted(key)
