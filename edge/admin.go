@@ -51,6 +51,10 @@ func (s *Server) servePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad purge body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if err := req.validate(s); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	res, err := s.Purge(r.Context(), req)
 	if err != nil {
 		status := http.StatusInternalServerError

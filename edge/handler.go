@@ -75,7 +75,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 	now := s.now()
 	var stale *object.Meta
 	if e, ok := s.store.open(key); ok {
-		switch freshnessOf(e.meta, now) {
+		fr := freshnessOf(e.meta, now)
+		if s.untrusted.Load() {
+			fr = expired // purges may be missing: the origin must confirm the entry first
+		}
+		switch fr {
 		case fresh:
 			s.respond(ctx, rq, e.meta, body{e: e}, csHit)
 			return csHit
@@ -140,7 +144,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		}
 		return s.passThrough(ctx, rq, nil)
 	default: // outFailed
-		if stale != nil && usableOnError(stale, s.now()) {
+		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
 			if e, ok := s.store.open(key); ok {
 				s.respond(ctx, rq, e.meta, body{e: e}, csStaleIfError)
 				return csStaleIfError

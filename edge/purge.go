@@ -33,16 +33,20 @@ var ErrBadPurge = errors.New("bad purge")
 
 // Purge applies a purge to both tiers and to running fills (whose bytes may be the old version:
 // they reach the viewers already waiting but are not stored). It is the entry point the NATS
-// purge consumer drives.
+// purge consumer drives. Items that are not valid paths are skipped and reported in the error
+// (wrapping ErrBadPurge); everything else is applied.
 func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
 	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 {
 		return PurgeResult{}, fmt.Errorf("%w: name at least one url, prefix or tag", ErrBadPurge)
 	}
+	// Invalid items are skipped (no cached key can match them) and reported; the rest applies.
+	var bad []error
 	keys := map[string]struct{}{}
 	for _, u := range req.URLs {
 		p, q, err := s.normalisePurgePath(u)
 		if err != nil {
-			return PurgeResult{}, fmt.Errorf("%w: url %q: %w", ErrBadPurge, u, err)
+			bad = append(bad, fmt.Errorf("%w: url %q: %w", ErrBadPurge, u, err))
+			continue
 		}
 		primary := cachekey.Key(p, q)
 		s.stopFlights(primary, false)
@@ -53,7 +57,8 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 	for _, pre := range req.Prefixes {
 		p, _, err := s.normalisePurgePath(pre)
 		if err != nil {
-			return PurgeResult{}, fmt.Errorf("%w: prefix %q: %w", ErrBadPurge, pre, err)
+			bad = append(bad, fmt.Errorf("%w: prefix %q: %w", ErrBadPurge, pre, err))
+			continue
 		}
 		if strings.HasSuffix(pre, "/") && !strings.HasSuffix(p, "/") {
 			p += "/"
@@ -65,7 +70,8 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 	}
 	for _, t := range req.Tags {
 		if t == "" {
-			return PurgeResult{}, fmt.Errorf("%w: empty tag", ErrBadPurge)
+			bad = append(bad, fmt.Errorf("%w: empty tag", ErrBadPurge))
+			continue
 		}
 		for _, k := range s.store.keysTagged(t) {
 			keys[k] = struct{}{}
@@ -98,7 +104,7 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 	s.m.purged.WithLabelValues(mode).Add(float64(n))
 	s.log.LogAttrs(ctx, slog.LevelInfo, "purge applied", slog.String("mode", mode), slog.Int("entries", n),
 		slog.Int("urls", len(req.URLs)), slog.Int("prefixes", len(req.Prefixes)), slog.Int("tags", len(req.Tags)))
-	return PurgeResult{Entries: n}, nil
+	return PurgeResult{Entries: n}, errors.Join(bad...)
 }
 
 func (s *Server) normalisePurgePath(u string) (string, string, error) {
@@ -128,3 +134,27 @@ func (s *Server) stopFlights(key string, prefix bool) {
 
 // PurgePrefix is a hard purge of one path prefix.
 func PurgePrefix(prefix string) PurgeRequest { return PurgeRequest{Prefixes: []string{prefix}} }
+
+// validate checks every item without applying anything (the admin endpoint rejects a request
+// with any bad item as a whole).
+func (req PurgeRequest) validate(s *Server) error {
+	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 {
+		return fmt.Errorf("%w: name at least one url, prefix or tag", ErrBadPurge)
+	}
+	for _, u := range req.URLs {
+		if _, _, err := s.normalisePurgePath(u); err != nil {
+			return fmt.Errorf("%w: url %q: %w", ErrBadPurge, u, err)
+		}
+	}
+	for _, p := range req.Prefixes {
+		if _, _, err := s.normalisePurgePath(p); err != nil {
+			return fmt.Errorf("%w: prefix %q: %w", ErrBadPurge, p, err)
+		}
+	}
+	for _, t := range req.Tags {
+		if t == "" {
+			return fmt.Errorf("%w: empty tag", ErrBadPurge)
+		}
+	}
+	return nil
+}

@@ -61,6 +61,11 @@ type Server struct {
 	gather prometheus.Gatherer
 
 	ready    atomic.Bool
+	// untrusted is set while the edge may have missed purges (its purge stream was lost for
+	// longer than the staleness bound, or it has not caught up since it started): every hit is
+	// then revalidated with the origin and nothing is served stale. The zero value (trusted)
+	// suits an edge that runs without a purge stream.
+	untrusted atomic.Bool
 	viewer   *fasthttp.Server
 	closeMu  sync.Mutex
 	closed   bool
@@ -227,6 +232,13 @@ func (s *Server) Close() {
 	_ = s.store.disk.Close()
 	s.store.mem.Close()
 }
+
+// SetCacheTrusted tells the edge whether its cache reflects every purge. The purge consumer
+// drives it.
+func (s *Server) SetCacheTrusted(trusted bool) { s.untrusted.Store(!trusted) }
+
+// CacheTrusted reports the current setting.
+func (s *Server) CacheTrusted() bool { return !s.untrusted.Load() }
 
 // Ready reports whether the edge takes traffic.
 func (s *Server) Ready() bool { return s.ready.Load() }

@@ -270,7 +270,7 @@ func (s *Server) getSlice(ctx *fasthttp.RequestCtx, rq *request, i int64, pin st
 		if pin != "" && e.meta.ETag != pin {
 			e.close()
 			s.store.remove(key)
-		} else if freshnessOf(e.meta, s.now()) != expired {
+		} else if freshnessOf(e.meta, s.now()) != expired && !s.untrusted.Load() {
 			return &slice{meta: *e.meta, src: body{e: e}, cs: csHit}, nil
 		} else {
 			m := *e.meta
@@ -323,7 +323,7 @@ func (s *Server) getSlice(ctx *fasthttp.RequestCtx, rq *request, i int64, pin st
 		if f.status == http.StatusPreconditionFailed {
 			return nil, errPinBroken
 		}
-		if stale != nil && usableOnError(stale, s.now()) {
+		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
 			if e, ok := s.store.open(key); ok {
 				return &slice{meta: *e.meta, src: body{e: e}, cs: csStaleIfError}, nil
 			}

@@ -39,11 +39,15 @@ func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		fv := v.Field(i)
+		if name == "" && opts == "inline" && fv.Kind() == reflect.Struct {
+			out = leaves(fv, prefix, out) // an embedded struct's settings sit at this level
+			continue
+		}
 		if name == "" || name == "-" || !f.IsExported() {
 			continue
 		}
-		fv := v.Field(i)
 		path := name
 		if prefix != "" {
 			path = prefix + "." + name
@@ -92,14 +96,20 @@ func setString(l leaf, s string) error {
 			return fmt.Errorf("want a whole number")
 		}
 		v.SetInt(n)
-	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
-		var parts []string
+	case v.Kind() == reflect.Slice && (v.Type().Elem().Kind() == reflect.String || reflect.PointerTo(v.Type().Elem()).Implements(textType)):
+		// A comma-separated list; elements that read text (such as "name:secret") parse themselves.
+		out := reflect.MakeSlice(v.Type(), 0, 4)
 		for p := range strings.SplitSeq(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				parts = append(parts, p)
+			if p = strings.TrimSpace(p); p == "" {
+				continue
 			}
+			ev := reflect.New(v.Type().Elem()).Elem()
+			if err := setString(leaf{path: l.path, v: ev}, p); err != nil {
+				return err
+			}
+			out = reflect.Append(out, ev)
 		}
-		v.Set(reflect.ValueOf(parts))
+		v.Set(out)
 	default:
 		return fmt.Errorf("unsupported setting type %s", v.Type())
 	}

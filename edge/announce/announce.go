@@ -1,0 +1,88 @@
+// Package announce publishes an edge's heartbeat on NATS every second: who it is, where viewers
+// reach it, whether it is serving or draining, its load and its cache. Steering builds its health
+// table from these; the purge service learns from them which edges must acknowledge a purge.
+package announce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/internal/bus"
+)
+
+// Source is what the announcer reads: the edge.
+type Source interface {
+	Stats() edge.Stats
+}
+
+// Publisher is the part of a NATS connection the announcer uses.
+type Publisher interface {
+	Publish(subject string, data []byte) error
+}
+
+var _ Publisher = (*nats.Conn)(nil)
+
+// Config says what to announce.
+type Config struct {
+	Edge, Region string
+	// URL is where viewers reach the edge (what steering hands out).
+	URL string
+	// Interval between heartbeats. Default 1s.
+	Interval time.Duration
+}
+
+// Run publishes a heartbeat every Interval until ctx ends.
+func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.Logger) error {
+	if err := errors.Join(bus.ValidName(cfg.Edge), bus.ValidName(cfg.Region)); err != nil {
+		return err
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	subject := bus.HealthSubject(cfg.Region, cfg.Edge)
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	prev, prevAt := src.Stats(), time.Now()
+	for {
+		now := time.Now()
+		cur := src.Stats()
+		hb := Heartbeat(cfg, cur, prev, now.Sub(prevAt), now)
+		prev, prevAt = cur, now
+		if b, err := json.Marshal(hb); err == nil {
+			if err := pub.Publish(subject, b); err != nil {
+				log.Debug("heartbeat not sent", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Heartbeat builds one heartbeat from two snapshots dt apart.
+func Heartbeat(cfg Config, cur, prev edge.Stats, dt time.Duration, now time.Time) bus.Heartbeat {
+	hb := bus.Heartbeat{
+		Edge: cfg.Edge, Region: cfg.Region, URL: cfg.URL, State: "serving", At: now.UTC(),
+		Connections: cur.Connections, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
+	}
+	if !cur.Serving {
+		hb.State = "draining"
+	}
+	if secs := dt.Seconds(); secs > 0 {
+		reqs := float64(cur.Requests - prev.Requests)
+		hb.RequestsPerSec = reqs / secs
+		hb.EgressBytesPerSec = float64(cur.EgressBytes-prev.EgressBytes) / secs
+		if reqs > 0 {
+			hb.HitRatio = float64(cur.Hits-prev.Hits) / reqs
+		}
+	}
+	return hb
+}

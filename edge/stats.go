@@ -1,0 +1,30 @@
+package edge
+
+// Stats is a snapshot of the edge's counters, for its heartbeat. Counters are cumulative since
+// start; the heartbeat turns them into rates.
+type Stats struct {
+	Name, Region string
+	Serving      bool // ready and not draining
+	Trusted      bool // the cache reflects every purge
+	Connections  int64
+	Requests     uint64 // viewer requests answered
+	Hits         uint64 // of which from cache (fresh, stale or revalidated)
+	EgressBytes  int64  // body bytes sent
+	MemoryBytes  int64
+	DiskBytes    int64
+}
+
+// Stats returns the current snapshot.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Name: s.cfg.Name, Region: s.cfg.Region,
+		Serving:     s.Ready(),
+		Trusted:     s.CacheTrusted(),
+		Connections: int64(s.viewer.GetOpenConnectionsCount()),
+		Requests:    s.m.nRequests.Load(),
+		Hits:        s.m.nHits.Load(),
+		EgressBytes: s.m.nEgress.Load(),
+		MemoryBytes: s.store.mem.Bytes(),
+		DiskBytes:   s.store.disk.Bytes(),
+	}
+}
