@@ -545,3 +545,30 @@ func TestVideoDefaultTTLs(t *testing.T) {
 	resp, _ := h.get("/live/seg1.ts")
 	expect(t, resp, 200, "HIT")
 }
+
+// TestUntrustedCacheRevalidatesEverything: while the edge may have missed purges, a fresh entry
+// is not served until the origin confirms it, and nothing is served stale on origin errors.
+func TestUntrustedCacheRevalidatesEverything(t *testing.T) {
+	t.Parallel()
+	env := newS3Env(t)
+	body := []byte("segment bytes")
+	env.put(t, "u.ts", body, "max-age=600, stale-if-error=3600", nil)
+	h := startEdge(t, env.origin, nil)
+	h.get("/u.ts")
+	h.srv.SetCacheTrusted(false)
+	resp, got := h.get("/u.ts")
+	expect(t, resp, 200, "REVALIDATED")
+	if !bytes.Equal(got, body) {
+		t.Fatal("wrong bytes")
+	}
+	if err := env.minio.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = h.get("/u.ts")
+	if resp.StatusCode < 500 {
+		t.Fatalf("untrusted cache served %d %s while the origin was down", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	h.srv.SetCacheTrusted(true)
+	resp, _ = h.get("/u.ts")
+	expect(t, resp, 200, "HIT")
+}
