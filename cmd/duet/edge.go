@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/edge/announce"
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/config"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/purge"
 )
 
 // Compile-time guards: the origins satisfy what the edge asks of them.
@@ -20,11 +24,48 @@ var (
 	_ edge.Forwarder = (*origin.HTTP)(nil)
 )
 
-func edgeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
-	cfg := edge.DefaultConfig()
+// edgeRoleConfig is `duet edge`'s configuration: the edge itself, and how it joins the
+// backbone (heartbeats, the purge stream) when NATS is configured.
+type edgeRoleConfig struct {
+	edge.Config `yaml:",inline"`
+	// PublicURL is where viewers reach this edge (announced in heartbeats). Default
+	// http://<listen>.
+	PublicURL string `yaml:"public_url"`
+	// NATS is the region's NATS; without URLs the edge runs standalone (no purge stream).
+	NATS natsConfig `yaml:"nats"`
+	// Purge configures the purge consumer.
+	Purge purgeConsumerConfig `yaml:"purge"`
+}
+
+type purgeConsumerConfig struct {
+	// Regions lists every region whose purges this edge must hear about. Default: its own.
+	Regions []string `yaml:"regions"`
+	// StalenessBound: cut off from any region's purges for longer, the edge revalidates every
+	// hit until it has caught up. Default 10s.
+	StalenessBound time.Duration `yaml:"staleness_bound"`
+}
+
+func defaultEdgeRoleConfig() edgeRoleConfig {
+	cfg := edgeRoleConfig{Config: edge.DefaultConfig(), Purge: purgeConsumerConfig{StalenessBound: 10 * time.Second}}
 	if h, err := os.Hostname(); err == nil {
-		cfg.Name = h
+		cfg.Name = sanitiseName(h)
 	}
+	return cfg
+}
+
+// sanitiseName turns a host name into a NATS-safe edge name.
+func sanitiseName(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+func edgeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
+	cfg := defaultEdgeRoleConfig()
 	var file string
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -49,8 +90,9 @@ DUET_EDGE_* environment variables, then flags; every setting has all three spell
 	return cmd
 }
 
-// runEdge wires an edge from its config and serves until ctx ends.
-func runEdge(ctx context.Context, cfg edge.Config, log *slog.Logger) error {
+// runEdge wires an edge from its config and serves until ctx ends. With NATS configured it also
+// runs the purge consumer (the cache is untrusted until it has caught up) and the heartbeat.
+func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -59,12 +101,60 @@ func runEdge(ctx context.Context, cfg edge.Config, log *slog.Logger) error {
 		return err
 	}
 	reg := newRegistry()
-	srv, err := edge.New(ctx, cfg, edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg})
+	srv, err := edge.New(ctx, cfg.Config, edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg})
 	if err != nil {
 		return err
 	}
-	return srv.ListenAndServe(ctx)
+	if len(cfg.NATS.URLs) == 0 {
+		return srv.ListenAndServe(ctx)
+	}
+	srv.SetCacheTrusted(false) // until the purge consumer has caught up
+	nc, err := bus.Connect(ctx, cfg.NATS.conn("duet-edge-"+cfg.Name), log)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Drain() //nolint:errcheck // best effort at exit
+	regions := cfg.Purge.Regions
+	if len(regions) == 0 {
+		regions = []string{cfg.Region}
+	}
+	cons, err := purge.NewConsumer(purge.ConsumerConfig{Edge: cfg.Name, Region: cfg.Region, Regions: regions,
+		StalenessBound: cfg.Purge.StalenessBound}, nc, edgeApplier{srv}, log, reg)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	url := cfg.PublicURL
+	if url == "" {
+		url = "http://" + cfg.Listen
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	done := make(chan struct{}, 2)
+	go func() { _ = cons.Run(bg); done <- struct{}{} }()
+	go func() {
+		_ = announce.Run(bg, nc, announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url}, srv, log)
+		done <- struct{}{}
+	}()
+	// The heartbeat and the consumer outlive the viewer listener: during the drain the edge
+	// still announces "draining" and still applies purges.
+	err = srv.ListenAndServe(ctx)
+	stopBG()
+	<-done
+	<-done
+	return err
 }
+
+// edgeApplier lets the purge consumer drive an edge.
+type edgeApplier struct{ *edge.Server }
+
+func (a edgeApplier) ApplyPurge(ctx context.Context, p bus.Purge) (int, error) {
+	res, err := a.Purge(ctx, edge.PurgeRequest{URLs: p.URLs, Prefixes: p.Prefixes, Tags: p.Tags, Soft: p.Soft})
+	return res.Entries, err
+}
+
+var _ purge.Applier = edgeApplier{}
 
 func newOrigin(ctx context.Context, c edge.OriginConfig) (edge.Origin, error) {
 	switch c.Type {

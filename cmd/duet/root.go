@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	root.AddCommand(
 		edgeCommand(logger, environ),
 		devCommand(logger, stdout),
+		purgeCommand(logger, stdout, environ),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

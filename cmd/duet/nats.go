@@ -1,0 +1,26 @@
+package main
+
+import "github.com/duetcdn/duet/internal/bus"
+
+// natsConfig is how a role reaches its region's NATS.
+type natsConfig struct {
+	// URLs of the region's NATS servers; empty: no NATS (a standalone edge).
+	URLs []string `yaml:"urls"`
+	// CredsFile is a NATS credentials (JWT) file; or User/Password, or Token.
+	CredsFile string `yaml:"creds_file"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	Token     string `yaml:"token"`
+	// CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+func (c natsConfig) conn(name string) bus.ConnConfig {
+	cc := bus.ConnConfig{URLs: c.URLs, Name: name, CredsFile: c.CredsFile, User: c.User, Password: c.Password, Token: c.Token}
+	if c.CAFile != "" || c.CertFile != "" {
+		cc.TLS = &bus.TLSConfig{CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
+	}
+	return cc
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/purge"
+)
+
+const testToken = "test-token-0123456789abcdef"
+
+// versionedOrigin serves every path as "<path> v<N>" with a long max-age, so that only a purge
+// makes an edge fetch the new version.
+type versionedOrigin struct {
+	version atomic.Int32
+	srv     *httptest.Server
+}
+
+func newVersionedOrigin(t *testing.T) *versionedOrigin {
+	o := &versionedOrigin{}
+	o.version.Store(1)
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		fmt.Fprintf(w, "%s v%d", r.URL.Path, o.version.Load())
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// region is one region of the test topology: its NATS, purge API and edges.
+type region struct {
+	name     string
+	nats     *server.Server
+	natsCfg  bus.ServerConfig
+	api      string
+	stopAPI  func()
+	edges    []*testEdge
+}
+
+type testEdge struct {
+	name, url, admin string
+	stop             func()
+}
+
+func silent() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func startRegionNATS(t *testing.T, name string, leafPort int, remotes []string, dir string) (*server.Server, bus.ServerConfig) {
+	t.Helper()
+	cfg := bus.ServerConfig{Region: name, Port: -1, StoreDir: dir, LeafPort: leafPort, LeafRemotes: remotes}
+	s, err := bus.StartServer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("start NATS %s: %v", name, err)
+	}
+	t.Cleanup(s.Shutdown)
+	// A restart must come back on the same ports, where edges and the other region reconnect.
+	cfg.Port = s.Addr().(*net.TCPAddr).Port
+	if leafPort != 0 {
+		u, err := url.Parse(bus.LeafURL(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.LeafPort, _ = strconv.Atoi(u.Port())
+	}
+	return s, cfg
+}
+
+func startPurgeAPI(t *testing.T, r *region, regions []string) {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{r.nats.ClientURL()}}}
+	cfg.Region, cfg.Regions = r.name, regions
+	cfg.Tokens = []purge.Token{{Name: "test", Secret: testToken}}
+	cfg.TickInterval = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runPurgeService(ctx, cfg, logger, ln) }()
+	r.api = "http://" + ln.Addr().String()
+	var once sync.Once
+	r.stopAPI = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(r.stopAPI)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("purge API %s stopped: %v", r.name, err)
+		default:
+		}
+		resp, err := http.Get(r.api + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "purge API %s never ready", r.name)
+}
+
+func startNATSEdge(t *testing.T, r *region, name, originURL string, regions []string, bound time.Duration) *testEdge {
+	t.Helper()
+	cfg := defaultEdgeRoleConfig()
+	cfg.Name, cfg.Region = name, r.name
+	cfg.Listen, cfg.AdminListen = freeAddr(t), freeAddr(t)
+	cfg.Origin = edge.OriginConfig{Type: "http", Endpoint: originURL, Timeout: 5 * time.Second}
+	cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 64 << 20}
+	cfg.Memory = edge.MemoryConfig{MaxBytes: 16 << 20, MaxObjectBytes: 1 << 20}
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.NATS = natsConfig{URLs: []string{r.nats.ClientURL()}}
+	cfg.Purge = purgeConsumerConfig{Regions: regions, StalenessBound: bound}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runEdge(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))) }()
+	e := &testEdge{name: name, url: "http://" + cfg.Listen, admin: "http://" + cfg.AdminListen}
+	var once sync.Once
+	e.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(e.stop)
+	return e
+}
+
+// trusted reads the edge's duet_edge_cache_trusted gauge.
+func (e *testEdge) trusted() bool {
+	resp, err := http.Get(e.admin + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), "\nduet_edge_cache_trusted 1\n")
+}
+
+func (e *testEdge) get(t *testing.T, path string) (string, string) {
+	t.Helper()
+	resp, err := http.Get(e.url + path)
+	if err != nil {
+		t.Fatalf("%s %s: %v", e.name, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.Header.Get("X-Cache")
+}
+
+func purgeVia(t *testing.T, api string, req purge.Request) purge.Status {
+	t.Helper()
+	st, err := (&purge.Client{BaseURL: api, Token: testToken}).Purge(t.Context(), req)
+	if err != nil {
+		t.Fatalf("purge via %s: %v", api, err)
+	}
+	return st
+}
+
+// TestPurgeAcrossRegions is the purge promise in a 2 regions x 2 edges topology on embedded NATS.
+func TestPurgeAcrossRegions(t *testing.T) {
+	origin := newVersionedOrigin(t)
+	regions := []string{"A", "B"}
+	a := &region{name: "A"}
+	b := &region{name: "B"}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a.nats, a.natsCfg = startRegionNATS(t, "A", -1, nil, dirA)
+	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{bus.LeafURL(a.nats)}, dirB)
+	startPurgeAPI(t, a, regions)
+	startPurgeAPI(t, b, regions)
+	const bound = 2 * time.Second
+	for _, r := range []*region{a, b} {
+		for i := 1; i <= 2; i++ {
+			r.edges = append(r.edges, startNATSEdge(t, r, fmt.Sprintf("%s%d", strings.ToLower(r.name), i), origin.srv.URL, regions, bound))
+		}
+	}
+	all := append(append([]*testEdge{}, a.edges...), b.edges...)
+	for _, e := range all {
+		testenv.Eventually(t, 20*time.Second, e.trusted, "edge %s never trusted its cache", e.name)
+	}
+	for _, e := range all {
+		e.get(t, "/show/seg1.ts")
+		if body, x := e.get(t, "/show/seg1.ts"); x != "HIT" || body != "/show/seg1.ts v1" {
+			t.Fatalf("%s: %s %q (trusted %v)", e.name, x, body, e.trusted())
+		}
+	}
+
+	// 1. A purge accepted in A, with wait, is applied by all four edges, each named.
+	origin.version.Store(2)
+	st := purgeVia(t, a.api, purge.Request{URLs: []string{"/show/seg1.ts"}, Wait: "5s"})
+	if !st.Complete || len(st.Acks) != 4 {
+		t.Fatalf("purge with wait: %d acks, missing %v", len(st.Acks), st.Missing)
+	}
+	for _, ack := range st.Acks {
+		t.Logf("purge %s: edge %s (%s) applied after %.2f ms", st.ID, ack.Edge, ack.Region, ack.LatencyMS)
+	}
+	for _, e := range all {
+		if body, _ := e.get(t, "/show/seg1.ts"); body != "/show/seg1.ts v2" {
+			t.Fatalf("%s still serves %q after the purge", e.name, body)
+		}
+	}
+
+	// 2. Cut region B off (its NATS stops). Purges accepted in A meanwhile: once B's edges have
+	// passed their staleness bound they revalidate everything, so they never serve purged bytes.
+	for _, e := range all {
+		e.get(t, "/show/seg2.ts") // cache v2 everywhere
+	}
+	b.nats.Shutdown()
+	b.nats.WaitForShutdown()
+	cut := time.Now()
+	origin.version.Store(3)
+	st = purgeVia(t, a.api, purge.Request{URLs: []string{"/show/seg2.ts"}, Wait: "3s"})
+	if len(st.Missing) != 2 {
+		t.Fatalf("during the cut: missing %v, want B's two edges named", st.Missing)
+	}
+	for _, e := range b.edges {
+		testenv.Eventually(t, 10*time.Second, func() bool { return !e.trusted() }, "%s kept trusting its cache while cut off", e.name)
+		t.Logf("%s stopped trusting its cache %s after the cut", e.name, time.Since(cut).Round(time.Millisecond))
+		if body, x := e.get(t, "/show/seg2.ts"); body != "/show/seg2.ts v3" {
+			t.Fatalf("%s served purged bytes %q (%s) after its staleness bound", e.name, body, x)
+		}
+	}
+	// 3. The link returns: B's edges apply the purge they missed and trust their caches again.
+	healed := time.Now()
+	var err error
+	b.nats, err = bus.StartServer(t.Context(), b.natsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.nats.Shutdown)
+	for _, e := range b.edges {
+		testenv.Eventually(t, 60*time.Second, e.trusted, "%s never trusted its cache again after the link returned", e.name)
+		t.Logf("%s trusted its cache again %s after the link returned", e.name, time.Since(healed).Round(time.Millisecond))
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		got, err := (&purge.Client{BaseURL: a.api, Token: testToken}).Get(t.Context(), st.ID)
+		return err == nil && got.Complete
+	}, "region A's API never received B's acknowledgements after the heal")
+}

@@ -1,0 +1,244 @@
+package purge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/duetcdn/duet/internal/bus"
+)
+
+// Applier is what the consumer needs from an edge's cache.
+type Applier interface {
+	// ApplyPurge removes (or, soft, marks stale) what the purge names; it must be idempotent.
+	ApplyPurge(ctx context.Context, p bus.Purge) (entries int, err error)
+	// SetCacheTrusted tells the cache whether it may serve entries without revalidating them:
+	// false while the edge may have missed purges.
+	SetCacheTrusted(trusted bool)
+}
+
+// ConsumerConfig configures an edge's purge consumer.
+type ConsumerConfig struct {
+	// Edge and Region name the edge; the durable consumer is named after the edge.
+	Edge   string
+	Region string
+	// Regions lists every region whose purges the edge must hear about (its own included).
+	Regions []string
+	// StalenessBound: when the edge has not heard a recent tick from every region for this long,
+	// it stops trusting its cache until it has caught up. Default 10s.
+	StalenessBound time.Duration
+}
+
+// Consumer applies a region's purge stream to one edge and acknowledges every purge.
+type Consumer struct {
+	cfg ConsumerConfig
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	app Applier
+	log *slog.Logger
+	now func() time.Time
+
+	mu       sync.Mutex
+	lastTick map[string]time.Time // region → newest tick time seen; guarded by mu
+	caughtUp bool                 // the consumer has delivered everything pending; guarded by mu
+	trusted  bool                 // what the applier was last told; guarded by mu
+
+	applied    prometheus.Counter
+	applyLag   prometheus.Histogram
+	trustedG   prometheus.Gauge
+	trustLosts prometheus.Counter
+}
+
+// NewConsumer validates cfg.
+func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	if cfg.StalenessBound == 0 {
+		cfg.StalenessBound = 10 * time.Second
+	}
+	var errs []error
+	for _, n := range []string{cfg.Edge, cfg.Region} {
+		if err := bus.ValidName(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(cfg.Regions) == 0 {
+		errs = append(errs, errors.New("purge consumer: regions must list every region"))
+	}
+	if cfg.StalenessBound < 0 {
+		errs = append(errs, errors.New("purge consumer: staleness bound must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	f := promauto.With(reg)
+	return &Consumer{cfg: cfg, nc: nc, js: js, app: app, log: log.With("component", "purge-consumer"), now: time.Now,
+		lastTick: map[string]time.Time{},
+		applied: f.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "edge", Name: "purges_applied_total",
+			Help: "Purges this edge applied from its region's purge stream."}),
+		applyLag: f.NewHistogram(prometheus.HistogramOpts{Namespace: "duet", Subsystem: "edge", Name: "purge_lag_seconds",
+			Help: "Time from a purge's acceptance to its apply on this edge.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+		trustedG: f.NewGauge(prometheus.GaugeOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trusted",
+			Help: "1 when the edge has heard every region's purges recently and serves its cache; 0 while it revalidates every hit."}),
+		trustLosts: f.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trust_lost_total",
+			Help: "Times the edge stopped trusting its cache (purge stream lost for longer than the staleness bound)."}),
+	}, nil
+}
+
+// Run consumes until ctx ends. The cache starts untrusted: a (re)started edge serves nothing
+// unrevalidated until it has applied every purge it missed.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.app.SetCacheTrusted(false)
+	stream := bus.PurgeStreamName(c.cfg.Region)
+	var cons jetstream.Consumer
+	for {
+		var err error
+		cons, err = c.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:           "edge-" + c.cfg.Edge,
+			AckPolicy:         jetstream.AckExplicitPolicy,
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			AckWait:           30 * time.Second,
+			MaxAckPending:     10000,
+			InactiveThreshold: 7 * 24 * time.Hour,
+		})
+		if err == nil {
+			break
+		}
+		c.log.Warn("purge consumer not ready, retrying", "stream", stream, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { c.handle(ctx, m) }, jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			c.log.Debug("purge consumer", "error", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", stream, err)
+	}
+	defer cc.Stop()
+	// A consumer with nothing pending has caught up even before any message arrives.
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+		c.mu.Lock()
+		c.caughtUp = true
+		c.mu.Unlock()
+	}
+	t := time.NewTicker(max(c.cfg.StalenessBound/20, 50*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			c.evaluate()
+		}
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
+	subj := m.Subject()
+	switch {
+	case strings.HasSuffix(subj, ".tick"):
+		var t bus.Tick
+		if err := json.Unmarshal(m.Data(), &t); err == nil {
+			c.mu.Lock()
+			if t.At.After(c.lastTick[t.Region]) {
+				c.lastTick[t.Region] = t.At
+			}
+			c.mu.Unlock()
+		}
+		_ = m.Ack()
+	default:
+		var p bus.Purge
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			c.log.Error("unreadable purge message dropped", "subject", subj, "error", err)
+			_ = m.Term()
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := c.app.ApplyPurge(actx, p)
+		cancel()
+		applied := c.now().UTC()
+		ack := bus.PurgeAck{ID: p.ID, Edge: c.cfg.Edge, Region: c.cfg.Region, Applied: applied, Entries: n}
+		if err != nil {
+			// The applier applies what it can and names what it could not (an item no cached
+			// key can match); redelivering would not change that, so the purge is acknowledged
+			// with the error for the API to show.
+			c.log.Warn("purge applied in part", "purge_id", p.ID, "error", err)
+			ack.Error = err.Error()
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			c.log.Warn("purge applied but its ack was not confirmed (it may be applied again)", "purge_id", p.ID, "error", err)
+		}
+		c.applied.Inc()
+		c.applyLag.Observe(applied.Sub(p.Accepted).Seconds())
+		if b, err := json.Marshal(ack); err == nil {
+			_ = c.nc.Publish(bus.PurgeAckSubject(p.ID), b)
+		}
+	}
+	if md, err := m.Metadata(); err == nil {
+		c.mu.Lock()
+		c.caughtUp = md.NumPending == 0
+		c.mu.Unlock()
+	}
+}
+
+// evaluate decides whether the cache may be trusted: the stream is caught up and every region's
+// latest tick is within the staleness bound.
+func (c *Consumer) evaluate() {
+	now := c.now()
+	c.mu.Lock()
+	ok := c.caughtUp
+	var stale []string
+	for _, r := range c.cfg.Regions {
+		if at, seen := c.lastTick[r]; !seen || now.Sub(at) > c.cfg.StalenessBound {
+			ok = false
+			stale = append(stale, r)
+		}
+	}
+	c.mu.Unlock()
+	if c.setTrusted(ok) && !ok {
+		c.log.Warn("cache no longer trusted: purges may be missing; revalidating every hit", "regions_not_heard", stale)
+	}
+}
+
+// setTrusted tells the applier when trust changes; it reports whether it changed.
+func (c *Consumer) setTrusted(v bool) bool {
+	c.mu.Lock()
+	changed := c.trusted != v
+	c.trusted = v
+	c.mu.Unlock()
+	if !changed {
+		return false
+	}
+	c.app.SetCacheTrusted(v)
+	if v {
+		c.trustedG.Set(1)
+		c.log.Info("cache trusted: every region's purges are current")
+	} else {
+		c.trustedG.Set(0)
+		c.trustLosts.Inc()
+	}
+	return true
+}
+
+// Trusted reports the consumer's current verdict.
+func (c *Consumer) Trusted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trusted
+}
