@@ -60,17 +60,17 @@ type Server struct {
 	m      *metrics
 	gather prometheus.Gatherer
 
-	ready    atomic.Bool
+	ready atomic.Bool
 	// untrusted is set while the edge may have missed purges (its purge stream was lost for
 	// longer than the staleness bound, or it has not caught up since it started): every hit is
 	// then revalidated with the origin and nothing is served stale. The zero value (trusted)
 	// suits an edge that runs without a purge stream.
 	untrusted atomic.Bool
-	viewer   *fasthttp.Server
-	closeMu  sync.Mutex
-	closed   bool
-	bgCtx    context.Context // background work (revalidations); cancelled at shutdown
-	bgCancel context.CancelFunc
+	viewer    *fasthttp.Server
+	closeMu   sync.Mutex
+	closed    bool
+	bgCtx     context.Context // background work (revalidations); cancelled at shutdown
+	bgCancel  context.CancelFunc
 }
 
 // New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted

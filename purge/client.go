@@ -27,7 +27,9 @@ type APIError struct {
 	Reason string
 }
 
-func (e *APIError) Error() string { return fmt.Sprintf("purge API answered %d: %s", e.Status, e.Reason) }
+func (e *APIError) Error() string {
+	return fmt.Sprintf("purge API answered %d: %s", e.Status, e.Reason)
+}
 
 // Purge submits a purge and returns the API's account of it.
 func (c *Client) Purge(ctx context.Context, req Request) (Status, error) {

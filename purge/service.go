@@ -147,15 +147,15 @@ type Service struct {
 	reg prometheus.Gatherer
 
 	mu      sync.Mutex
-	records map[string]*record // guarded by mu
-	order   []string           // ids in acceptance order, for the history bound; guarded by mu
+	records map[string]*record  // guarded by mu
+	order   []string            // ids in acceptance order, for the history bound; guarded by mu
 	edges   map[string]edgeSeen // guarded by mu
 
 	tickFailing bool // only the Run goroutine touches it
 
-	accepted  prometheus.Counter
-	rejected  *prometheus.CounterVec
-	ackLat    prometheus.Histogram
+	accepted prometheus.Counter
+	rejected *prometheus.CounterVec
+	ackLat   prometheus.Histogram
 }
 
 type edgeSeen struct {

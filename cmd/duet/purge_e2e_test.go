@@ -47,12 +47,12 @@ func newVersionedOrigin(t *testing.T) *versionedOrigin {
 
 // region is one region of the test topology: its NATS, purge API and edges.
 type region struct {
-	name     string
-	nats     *server.Server
-	natsCfg  bus.ServerConfig
-	api      string
-	stopAPI  func()
-	edges    []*testEdge
+	name    string
+	nats    *server.Server
+	natsCfg bus.ServerConfig
+	api     string
+	stopAPI func()
+	edges   []*testEdge
 }
 
 type testEdge struct {
@@ -128,7 +128,9 @@ func startNATSEdge(t *testing.T, r *region, name, originURL string, regions []st
 	cfg.Purge = purgeConsumerConfig{Regions: regions, StalenessBound: bound}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runEdge(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))) }()
+	go func() {
+		done <- runEdge(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
 	e := &testEdge{name: name, url: "http://" + cfg.Listen, admin: "http://" + cfg.AdminListen}
 	var once sync.Once
 	e.stop = func() { once.Do(func() { cancel(); <-done }) }
