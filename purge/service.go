@@ -280,6 +280,15 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 		close(errc)
 	}()
 	s.log.Info("purge service listening", "listen", ln.Addr().String())
+	// Keep the region's stream sourcing the others: after a cut heals, a source would otherwise
+	// wait out its retry backoff (about 40 s seen) before it catches up.
+	watchDone := make(chan struct{})
+	wctx, stopWatch := context.WithCancel(ctx)
+	go func() {
+		defer close(watchDone)
+		_ = bus.WatchSources(wctx, s.js, s.cfg.Region, s.log)
+	}()
+	defer func() { stopWatch(); <-watchDone }()
 	t := time.NewTicker(s.cfg.TickInterval)
 	defer t.Stop()
 	s.tick(ctx)
@@ -301,7 +310,8 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 // tick proves the region's purge path alive; failures are logged when they start and end, not
 // at every tick.
 func (s *Service) tick(ctx context.Context) {
-	tctx, cancel := context.WithTimeout(ctx, s.cfg.TickInterval)
+	// A slow store delays a tick rather than dropping it (the next one follows anyway).
+	tctx, cancel := context.WithTimeout(ctx, max(s.cfg.TickInterval, 2*time.Second))
 	defer cancel()
 	err := bus.PublishTick(tctx, s.js, s.cfg.Region, s.now())
 	switch {

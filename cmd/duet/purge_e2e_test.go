@@ -249,3 +249,87 @@ func TestPurgeAcrossRegions(t *testing.T) {
 		return err == nil && got.Complete
 	}, "region A's API never received B's acknowledgements after the heal")
 }
+
+// twoRegions starts A (leafnode hub) and B (its leaf), a purge API in each, and two edges per
+// region, and waits until every edge trusts its cache.
+func twoRegions(t *testing.T, origin *versionedOrigin, bound time.Duration) (a, b *region, all []*testEdge) {
+	t.Helper()
+	regions := []string{"A", "B"}
+	a, b = &region{name: "A"}, &region{name: "B"}
+	a.nats, a.natsCfg = startRegionNATS(t, "A", -1, nil, t.TempDir())
+	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{bus.LeafURL(a.nats)}, t.TempDir())
+	startPurgeAPI(t, a, regions)
+	startPurgeAPI(t, b, regions)
+	for _, r := range []*region{a, b} {
+		for i := 1; i <= 2; i++ {
+			r.edges = append(r.edges, startNATSEdge(t, r, fmt.Sprintf("%s%d", strings.ToLower(r.name), i), origin.srv.URL, regions, bound))
+		}
+	}
+	all = append(append(all, a.edges...), b.edges...)
+	for _, e := range all {
+		testenv.Eventually(t, 20*time.Second, e.trusted, "edge %s never trusted its cache", e.name)
+	}
+	return a, b, all
+}
+
+// TestPurgeWithRegionAGone: with region A's NATS and purge API gone entirely, purges through B
+// still reach B's edges, and A's edges once A returns. A stopped edge is named as missing.
+func TestPurgeWithRegionAGone(t *testing.T) {
+	origin := newVersionedOrigin(t)
+	a, b, all := twoRegions(t, origin, 2*time.Second)
+	for _, e := range all {
+		e.get(t, "/live/seg9.ts")
+	}
+	// A stopped edge is named as missing (its last heartbeat is still recent).
+	a.edges[1].stop()
+	st := purgeVia(t, b.api, purge.Request{URLs: []string{"/nothing-cached"}, Wait: "1s"})
+	if len(st.Missing) != 1 || st.Missing[0] != "a2" || len(st.Acks) != 3 {
+		t.Fatalf("with a2 stopped: acks %d, missing %v", len(st.Acks), st.Missing)
+	}
+
+	// Region A goes away: its purge API, then its NATS.
+	a.stopAPI()
+	a.nats.Shutdown()
+	a.nats.WaitForShutdown()
+	origin.version.Store(2)
+	st = purgeVia(t, b.api, purge.Request{URLs: []string{"/live/seg9.ts"}, Wait: "3s"})
+	acked := map[string]bool{}
+	for _, ack := range st.Acks {
+		acked[ack.Edge] = true
+	}
+	if !acked["b1"] || !acked["b2"] {
+		t.Fatalf("with A gone, B's edges did not apply B's purge: acks %v missing %v", st.Acks, st.Missing)
+	}
+	for _, e := range b.edges {
+		if body, _ := e.get(t, "/live/seg9.ts"); body != "/live/seg9.ts v2" {
+			t.Fatalf("%s serves %q after the purge", e.name, body)
+		}
+	}
+	// A returns: its stream sources B's purge, and a1 applies it before it trusts its cache.
+	var err error
+	a.nats, err = bus.StartServer(t.Context(), a.natsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.nats.Shutdown)
+	back := time.Now()
+	startPurgeAPI(t, a, []string{"A", "B"})
+	a1 := a.edges[0]
+	testenv.Eventually(t, 60*time.Second, a1.trusted, "a1 never trusted its cache after A returned")
+	t.Logf("a1 trusted its cache again %s after A returned", time.Since(back).Round(time.Millisecond))
+	if body, x := a1.get(t, "/live/seg9.ts"); body != "/live/seg9.ts v2" {
+		t.Fatalf("a1 serves %q (%s) after A returned", body, x)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		got, err := (&purge.Client{BaseURL: b.api, Token: testToken}).Get(t.Context(), st.ID)
+		if err != nil {
+			return false
+		}
+		for _, ack := range got.Acks {
+			if ack.Edge == "a1" {
+				return true
+			}
+		}
+		return false
+	}, "a1's acknowledgement of B's purge never reached B's API")
+}

@@ -1,0 +1,550 @@
+// Package hrw makes steering's routing choice: which edges, in which order,
+// serve a request for a piece of content from a client at a place.
+//
+// The choice has two levels:
+//
+//   - Regions are ordered by great-circle distance from the client
+//     (haversine). A region with no healthy edge is skipped; a region whose
+//     load is at or above its threshold is spilled past: it comes after every
+//     region with room.
+//   - Inside a region, edges are ordered by rendezvous hashing (highest random
+//     weight) of the content key, so one stream's playlists and segments land
+//     on one edge and its cache stays hot. Load is bounded: an edge at or
+//     above its load factor spills the key to the next edge in hash order.
+//     Draining and down edges are skipped.
+//
+// The answer is every usable edge, best first: the edges with room, region by
+// region (regions with room first, then hot regions), and last, as a last
+// resort, healthy edges that are full. A machine-readable Reason says why the
+// first choice is what it is.
+//
+// Rendezvous hashing is stable: taking an edge out moves only the keys that
+// were on it (spread over the others in proportion to their weights), and
+// putting it back moves them back. The answer depends only on the inputs —
+// not on the order of edges in a region, not on time or randomness — so
+// steering instances that see the same health agree.
+//
+// Route does not allocate when given a reused Buffer.
+package hrw
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Point is a place on Earth, in degrees (WGS 84).
+type Point struct {
+	Lat, Lon float64
+}
+
+// earthRadiusKM is the mean Earth radius (IUGG).
+const earthRadiusKM = 6371.0088
+
+// DistanceKM is the great-circle distance between a and b in kilometres, by
+// the haversine formula on a spherical Earth (good to about 0.5%).
+func DistanceKM(a, b Point) float64 {
+	const rad = math.Pi / 180
+	lat1, lat2 := a.Lat*rad, b.Lat*rad
+	dLat := lat2 - lat1
+	dLon := (b.Lon - a.Lon) * rad
+	s1, s2 := math.Sin(dLat/2), math.Sin(dLon/2)
+	h := s1*s1 + math.Cos(lat1)*math.Cos(lat2)*s2*s2
+	if h > 1 {
+		h = 1
+	}
+	return 2 * earthRadiusKM * math.Asin(math.Sqrt(h))
+}
+
+// State is an edge's health as steering sees it.
+type State uint8
+
+const (
+	// Up: serving; gets new viewers.
+	Up State = iota
+	// Draining: finishing what it serves; gets no new viewers.
+	Draining
+	// Down: missed heartbeats or failed probes.
+	Down
+)
+
+// String names the state: "up", "draining", "down".
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Draining:
+		return "draining"
+	case Down:
+		return "down"
+	default:
+		return fmt.Sprintf("state(%d)", uint8(s))
+	}
+}
+
+// Edge is one edge as the routing choice sees it.
+type Edge struct {
+	// ID names the edge; the rendezvous hash is of (key, ID), so it must be
+	// stable across restarts and unique among all edges.
+	ID string
+	// State is the edge's health.
+	State State
+	// Capacity is how much load the edge takes, in the caller's unit
+	// (connections, egress bytes/s, ...). 0 means unknown: the edge is never
+	// full and adds nothing to its region's capacity.
+	Capacity float64
+	// Load is the edge's current load, in Capacity's unit.
+	Load float64
+	// Weight is the edge's relative share of keys (weighted rendezvous
+	// hashing, "-w/ln(u)"); 0 means 1. An edge of weight 2 gets about twice
+	// the keys of an edge of weight 1.
+	Weight float64
+}
+
+// full reports whether the edge's load is at or above factor × capacity.
+func (e *Edge) full(factor float64) bool {
+	return e.Capacity > 0 && e.Load >= factor*e.Capacity
+}
+
+// Region is a group of edges at one place.
+type Region struct {
+	// Name names the region (and is the tie-breaker between regions at the
+	// same distance).
+	Name string
+	// Loc is where the region is.
+	Loc Point
+	// Edges are the region's edges, in any order.
+	Edges []Edge
+}
+
+// health counts the region's Up edges and sums the capacity and load of
+// those with a known capacity.
+func (r *Region) health() (up int, capacity, load float64) {
+	for i := range r.Edges {
+		e := &r.Edges[i]
+		if e.State != Up {
+			continue
+		}
+		up++
+		if e.Capacity > 0 {
+			capacity += e.Capacity
+			load += e.Load
+		}
+	}
+	return up, capacity, load
+}
+
+// Config tunes the choice. The zero Config is usable: see each field's
+// default.
+type Config struct {
+	// EdgeLoadFactor: an edge whose Load is at or above EdgeLoadFactor ×
+	// Capacity is full, and its keys spill to the next edge in hash order.
+	// 0 means 1 (full at capacity). Must be positive.
+	EdgeLoadFactor float64
+	// RegionLoadFactor: a region whose summed Load of Up edges is at or
+	// above RegionLoadFactor × their summed Capacity is hot, and is spilled
+	// past. 0 means 0.9, so a region sheds new viewers a little before all
+	// its edges are full. Must be positive.
+	RegionLoadFactor float64
+	// DefaultRegion is the region to start from when the client's location
+	// is unknown (private address, GeoIP miss): regions are then ordered by
+	// distance from it, so its neighbours take over when it is down. When it
+	// names no region in the input, the regions' own order is used.
+	DefaultRegion string
+	// MaxChoices caps the length of the answer (primary plus fallbacks).
+	// 0 means no cap: every usable edge.
+	MaxChoices int
+}
+
+// DefaultConfig is the Config with its defaults spelled out.
+func DefaultConfig() Config {
+	return Config{EdgeLoadFactor: 1, RegionLoadFactor: 0.9}
+}
+
+// ErrInvalidConfig is wrapped by New's errors.
+var ErrInvalidConfig = errors.New("hrw: invalid config")
+
+// Picker makes routing choices. It holds only its Config and is safe for
+// concurrent use.
+type Picker struct {
+	cfg Config
+}
+
+// New checks cfg, fills in its defaults and returns a Picker.
+func New(cfg Config) (*Picker, error) {
+	if cfg.EdgeLoadFactor == 0 {
+		cfg.EdgeLoadFactor = 1
+	}
+	if cfg.RegionLoadFactor == 0 {
+		cfg.RegionLoadFactor = 0.9
+	}
+	switch {
+	case !(cfg.EdgeLoadFactor > 0) || math.IsInf(cfg.EdgeLoadFactor, 0):
+		return nil, fmt.Errorf("%w: EdgeLoadFactor %v must be positive", ErrInvalidConfig, cfg.EdgeLoadFactor)
+	case !(cfg.RegionLoadFactor > 0) || math.IsInf(cfg.RegionLoadFactor, 0):
+		return nil, fmt.Errorf("%w: RegionLoadFactor %v must be positive", ErrInvalidConfig, cfg.RegionLoadFactor)
+	case cfg.MaxChoices < 0:
+		return nil, fmt.Errorf("%w: MaxChoices %d is negative", ErrInvalidConfig, cfg.MaxChoices)
+	}
+	return &Picker{cfg: cfg}, nil
+}
+
+// Config returns the Picker's Config, defaults filled in.
+func (p *Picker) Config() Config { return p.cfg }
+
+// Reason says why the first choice is what it is. The values are stable,
+// lower-case and few, fit for a metric label.
+type Reason string
+
+const (
+	// ReasonNearest: the first choice is the key's edge in the region
+	// nearest the client.
+	ReasonNearest Reason = "nearest"
+	// ReasonDefaultRegion: the client's location is unknown; the first
+	// choice is the key's edge in the default region.
+	ReasonDefaultRegion Reason = "default-region"
+	// ReasonSpillUnhealthy: the key's edge in the starting region (nearest,
+	// or default), or that whole region, is draining or down.
+	ReasonSpillUnhealthy Reason = "spill-unhealthy"
+	// ReasonSpillLoad: the key's edge in the starting region is full, or
+	// that region is hot.
+	ReasonSpillLoad Reason = "spill-load"
+	// ReasonOverload: every healthy edge is full; the first choice is the
+	// best of them anyway, rather than nothing.
+	ReasonOverload Reason = "overload"
+	// ReasonNoHealthyEdge: no edge is Up; the answer is empty. Serve 503.
+	ReasonNoHealthyEdge Reason = "no-healthy-edge"
+)
+
+// Reasons lists every Reason, for pre-declaring metric series.
+func Reasons() []Reason {
+	return []Reason{ReasonNearest, ReasonDefaultRegion, ReasonSpillUnhealthy, ReasonSpillLoad, ReasonOverload, ReasonNoHealthyEdge}
+}
+
+// Request is what one choice is about.
+type Request struct {
+	// Key is the content key, usually ContentKey(path, depth).
+	Key string
+	// From is the client's location; used when Located.
+	From Point
+	// Located is false when the client's location is unknown.
+	Located bool
+}
+
+// Choice points at one edge of the input: regions[Region].Edges[Edge].
+type Choice struct {
+	Region, Edge int
+}
+
+// Decision is the answer: usable edges, best first, and why the first is
+// first.
+type Decision struct {
+	// Choices is primary first, then fallbacks. It is empty only with
+	// ReasonNoHealthyEdge. It aliases the Buffer passed to Route.
+	Choices []Choice
+	// Reason explains Choices[0].
+	Reason Reason
+}
+
+// Buffer is scratch space for Route, reused across calls to avoid
+// allocation. One Buffer serves one goroutine at a time (keep them in a
+// sync.Pool, for example). The zero Buffer is ready.
+type Buffer struct {
+	choices []Choice
+	regions []regionRank
+	edges   []edgeRank
+	full    []Choice
+}
+
+type regionRank struct {
+	idx     int
+	dist    float64
+	healthy bool
+	hot     bool
+}
+
+type edgeRank struct {
+	idx   int
+	score float64
+}
+
+// Route chooses the edges for req among regions. buf may be nil (Route then
+// allocates); the returned Choices alias buf until its next use.
+func (p *Picker) Route(buf *Buffer, req Request, regions []Region) Decision {
+	if buf == nil {
+		buf = new(Buffer)
+	}
+	choices := buf.choices[:0]
+	limit := p.cfg.MaxChoices
+	if limit == 0 {
+		limit = math.MaxInt
+	}
+
+	start, ranks := p.rankRegions(buf, req, regions)
+
+	keyHash := xxhash.Sum64String(req.Key)
+	full := buf.full[:0]
+	ideal := -1 // the key's edge in the start region, when ranked below
+
+	// Regions with room, then hot regions: their non-full Up edges in hash
+	// order. Full Up edges are kept for the end.
+	for pass := 0; pass < 2 && len(choices) < limit; pass++ {
+		hot := pass == 1
+		for _, rank := range ranks {
+			if len(choices) >= limit {
+				break
+			}
+			if rank.hot != hot || !rank.healthy {
+				continue
+			}
+			edges := regions[rank.idx].Edges
+			order := rankEdges(buf, keyHash, edges)
+			if rank.idx == start && len(order) > 0 {
+				ideal = order[0].idx
+			}
+			for _, er := range order {
+				e := &edges[er.idx]
+				if e.State != Up {
+					continue
+				}
+				c := Choice{Region: rank.idx, Edge: er.idx}
+				if e.full(p.cfg.EdgeLoadFactor) {
+					full = append(full, c)
+					continue
+				}
+				if len(choices) < limit {
+					choices = append(choices, c)
+				}
+			}
+		}
+	}
+	// Last resort: full edges, nearest region first, hash order within.
+	// full was filled in region order (room, then hot); put it back in
+	// distance order.
+	if len(choices) < limit && len(full) > 0 {
+		for _, rank := range ranks {
+			for _, c := range full {
+				if c.Region == rank.idx && len(choices) < limit {
+					choices = append(choices, c)
+				}
+			}
+		}
+	}
+	buf.choices, buf.full = choices, full
+
+	return Decision{Choices: choices, Reason: p.reason(buf, regions, start, ideal, req.Located, keyHash)}
+}
+
+// rankRegions orders the regions into buf.regions: healthy ones (with an Up
+// edge) first, then by distance from the client (or from the default region,
+// or in input order), then by name. It returns the start region too: the one
+// the client would use if everything were well (-1 without regions).
+func (p *Picker) rankRegions(buf *Buffer, req Request, regions []Region) (int, []regionRank) {
+	from, located := req.From, req.Located
+	start := -1
+	if !located {
+		for i := range regions {
+			if regions[i].Name == p.cfg.DefaultRegion {
+				from, located, start = regions[i].Loc, true, i
+				break
+			}
+		}
+		if start < 0 && len(regions) > 0 {
+			start = 0
+		}
+	}
+	ranks := buf.regions[:0]
+	for i := range regions {
+		r := &regions[i]
+		rank := regionRank{idx: i, dist: float64(i)} // input order, when nothing else applies
+		if located {
+			rank.dist = DistanceKM(from, r.Loc)
+		}
+		up, capacity, load := r.health()
+		rank.healthy = up > 0
+		rank.hot = capacity > 0 && load >= p.cfg.RegionLoadFactor*capacity
+		ranks = append(ranks, rank)
+		if start < 0 || (req.Located && rankLess(regions, &rank, &ranks[start])) {
+			start = i
+		}
+	}
+	// Insertion sort: few regions, no allocation.
+	for i := 1; i < len(ranks); i++ {
+		for j := i; j > 0 && regionLess(regions, &ranks[j], &ranks[j-1]); j-- {
+			ranks[j], ranks[j-1] = ranks[j-1], ranks[j]
+		}
+	}
+	buf.regions = ranks
+	return start, ranks
+}
+
+// reason explains choices[0] against the ideal: the key's edge in the start
+// region, as if every edge were up and idle.
+func (p *Picker) reason(buf *Buffer, regions []Region, start, ideal int, clientLocated bool, keyHash uint64) Reason {
+	choices := buf.choices
+	if len(choices) == 0 {
+		return ReasonNoHealthyEdge
+	}
+	first := choices[0]
+	if regions[first.Region].Edges[first.Edge].full(p.cfg.EdgeLoadFactor) {
+		return ReasonOverload
+	}
+	if start < 0 || len(regions[start].Edges) == 0 {
+		// No ideal to compare with (no regions, or an empty start region).
+		return ReasonSpillUnhealthy
+	}
+	sr := &regions[start]
+	if ideal < 0 {
+		ideal = rankEdges(buf, keyHash, sr.Edges)[0].idx
+	}
+	if first.Region == start && first.Edge == ideal {
+		if clientLocated {
+			return ReasonNearest
+		}
+		return ReasonDefaultRegion
+	}
+	up, _, _ := sr.health()
+	if up == 0 || sr.Edges[ideal].State != Up {
+		return ReasonSpillUnhealthy
+	}
+	return ReasonSpillLoad
+}
+
+// regionLess orders healthy regions first, then by rankLess.
+func regionLess(regions []Region, a, b *regionRank) bool {
+	if a.healthy != b.healthy {
+		return a.healthy
+	}
+	return rankLess(regions, a, b)
+}
+
+// rankLess orders by distance, then name.
+func rankLess(regions []Region, a, b *regionRank) bool {
+	if a.dist != b.dist {
+		return a.dist < b.dist
+	}
+	return regions[a.idx].Name < regions[b.idx].Name
+}
+
+// rankEdges orders all of edges for the key, highest random weight first,
+// into buf.edges (overwriting it).
+func rankEdges(buf *Buffer, keyHash uint64, edges []Edge) []edgeRank {
+	weighted := false
+	for i := range edges {
+		if w := edges[i].Weight; w > 0 && w != 1 {
+			weighted = true
+			break
+		}
+	}
+	order := buf.edges[:0]
+	for i := range edges {
+		order = append(order, edgeRank{idx: i, score: score(keyHash, &edges[i], weighted)})
+	}
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && edgeLess(edges, &order[j], &order[j-1]); j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	buf.edges = order
+	return order
+}
+
+func edgeLess(edges []Edge, a, b *edgeRank) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return edges[a.idx].ID < edges[b.idx].ID
+}
+
+// score is the edge's weighted rendezvous score for the key: -w / ln(u),
+// with u uniform in (0, 1) from a hash of (key, edge); an edge's chance to
+// score highest is its share of the total weight. When all weights in the
+// region are equal (unweighted), -1/ln(u) orders like u itself, so the
+// logarithm is skipped.
+func score(keyHash uint64, e *Edge, weighted bool) float64 {
+	h := mix(keyHash ^ xxhash.Sum64String(e.ID))
+	u := (float64(h>>11) + 0.5) / (1 << 53) // (0, 1)
+	if !weighted {
+		return u
+	}
+	w := e.Weight
+	if !(w > 0) {
+		w = 1
+	}
+	return -w / math.Log(u)
+}
+
+// mix is the SplitMix64 finalizer: every input bit affects every output bit,
+// so (key, edge) pairs that differ in one bit score independently.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Rank returns the indexes of edges in rendezvous order for key, highest
+// first, whatever their state and load: the order Route walks inside a
+// region. For tests, tools and the status page.
+func Rank(key string, edges []Edge) []int {
+	var buf Buffer
+	order := rankEdges(&buf, xxhash.Sum64String(key), edges)
+	out := make([]int, len(order))
+	for i, r := range order {
+		out[i] = r.idx
+	}
+	return out
+}
+
+// Nearest returns the regions that have an Up edge, nearest to from first,
+// with hot regions (at or above the Picker's RegionLoadFactor) after all the
+// others. It allocates; Route is the hot path.
+func (p *Picker) Nearest(from Point, regions []Region) []Region {
+	var buf Buffer
+	_, ranks := p.rankRegions(&buf, Request{From: from, Located: true}, regions)
+	out := make([]Region, 0, len(ranks))
+	for pass := 0; pass < 2; pass++ {
+		for _, r := range ranks {
+			if r.hot == (pass == 1) && r.healthy {
+				out = append(out, regions[r.idx])
+			}
+		}
+	}
+	return out
+}
+
+// ContentKey is the key that keeps one stream on one edge: the first depth
+// segments of the path, which for a packaged stream is its folder.
+//
+//	ContentKey("/vod/abc/720p/seg1.ts", 2) == "/vod/abc"
+//	ContentKey("/vod/abc/master.m3u8", 2)  == "/vod/abc"
+//	ContentKey("/vod/x.mp4", 2)            == "/vod/x.mp4"
+//	ContentKey("/live/ch1/seg.ts?t=1", 1)  == "/live"
+//
+// A query or fragment is dropped. A path with fewer segments, and depth <= 0,
+// give the whole path. The path should be clean (no "//", "." or "..":
+// steering refuses such paths before this); ContentKey does not clean it. It
+// returns a substring of path and does not allocate.
+func ContentKey(path string, depth int) string {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	if depth <= 0 {
+		return path
+	}
+	seen := 0
+	for i := 1; i < len(path); i++ {
+		if path[i] == '/' {
+			seen++
+			if seen == depth {
+				return path[:i]
+			}
+		}
+	}
+	return path
+}

@@ -1,0 +1,76 @@
+// Package manifest writes HLS and DASH content steering documents and puts
+// the steering hooks into playlists and MPDs.
+//
+// Two sides:
+//
+//   - The steering server's answer: [HLS] writes an HLS Steering Manifest and
+//     [DASH] a DASH Content Steering response (DCSM), from an ordered list of
+//     pathways; [ParseHLSQuery] and [ParseDASHQuery] read and check the
+//     query parameters a player adds to its steering requests.
+//   - The edge's rewrite of origin content: [InjectHLS] adds
+//     EXT-X-CONTENT-STEERING and PATHWAY-ID attributes to a multivariant
+//     playlist, and [InjectDASH] adds ContentSteering and
+//     BaseURL@serviceLocation elements to an MPD, so packaged content needs
+//     no change.
+//
+// # Specifications relied on
+//
+// HLS: "HTTP Live Streaming 2nd Edition", draft-pantos-hls-rfc8216bis
+// (§4.4.6.2, §4.4.6.3, §4.4.6.6 and §7), which defers the manifest format to
+// Apple's "HLS Content Steering" specification (draft-pantos-content-steering,
+// §4 Steering Manifest, §5 Pathway Cloning, §6 query parameters):
+//
+//   - §4.4.6.6 EXT-X-CONTENT-STEERING: SERVER-URI (quoted-string, REQUIRED),
+//     PATHWAY-ID (quoted-string, OPTIONAL, the initial pathway; it MUST be
+//     the PATHWAY-ID of one or more Variant Streams). The tag MUST NOT
+//     appear more than once in a Multivariant Playlist.
+//   - §4.4.6.2 EXT-X-STREAM-INF PATHWAY-ID (quoted-string); a Variant Stream
+//     without one is in the default pathway ".". §4.4.6.3: the attributes of
+//     EXT-X-STREAM-INF apply to EXT-X-I-FRAME-STREAM-INF too (except
+//     FRAME-RATE, AUDIO, SUBTITLES, CLOSED-CAPTIONS), so PATHWAY-ID goes on
+//     I-frame streams as well. EXT-X-MEDIA has no PATHWAY-ID: renditions
+//     belong to a pathway through the GROUP-IDs its variants reference.
+//   - Pathway IDs contain only [a-z], [A-Z], [0-9], '.', '-' and '_'.
+//   - The Steering Manifest is a JSON object: VERSION (REQUIRED, 1), TTL
+//     (REQUIRED, seconds until the client reloads; 300 recommended),
+//     RELOAD-URI (OPTIONAL, may be relative to the manifest's URI),
+//     PATHWAY-PRIORITY (REQUIRED, at least one pathway, no duplicates;
+//     clients ignore IDs they do not know) and PATHWAY-CLONES (OPTIONAL:
+//     objects with BASE-ID, ID — which must not match another pathway — and
+//     URI-REPLACEMENT with HOST and PARAMS, plus PER-VARIANT-URIS and
+//     PER-RENDITION-URIS for HLS). Media type
+//     application/vnd.apple.steering-list.
+//   - §7.4: the client adds _HLS_pathway="<CURRENT-PATHWAY-ID>" and
+//     _HLS_throughput=<bits per second> to each steering request (hls.js
+//     sends the pathway unquoted; both forms are read).
+//
+// DASH: ETSI TS 103 998 V1.1.1, "DASH-IF Content Steering for DASH"
+// (which superseded the DASH-IF community review draft):
+//
+//   - The response uses the HLS field names — VERSION, TTL, RELOAD-URI,
+//     PATHWAY-PRIORITY, PATHWAY-CLONES with URI-REPLACEMENT HOST and PARAMS
+//     (no per-variant URIs) — matching BaseURL@serviceLocation values. The
+//     draft called the priority list SERVICE-LOCATION-PRIORITY; some players
+//     (video.js) still read that name, so [DASH] writes both, with the same
+//     list. dash.js reads PATHWAY-PRIORITY (its DashConstants).
+//   - The client adds _DASH_pathway="<id>,<id>" (a quoted, comma-separated
+//     list of the service locations it measured) and
+//     _DASH_throughput=<bps>,<bps> (one value per listed location, empty
+//     when unknown). dash.js orders the list by throughput, fastest first.
+//   - The MPD carries <ContentSteering defaultServiceLocation="..."
+//     queryBeforeStart="...">SERVER-URL</ContentSteering> as a child of MPD;
+//     defaultServiceLocation is a whitespace-separated list.
+//
+// Cross-checked against the clients that read these documents: hls.js
+// (src/controller/content-steering-controller.ts) and dash.js
+// (src/dash/controllers/ContentSteeringController.js).
+//
+// # Failed pathways
+//
+// A pathway whose edges are all unhealthy is moved to the end of the
+// priority list, not dropped. The list must name at least one pathway; a DASH
+// client whose MPD shares no service location with the list stops playback
+// (ETSI TS 103 998 clause 7); clients penalise a pathway that fails them on
+// their own; and instances of steering may briefly disagree about health. At
+// the end, a failed pathway is tried only after every healthy one.
+package manifest
