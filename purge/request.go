@@ -51,7 +51,7 @@ func DecodeRequest(r io.Reader, maxItems int, maxWait time.Duration) (Request, t
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return Request{}, 0, bad("body is not a purge object: %v", err)
+		return Request{}, 0, bad("body is not a purge object: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Request{}, 0, bad("body has data after the purge object")

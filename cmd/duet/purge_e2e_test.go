@@ -333,3 +333,52 @@ func TestPurgeWithRegionAGone(t *testing.T) {
 		return false
 	}, "a1's acknowledgement of B's purge never reached B's API")
 }
+
+// TestKilledEdgeNeverServesWhatWasPurgedMeanwhile: kill -9 an edge, purge objects it holds on
+// disk while it is down, restart it: it never serves them (it revalidates everything until it
+// has applied the purges it missed).
+func TestKilledEdgeNeverServesWhatWasPurgedMeanwhile(t *testing.T) {
+	origin := newVersionedOrigin(t)
+	a := &region{name: "A"}
+	a.nats, a.natsCfg = startRegionNATS(t, "A", 0, nil, t.TempDir())
+	startPurgeAPI(t, a, []string{"A"})
+	disk := t.TempDir()
+	args := []string{"--name", "k1", "--region", "A", "--origin.type", "http", "--origin.endpoint", origin.srv.URL,
+		"--disk.dir", disk, "--nats.urls", a.nats.ClientURL(), "--purge.regions", "A", "--purge.staleness_bound", "2s"}
+	p := startEdgeProc(t, args...)
+	ep := &testEdge{name: "k1", url: p.url, admin: p.admin}
+	testenv.Eventually(t, 20*time.Second, ep.trusted, "edge never trusted its cache")
+	paths := []string{"/vod/k/seg1.ts", "/vod/k/seg2.ts", "/vod/k/big.mp4"}
+	for _, path := range paths {
+		ep.get(t, path)
+		if body, x := ep.get(t, path); x != "HIT" || !strings.HasSuffix(body, " v1") {
+			t.Fatalf("%s: %s %q", path, x, body)
+		}
+	}
+	p.kill9(t)
+	origin.version.Store(2)
+	st := purgeVia(t, a.api, purge.Request{Prefixes: []string{"/vod/k/"}, Wait: "1s"})
+	if len(st.Missing) != 1 || st.Missing[0] != "k1" {
+		t.Fatalf("the killed edge is not named missing: %v", st.Missing)
+	}
+	p = startEdgeProc(t, args...)
+	ep = &testEdge{name: "k1", url: p.url, admin: p.admin}
+	// From its first answer on, the restarted edge never serves the purged v1.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !ep.trusted(); {
+		for _, path := range paths {
+			if body, x := ep.get(t, path); !strings.HasSuffix(body, " v2") {
+				t.Fatalf("restarted edge served %q (%s) for %s, purged while it was down", body, x, path)
+			}
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, ep.trusted, "restarted edge never trusted its cache")
+	for _, path := range paths {
+		if body, _ := ep.get(t, path); !strings.HasSuffix(body, " v2") {
+			t.Fatalf("%s: %q after catching up", path, body)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		got, err := (&purge.Client{BaseURL: a.api, Token: testToken}).Get(t.Context(), st.ID)
+		return err == nil && got.Complete
+	}, "the restarted edge's acknowledgement never arrived")
+}

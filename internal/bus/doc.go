@@ -51,8 +51,9 @@
 // source waits 30 s for the answer, then backs off (10 s, 20 s, … up to 2 minutes) between
 // further attempts. A source set up while its region is unreachable (a region's server restarting
 // before its link is up) has the same fate. Measured on this package's tests (PartitionCatchUp,
-// RegionGone; DUET_BUS_BASELINE=1 runs the baseline): the stream caught up about 40 s after the
-// link healed, while core NATS crossed the link again within 0.1-0.4 s.
+// RegionGone; DUET_BUS_BASELINE=1 runs the baseline): the stream caught up 40-49 s after the
+// link healed, while core NATS crossed the link again within 0.1-0.6 s. (A restarted spoke is the
+// lucky case: its link is up before its stream asks, and it caught up in under 0.5 s.)
 //
 // What was evaluated:
 //
@@ -61,12 +62,17 @@
 //   - Re-applying the stream's configuration (UpdateStream with the same configuration) does not
 //     touch running sources: still 40 s, with 40 re-applies.
 //   - The server keeps the 30 s wait and the backoff in unexported settings.
+//   - Durable sourcing (nats-server 2.14+, StreamSource.Consumer) watches a durable consumer's
+//     delivery subject while backing off and retries as soon as it hears from it; but it needs a
+//     consumer with AckFlowControl made in every source region for every sourcing region, and it
+//     was not measured here.
 //   - Removing a source and adding it back restarts it at once, from where the stream left off (the
 //     server tracks each source's position and recovers it from the stored messages), so nothing is
 //     skipped or stored twice. KickSources does that for the stalled sources only; WatchSources
 //     does it by itself, for sources that are stalled while their region's JetStream answers.
 //
-// After the fix, measured the same way: 0.4-0.7 s with KickSources called once the link is back,
-// 1-2 s with WatchSources (it acts on the second of its one-second checks that sees a stalled
-// source whose region answers). The purge service should run WatchSources beside its stream.
+// After the fix, measured the same way: 0.3-0.6 s with KickSources called once the link is back,
+// 0.8-2 s with WatchSources (it acts on the second of its one-second checks that sees a stalled
+// source whose region answers), up to 6 s on a machine loaded far beyond its cores. The purge
+// service should run WatchSources beside its stream.
 package bus
