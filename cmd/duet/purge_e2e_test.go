@@ -34,7 +34,7 @@ type versionedOrigin struct {
 	srv     *httptest.Server
 }
 
-func newVersionedOrigin(t *testing.T) *versionedOrigin {
+func newVersionedOrigin(t testing.TB) *versionedOrigin {
 	o := &versionedOrigin{}
 	o.version.Store(1)
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +62,7 @@ type testEdge struct {
 
 func silent() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func startRegionNATS(t *testing.T, name string, leafPort int, remotes []string, dir string) (*server.Server, bus.ServerConfig) {
+func startRegionNATS(t testing.TB, name string, leafPort int, remotes []string, dir string) (*server.Server, bus.ServerConfig) {
 	t.Helper()
 	cfg := bus.ServerConfig{Region: name, Port: -1, StoreDir: dir, LeafPort: leafPort, LeafRemotes: remotes}
 	s, err := bus.StartServer(t.Context(), cfg)
@@ -82,7 +82,7 @@ func startRegionNATS(t *testing.T, name string, leafPort int, remotes []string, 
 	return s, cfg
 }
 
-func startPurgeAPI(t *testing.T, r *region, regions []string) {
+func startPurgeAPI(t testing.TB, r *region, regions []string) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,7 +115,7 @@ func startPurgeAPI(t *testing.T, r *region, regions []string) {
 	}, "purge API %s never ready", r.name)
 }
 
-func startNATSEdge(t *testing.T, r *region, name, originURL string, regions []string, bound time.Duration) *testEdge {
+func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []string, bound time.Duration) *testEdge {
 	t.Helper()
 	cfg := defaultEdgeRoleConfig()
 	cfg.Name, cfg.Region = name, r.name
@@ -149,7 +149,7 @@ func (e *testEdge) trusted() bool {
 	return strings.Contains(string(b), "\nduet_edge_cache_trusted 1\n")
 }
 
-func (e *testEdge) get(t *testing.T, path string) (string, string) {
+func (e *testEdge) get(t testing.TB, path string) (string, string) {
 	t.Helper()
 	resp, err := http.Get(e.url + path)
 	if err != nil {
@@ -160,7 +160,7 @@ func (e *testEdge) get(t *testing.T, path string) (string, string) {
 	return string(b), resp.Header.Get("X-Cache")
 }
 
-func purgeVia(t *testing.T, api string, req purge.Request) purge.Status {
+func purgeVia(t testing.TB, api string, req purge.Request) purge.Status {
 	t.Helper()
 	st, err := (&purge.Client{BaseURL: api, Token: testToken}).Purge(t.Context(), req)
 	if err != nil {
@@ -252,7 +252,7 @@ func TestPurgeAcrossRegions(t *testing.T) {
 
 // twoRegions starts A (leafnode hub) and B (its leaf), a purge API in each, and two edges per
 // region, and waits until every edge trusts its cache.
-func twoRegions(t *testing.T, origin *versionedOrigin, bound time.Duration) (a, b *region, all []*testEdge) {
+func twoRegions(t testing.TB, origin *versionedOrigin, bound time.Duration) (a, b *region, all []*testEdge) {
 	t.Helper()
 	regions := []string{"A", "B"}
 	a, b = &region{name: "A"}, &region{name: "B"}
