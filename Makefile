@@ -44,16 +44,19 @@ lint: vet
 	@cp go.mod /tmp/duet-go.mod.bak && cp go.sum /tmp/duet-go.sum.bak && $(GO) mod tidy && \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; git diff -- go.mod go.sum; exit 1; fi
 
-#? fuzz: run every fuzz target for FUZZTIME (default 60s) each
+#? fuzz: run every fuzz target in the tree for FUZZTIME (default 60s) each
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./edge/cachecontrol/
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./edge/byterange/
-	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./edge/byterange/
-	$(GO) test -run='^$$' -fuzz='^FuzzNormalize$$' -fuzztime=$(FUZZTIME) ./edge/cachekey/
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bin/'); do \
+	  pkg=$$(dirname $$f); \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "== $$pkg $$fn"; $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
-#? bench: the Go benchmarks (with allocs/op)
+#? bench: the Go benchmarks (with allocs/op): edge hit path, disk tier, purge latency and throughput, steering
 bench: tools
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/...
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/... ./steering/... ./internal/...
+	$(GO) test -run='^$$' -bench='BenchmarkPurge|BenchmarkTagPurge' -benchmem -benchtime=1x ./cmd/duet/ ./edge/
 
 #? run: the demo: MinIO with a sample HLS stream and an edge in front of it (Ctrl-C stops)
 run: tools build

@@ -211,6 +211,23 @@ func TestPurgeAcrossRegions(t *testing.T) {
 			t.Fatalf("%s still serves %q after the purge", e.name, body)
 		}
 	}
+	// The CLI prints one line per edge.
+	var out strings.Builder
+	if err := run(t.Context(), []string{"purge", "tag", "show", "--api", a.api, "--token", testToken, "--wait", "5s"}, &out, io.Discard, nil); err != nil {
+		t.Fatalf("duet purge tag: %v\n%s", err, out.String())
+	}
+	for _, name := range []string{"a1", "a2", "b1", "b2"} {
+		if !strings.Contains(out.String(), "\n"+name+" ") {
+			t.Fatalf("CLI table lacks edge %s:\n%s", name, out.String())
+		}
+	}
+	t.Logf("duet purge tag show --wait 5s:\n%s", out.String())
+	if err := run(t.Context(), []string{"purge", "url", "/x", "--api", a.api}, io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("CLI without a token: %v", err)
+	}
+	if err := run(t.Context(), []string{"purge", "url", "nope", "--api", a.api, "--token", testToken}, io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("CLI with a bad URL: %v", err)
+	}
 
 	// 2. Cut region B off (its NATS stops). Purges accepted in A meanwhile: once B's edges have
 	// passed their staleness bound they revalidate everything, so they never serve purged bytes.
