@@ -251,7 +251,49 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if stale != nil && stale.Key != d.meta.Key {
 		s.store.remove(stale.Key)
 	}
+	if s.rewriter != nil && resp.Status == http.StatusOK && kindOf(reqPath) == kindPlaylist {
+		resp = s.rewriteManifest(reqPath, resp)
+	}
 	s.spoolBody(f, resp, d.meta)
+}
+
+// maxRewrite bounds the manifests the rewriter sees; larger ones are cached unchanged.
+const maxRewrite = 4 << 20
+
+// rewriteManifest reads a whole playlist or MPD, rewrites it, and returns a response that
+// carries the new body (or the original bytes when nothing applies).
+func (s *Server) rewriteManifest(reqPath string, resp *origin.Response) *origin.Response {
+	if resp.ContentLength > maxRewrite {
+		return resp
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRewrite+1))
+	if err != nil || int64(len(body)) > maxRewrite {
+		// Cannot rewrite: hand on what was read followed by the rest, or the error.
+		resp.Body = &readCloser{Reader: io.MultiReader(bytes.NewReader(body), &errReader{err}, resp.Body), Closer: resp.Body}
+		return resp
+	}
+	_ = resp.Body.Close()
+	if nb, ok := s.rewriter.Rewrite(reqPath, body); ok {
+		body = nb
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// errReader fails with err (when err is nil it is an empty reader).
+type errReader struct{ err error }
+
+func (e *errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
 }
 
 // spoolBody streams a cacheable origin body into the disk tier while the flight's readers

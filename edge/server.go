@@ -35,6 +35,13 @@ type Forwarder interface {
 	Forward(ctx context.Context, method, path, query string, header http.Header, body io.Reader) (*origin.Response, error)
 }
 
+// ManifestRewriter rewrites a playlist or MPD before it is cached, for example to inject HLS or
+// DASH content steering so that packaged content needs no change. It returns false to keep the
+// original (not a multivariant playlist, already steered, ...).
+type ManifestRewriter interface {
+	Rewrite(path string, body []byte) ([]byte, bool)
+}
+
 // Deps are the edge's collaborators, passed in so that tests can build several edges in one
 // process.
 type Deps struct {
@@ -45,6 +52,8 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Rewriter, when set, rewrites .m3u8 and .mpd bodies before they are cached.
+	Rewriter ManifestRewriter
 }
 
 // Server is one edge node.
@@ -59,6 +68,8 @@ type Server struct {
 	pass   passSet
 	m      *metrics
 	gather prometheus.Gatherer
+	// rewriter rewrites manifests before they are cached; may be nil.
+	rewriter ManifestRewriter
 
 	ready atomic.Bool
 	// untrusted is set while the edge may have missed purges (its purge stream was lost for
@@ -103,7 +114,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
 	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
-	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer}
+	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter}
 	s.fl.m = map[string]*flight{}
 	s.pass.m = map[string]time.Time{}
 

@@ -35,6 +35,8 @@ type edgeRoleConfig struct {
 	NATS natsConfig `yaml:"nats"`
 	// Purge configures the purge consumer.
 	Purge purgeConsumerConfig `yaml:"purge"`
+	// Steering injects content steering into the playlists and MPDs the edge caches.
+	Steering steeringInjectConfig `yaml:"steering"`
 }
 
 type purgeConsumerConfig struct {
@@ -101,7 +103,11 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return err
 	}
 	reg := newRegistry()
-	srv, err := edge.New(ctx, cfg.Config, edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg})
+	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg}
+	if rw := cfg.Steering.rewriter(cfg.Region, cfg.publicURL()); rw != nil {
+		deps.Rewriter = rw
+	}
+	srv, err := edge.New(ctx, cfg.Config, deps)
 	if err != nil {
 		return err
 	}
@@ -125,10 +131,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	url := cfg.PublicURL
-	if url == "" {
-		url = "http://" + cfg.Listen
-	}
+	url := cfg.publicURL()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	done := make(chan struct{}, 2)
@@ -144,6 +147,13 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	<-done
 	<-done
 	return err
+}
+
+func (c edgeRoleConfig) publicURL() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	return "http://" + c.Listen
 }
 
 // edgeApplier lets the purge consumer drive an edge.
