@@ -195,41 +195,9 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 			close(f.ready)
 			return
 		}
-	} else {
-		oreq.IfNoneMatch = stale.ETag
-		if stale.ETag == "" {
-			oreq.IfModifiedSince = stale.LastModified
-		}
 	}
-	reqTime := s.now()
-	resp, err := s.fetch(ctx, oreq)
-	respTime := s.now()
-	if err != nil {
-		f.out, f.err, f.status = outFailed, err, statusForError(err)
-		close(f.ready)
-		return
-	}
-	switch {
-	case resp.Status == http.StatusNotModified && stale != nil:
-		_ = resp.Body.Close()
-		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
-		if !ok {
-			// The 304's headers forbid storing (no-store, private...): the old entry must go.
-			s.store.remove(stale.Key)
-			f.out, f.status, f.err = outFailed, http.StatusBadGateway, errors.New("origin withdrew the entry's cacheability in a 304")
-			close(f.ready)
-			return
-		}
-		if err := s.store.updateMeta(m); err != nil {
-			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
-		}
-		f.out = outRefreshed
-		close(f.ready)
-		return
-	case resp.Status >= 500:
-		_ = resp.Body.Close()
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
-		close(f.ready)
+	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
+	if settled {
 		return
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
@@ -377,6 +345,50 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	s.store.committed(m, memBuf)
 	s.fl.forget(f)
 	f.finish(nil)
+}
+
+// exchange runs a fill's origin request, conditional when a stale entry is being revalidated.
+// It settles the flight itself (settled is true) when the origin fails (connection, timeout,
+// 5xx, a broken If-Match) or confirms the stale entry (304); otherwise the caller gets the
+// response. withdraw removes the stale entry when a 304 forbids storing it any longer.
+func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, stale *object.Meta, reqPath string, withdraw func()) (resp *origin.Response, reqTime, respTime time.Time, settled bool) {
+	if stale != nil {
+		oreq.IfNoneMatch = stale.ETag
+		if stale.ETag == "" {
+			oreq.IfModifiedSince = stale.LastModified
+		}
+	}
+	reqTime = s.now()
+	resp, err := s.fetch(ctx, oreq)
+	respTime = s.now()
+	fail := func(status int, err error) {
+		f.out, f.status, f.err = outFailed, status, err
+		close(f.ready)
+	}
+	switch {
+	case err != nil:
+		fail(statusForError(err), err)
+	case resp.Status == http.StatusNotModified && stale != nil:
+		_ = resp.Body.Close()
+		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if !ok {
+			// The 304's headers forbid storing (no-store, private...): the old entry must go.
+			withdraw()
+			fail(http.StatusBadGateway, errors.New("origin withdrew the entry's cacheability in a 304"))
+			break
+		}
+		if err := s.store.updateMeta(m); err != nil {
+			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
+		}
+		f.out = outRefreshed
+		close(f.ready)
+	case resp.Status == http.StatusPreconditionFailed, resp.Status >= 500:
+		_ = resp.Body.Close()
+		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
+	default:
+		return resp, reqTime, respTime, false
+	}
+	return nil, reqTime, respTime, true
 }
 
 // fetch asks the origin and records the exchange.

@@ -339,37 +339,8 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
 	defer cancel()
 	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
-	if stale != nil {
-		oreq.IfNoneMatch = stale.ETag
-	}
-	reqTime := s.now()
-	resp, err := s.fetch(ctx, oreq)
-	respTime := s.now()
-	if err != nil {
-		f.out, f.err, f.status = outFailed, err, statusForError(err)
-		close(f.ready)
-		return
-	}
-	switch {
-	case resp.Status == http.StatusNotModified && stale != nil:
-		_ = resp.Body.Close()
-		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
-		if !ok {
-			s.dropSlices(primary)
-			f.out, f.status, f.err = outFailed, http.StatusBadGateway, errors.New("origin withdrew the slice's cacheability in a 304")
-			close(f.ready)
-			return
-		}
-		if err := s.store.updateMeta(m); err != nil {
-			s.log.Warn("store revalidated slice metadata", "cache_key", f.key, "error", err)
-		}
-		f.out = outRefreshed
-		close(f.ready)
-		return
-	case resp.Status == http.StatusPreconditionFailed, resp.Status >= 500:
-		_ = resp.Body.Close()
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
-		close(f.ready)
+	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
+	if settled {
 		return
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
