@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		edgeCommand(logger, environ),
 		devCommand(logger, stdout),
 		purgeCommand(logger, stdout, environ),
+		steeringCommand(logger, environ),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

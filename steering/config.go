@@ -1,0 +1,219 @@
+package steering
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/steering/clientaddr"
+	"github.com/duetcdn/duet/steering/geoip"
+	"github.com/duetcdn/duet/steering/manifest"
+)
+
+// Config is the steering service's configuration. Every field has a YAML key, a DUET_STEERING_*
+// environment variable and a flag (see internal/config); the zero value of a field means its
+// default, given in its comment.
+type Config struct {
+	// Listen is the HTTP address of the APIs and the status page. Default 127.0.0.1:8070.
+	Listen string `yaml:"listen"`
+	// Regions lists every region and where it is. Required. In YAML a list of
+	// {name, lat, lon}; in a flag or environment variable a comma-separated list of
+	// "name:lat:lon" (degrees) or "name:CC" (the centre of the country with ISO code CC):
+	// "eu:50.11:8.68,us:US".
+	Regions []Region `yaml:"regions"`
+	// DefaultRegion is where viewers whose location is unknown (private addresses, GeoIP misses)
+	// start from. Default: the first region.
+	DefaultRegion string `yaml:"default_region"`
+	// TrustedProxies lists the proxies (CIDR prefixes or addresses) whose X-Forwarded-For is
+	// believed. Empty: the connection's peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// GeoIPDatabase is a GeoIP2/GeoLite2 City or Country database, or a DB-IP lite database.
+	// Empty: the embedded country database.
+	GeoIPDatabase string `yaml:"geoip_database"`
+	// ContentKeyDepth is how many leading path segments name a stream ("/vod/abc/720p/1.ts" →
+	// "/vod/abc" at depth 2): one stream's requests go to one edge. Default 2.
+	ContentKeyDepth int `yaml:"content_key_depth"`
+	// ManifestTTL is the TTL of HLS and DASH steering manifests: how soon players ask again.
+	// Whole seconds, at least 1s. Default 10s.
+	ManifestTTL time.Duration `yaml:"manifest_ttl"`
+	// BasePathway is the pathway ID (HLS) or service location (DASH) the edges give the content
+	// they serve; every region's pathway is a clone of it with the host of the region's edge
+	// for the stream. Default "." (HLS's pathway of variants without PATHWAY-ID).
+	BasePathway string `yaml:"base_pathway"`
+	// HeartbeatInterval is how often edges send heartbeats. Default 1s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// MissedHeartbeats: an edge is down after this many intervals without a heartbeat. Default 3.
+	MissedHeartbeats int `yaml:"missed_heartbeats"`
+	// ProbeInterval is how often each edge is probed. Default 500ms.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// ProbeTimeout bounds one probe. Default: ProbeInterval.
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
+	// FailedProbes: an edge is down after this many failed probes in a row. Default 2.
+	FailedProbes int `yaml:"failed_probes"`
+	// ProbePath, when set, makes probes HTTP GETs of the edge's public URL + ProbePath that must
+	// answer 2xx (an edge path that never reaches the origin). Empty: a probe is a TCP connect to
+	// the public URL's host and port.
+	ProbePath string `yaml:"probe_path"`
+	// ForgetAfter: an edge not heard from for this long leaves the table. Default 10m.
+	ForgetAfter time.Duration `yaml:"forget_after"`
+	// EdgeCapacity is how many viewer connections an edge takes; an edge's load is its
+	// heartbeat's connection count. 0: unknown, edges are never full and regions never hot.
+	EdgeCapacity int `yaml:"edge_capacity"`
+	// EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its
+	// streams spill to the next edge. Default 100.
+	EdgeLoadPercent int `yaml:"edge_load_percent"`
+	// RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot
+	// and new viewers spill to the next region. Default 90.
+	RegionLoadPercent int `yaml:"region_load_percent"`
+}
+
+// Region is one region and where it is.
+type Region struct {
+	// Name is the region's name, as its edges announce it.
+	Name string `yaml:"name"`
+	// Lat and Lon are the region's position in degrees (WGS 84).
+	Lat float64 `yaml:"lat"`
+	Lon float64 `yaml:"lon"`
+}
+
+// UnmarshalText reads "name:lat:lon" or "name:CC" (a country's centre).
+func (r *Region) UnmarshalText(b []byte) error {
+	parts := strings.Split(string(b), ":")
+	switch len(parts) {
+	case 2:
+		loc, ok := geoip.CountryCentre(strings.ToUpper(parts[1]))
+		if !ok {
+			return fmt.Errorf("region %q: unknown country code %q", b, parts[1])
+		}
+		*r = Region{Name: parts[0], Lat: loc.Lat, Lon: loc.Lon}
+		return nil
+	case 3:
+		lat, err1 := strconv.ParseFloat(parts[1], 64)
+		lon, err2 := strconv.ParseFloat(parts[2], 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("region %q: want name:lat:lon in degrees", b)
+		}
+		*r = Region{Name: parts[0], Lat: lat, Lon: lon}
+		return nil
+	}
+	return fmt.Errorf("region %q: want name:lat:lon or name:CC", b)
+}
+
+// String writes the form UnmarshalText reads.
+func (r Region) String() string {
+	return r.Name + ":" + strconv.FormatFloat(r.Lat, 'f', -1, 64) + ":" + strconv.FormatFloat(r.Lon, 'f', -1, 64)
+}
+
+// DefaultConfig is the Config with its defaults spelled out (Regions still to be given).
+func DefaultConfig() Config {
+	return Config{
+		Listen:            "127.0.0.1:8070",
+		ContentKeyDepth:   2,
+		ManifestTTL:       10 * time.Second,
+		BasePathway:       manifest.DefaultPathway,
+		HeartbeatInterval: time.Second,
+		MissedHeartbeats:  3,
+		ProbeInterval:     500 * time.Millisecond,
+		FailedProbes:      2,
+		ForgetAfter:       10 * time.Minute,
+		EdgeLoadPercent:   100,
+		RegionLoadPercent: 90,
+	}
+}
+
+// fill checks c and fills in the defaults of its zero fields.
+func (c *Config) fill() error {
+	d := DefaultConfig()
+	if len(c.Regions) == 0 {
+		return fmt.Errorf("%w: regions: at least one region is required (name:lat:lon)", ErrInvalidConfig)
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Regions {
+		switch {
+		case bus.ValidRegion(r.Name) != nil:
+			return fmt.Errorf("%w: regions[%d]: name %q: use 1-64 of [A-Za-z0-9_-]", ErrInvalidConfig, i, r.Name)
+		case !manifest.ValidPathwayID(r.Name):
+			return fmt.Errorf("%w: regions[%d]: name %q is not a valid pathway ID", ErrInvalidConfig, i, r.Name)
+		case seen[r.Name]:
+			return fmt.Errorf("%w: regions: %q listed twice", ErrInvalidConfig, r.Name)
+		case math.IsNaN(r.Lat) || r.Lat < -90 || r.Lat > 90:
+			return fmt.Errorf("%w: regions[%d] %s: latitude %v is not in [-90, 90]", ErrInvalidConfig, i, r.Name, r.Lat)
+		case math.IsNaN(r.Lon) || r.Lon < -180 || r.Lon > 180:
+			return fmt.Errorf("%w: regions[%d] %s: longitude %v is not in [-180, 180]", ErrInvalidConfig, i, r.Name, r.Lon)
+		}
+		seen[r.Name] = true
+	}
+	if c.DefaultRegion == "" {
+		c.DefaultRegion = c.Regions[0].Name
+	} else if !seen[c.DefaultRegion] {
+		return fmt.Errorf("%w: default_region %q is not one of the regions", ErrInvalidConfig, c.DefaultRegion)
+	}
+	if _, err := clientaddr.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("%w: trusted_proxies: %w", ErrInvalidConfig, err)
+	}
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: listen %q is not host:port", ErrInvalidConfig, c.Listen)
+	}
+	if c.BasePathway == "" {
+		c.BasePathway = d.BasePathway
+	}
+	if !manifest.ValidPathwayID(c.BasePathway) {
+		return fmt.Errorf("%w: base_pathway %q is not a valid pathway ID", ErrInvalidConfig, c.BasePathway)
+	}
+	if seen[c.BasePathway] {
+		return fmt.Errorf("%w: base_pathway %q is a region's name: region pathways are its clones", ErrInvalidConfig, c.BasePathway)
+	}
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"manifest_ttl", &c.ManifestTTL, d.ManifestTTL},
+		{"heartbeat_interval", &c.HeartbeatInterval, d.HeartbeatInterval},
+		{"probe_interval", &c.ProbeInterval, d.ProbeInterval},
+		{"probe_timeout", &c.ProbeTimeout, c.ProbeInterval},
+		{"forget_after", &c.ForgetAfter, d.ForgetAfter},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("%w: %s %v is negative", ErrInvalidConfig, f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = c.ProbeInterval
+	}
+	if c.ManifestTTL < time.Second {
+		return fmt.Errorf("%w: manifest_ttl %v is under a second", ErrInvalidConfig, c.ManifestTTL)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"content_key_depth", &c.ContentKeyDepth, d.ContentKeyDepth},
+		{"missed_heartbeats", &c.MissedHeartbeats, d.MissedHeartbeats},
+		{"failed_probes", &c.FailedProbes, d.FailedProbes},
+		{"edge_capacity", &c.EdgeCapacity, 0},
+		{"edge_load_percent", &c.EdgeLoadPercent, d.EdgeLoadPercent},
+		{"region_load_percent", &c.RegionLoadPercent, d.RegionLoadPercent},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("%w: %s %d is negative", ErrInvalidConfig, f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if c.ProbePath != "" && !strings.HasPrefix(c.ProbePath, "/") {
+		return fmt.Errorf("%w: probe_path %q must start with /", ErrInvalidConfig, c.ProbePath)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package steering
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/duetcdn/duet/steering/clientaddr"
+	"github.com/duetcdn/duet/steering/health"
+	"github.com/duetcdn/duet/steering/hrw"
+)
+
+// view is the health table as decisions read it: immutable, swapped whole after every change.
+type view struct {
+	version uint64
+	regions []hrw.Region    // the configured regions, in configuration order, with their edges
+	edges   [][]health.Edge // edges[r][e] is regions[r].Edges[e]'s table entry
+	total   int             // edges in the table
+	up      int             // edges up
+}
+
+// rebuild refreshes the view from the table, when the table changed.
+func (s *Server) rebuild() {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	var since uint64
+	if v := s.view.Load(); v != nil {
+		since = v.version
+	}
+	snap, changed := s.table.Snapshot(since)
+	if !changed && s.view.Load() != nil {
+		return
+	}
+	v := &view{version: snap.Version, regions: make([]hrw.Region, len(s.cfg.Regions)), edges: make([][]health.Edge, len(s.cfg.Regions))}
+	for i, r := range s.cfg.Regions {
+		v.regions[i] = hrw.Region{Name: r.Name, Loc: hrw.Point{Lat: r.Lat, Lon: r.Lon}}
+	}
+	counts := map[hrw.State]int{}
+	for _, e := range snap.Edges {
+		i, ok := s.regionIndex(e.Heartbeat.Region)
+		if !ok {
+			continue // checked in Observe; kept for safety
+		}
+		v.regions[i].Edges = append(v.regions[i].Edges, hrw.Edge{
+			ID:       health.Key(e.Heartbeat.Region, e.Heartbeat.Edge),
+			State:    e.State,
+			Capacity: float64(s.cfg.EdgeCapacity),
+			Load:     float64(e.Heartbeat.Connections),
+		})
+		v.edges[i] = append(v.edges[i], e)
+		v.total++
+		counts[e.State]++
+	}
+	v.up = counts[hrw.Up]
+	for _, st := range []hrw.State{hrw.Up, hrw.Draining, hrw.Down} {
+		s.m.edges.WithLabelValues(st.String()).Set(float64(counts[st]))
+	}
+	s.view.Store(v)
+}
+
+// client is who a decision is for.
+type client struct {
+	Addr    netip.Addr
+	Country string
+	Located bool
+	From    hrw.Point
+}
+
+// locate finds the client of a request: its address (remote is the connection's peer, xff the
+// X-Forwarded-For header) and where it is.
+func (s *Server) locate(remote, xff string) (client, error) {
+	ip, err := clientaddr.Parse(remote, xff, s.trusted)
+	if err != nil {
+		return client{}, fmt.Errorf("%w: client address: %w", ErrBadRequest, err)
+	}
+	c := client{Addr: ip}
+	loc, ok := s.geo.Lookup(ip)
+	c.Country = loc.Country
+	if ok {
+		c.Located, c.From = true, hrw.Point{Lat: loc.Lat, Lon: loc.Lon}
+	} else {
+		s.m.geoipMisses.Inc()
+	}
+	return c, nil
+}
+
+// MaxPathLen is the longest content path accepted.
+const MaxPathLen = 4096
+
+// checkPath refuses paths that are not clean absolute paths: the content key must not depend on
+// how a client spells a path.
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("%w: path is required", ErrBadRequest)
+	case len(p) > MaxPathLen:
+		return fmt.Errorf("%w: path is longer than %d bytes", ErrBadRequest, MaxPathLen)
+	case p[0] != '/':
+		return fmt.Errorf("%w: path %q does not start with /", ErrBadRequest, p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '?' || c == '#' || c == '\\' {
+			return fmt.Errorf("%w: path has a control character, '?', '#' or '\\' at byte %d", ErrBadRequest, i)
+		}
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%w: path %q has a %q segment", ErrBadRequest, p, seg)
+		}
+	}
+	if strings.Contains(p, "//") {
+		return fmt.Errorf("%w: path %q has an empty segment", ErrBadRequest, p)
+	}
+	return nil
+}
+
+// decide routes the content at path for c over v. buf must come from s.bufs; the Decision
+// aliases it. api labels the metric.
+func (s *Server) decide(buf *hrw.Buffer, v *view, key string, c client, api string) (hrw.Decision, error) {
+	if v.total == 0 {
+		return hrw.Decision{Reason: hrw.ReasonNoHealthyEdge}, ErrNoEdges
+	}
+	d := s.picker.Route(buf, hrw.Request{Key: key, From: c.From, Located: c.Located}, v.regions)
+	s.m.decisions.WithLabelValues(string(d.Reason), api).Inc()
+	if len(d.Choices) == 0 {
+		return d, ErrNoHealthyEdge
+	}
+	return d, nil
+}
+
+// Route is the routing decision for path, for a client at addr: the edges in order.
+func (s *Server) Route(path string, addr netip.Addr) (RouteAnswer, error) {
+	if err := checkPath(path); err != nil {
+		return RouteAnswer{}, err
+	}
+	c, err := s.locate(addr.String(), "")
+	if err != nil {
+		return RouteAnswer{}, err
+	}
+	return s.route(path, c, "route")
+}
+
+func (s *Server) route(path string, c client, api string) (RouteAnswer, error) {
+	key := hrw.ContentKey(path, s.cfg.ContentKeyDepth)
+	buf := s.bufs.Get().(*hrw.Buffer)
+	defer s.bufs.Put(buf)
+	v := s.view.Load()
+	d, err := s.decide(buf, v, key, c, api)
+	a := RouteAnswer{Path: path, Key: key, Client: c.Addr.String(), Country: c.Country, Located: c.Located, Reason: string(d.Reason),
+		Edges: make([]RouteEdge, 0, len(d.Choices))}
+	if err != nil {
+		return a, err
+	}
+	for _, ch := range d.Choices {
+		e := &v.edges[ch.Region][ch.Edge]
+		a.Edges = append(a.Edges, RouteEdge{Name: e.Heartbeat.Edge, Region: e.Heartbeat.Region, URL: e.Heartbeat.URL, State: e.State.String()})
+	}
+	a.Region = a.Edges[0].Region
+	return a, nil
+}
+
+// RouteAnswer is /v1/route's answer.
+type RouteAnswer struct {
+	// Path is the content path asked about, Key its content key.
+	Path string `json:"path"`
+	Key  string `json:"key"`
+	// Client is the client's address as steering saw it; Country where GeoIP put it (may be
+	// empty); Located whether it had a position (false: the default region was the start).
+	Client  string `json:"client"`
+	Country string `json:"country,omitempty"`
+	Located bool   `json:"located"`
+	// Region is the first choice's region.
+	Region string `json:"region,omitempty"`
+	// Reason says why the first choice is first (hrw.Reason values).
+	Reason string `json:"reason"`
+	// Edges are the usable edges, best first.
+	Edges []RouteEdge `json:"edges"`
+}
+
+// RouteEdge is one edge of an answer.
+type RouteEdge struct {
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	URL    string `json:"url"`
+	State  string `json:"state"`
+}

@@ -1,0 +1,99 @@
+package steering
+
+import (
+	_ "embed"
+	"net/http"
+	"time"
+)
+
+// Topology is /v1/topology's answer: every region and its edges as this instance sees them.
+type Topology struct {
+	At            time.Time        `json:"at"`
+	DefaultRegion string           `json:"default_region"`
+	Regions       []TopologyRegion `json:"regions"`
+}
+
+// TopologyRegion is one region: "up" when every known edge is up, "degraded" when some are,
+// "down" when none is (or none is known).
+type TopologyRegion struct {
+	Name     string         `json:"name"`
+	Lat      float64        `json:"lat"`
+	Lon      float64        `json:"lon"`
+	Health   string         `json:"health"`
+	EdgesUp  int            `json:"edges_up"`
+	Load     float64        `json:"load"`     // summed connections of up edges
+	Capacity float64        `json:"capacity"` // summed capacity of up edges; 0: unknown
+	HitRatio float64        `json:"hit_ratio"`
+	Edges    []TopologyEdge `json:"edges"`
+}
+
+// TopologyEdge is one edge: the table's verdict and its last heartbeat.
+type TopologyEdge struct {
+	Name              string    `json:"name"`
+	URL               string    `json:"url"`
+	State             string    `json:"state"` // up, draining, down
+	DownReason        string    `json:"down_reason,omitempty"`
+	Announced         string    `json:"announced"` // serving or draining, as the edge says
+	Since             time.Time `json:"since"`
+	HeartbeatAgeMS    int64     `json:"heartbeat_age_ms"`
+	FailedProbes      int       `json:"failed_probes"`
+	LastProbeError    string    `json:"last_probe_error,omitempty"`
+	Connections       int64     `json:"connections"`
+	RequestsPerSec    float64   `json:"requests_per_sec"`
+	EgressBytesPerSec float64   `json:"egress_bytes_per_sec"`
+	CPU               float64   `json:"cpu"`
+	HitRatio          float64   `json:"hit_ratio"`
+	OriginHealthy     bool      `json:"origin_healthy"`
+}
+
+// Topology describes the regions and edges now.
+func (s *Server) Topology() Topology {
+	v := s.view.Load()
+	now := s.now()
+	t := Topology{At: now.UTC(), DefaultRegion: s.cfg.DefaultRegion, Regions: make([]TopologyRegion, len(v.regions))}
+	for i, r := range v.regions {
+		tr := TopologyRegion{Name: r.Name, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
+		var reqs, hits float64
+		for j, e := range v.edges[i] {
+			hb := e.Heartbeat
+			tr.Edges = append(tr.Edges, TopologyEdge{Name: hb.Edge, URL: hb.URL, State: e.State.String(), DownReason: e.DownReason,
+				Announced: hb.State, Since: e.Since.UTC(), HeartbeatAgeMS: now.Sub(e.LastHeartbeat).Milliseconds(),
+				FailedProbes: e.FailedProbes, LastProbeError: e.LastProbeError, Connections: hb.Connections,
+				RequestsPerSec: hb.RequestsPerSec, EgressBytesPerSec: hb.EgressBytesPerSec, CPU: hb.CPU,
+				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy})
+			if r.Edges[j].State.String() == "up" {
+				tr.EdgesUp++
+				tr.Load += r.Edges[j].Load
+				tr.Capacity += r.Edges[j].Capacity
+				reqs += hb.RequestsPerSec
+				hits += hb.HitRatio * hb.RequestsPerSec
+			}
+		}
+		if reqs > 0 {
+			tr.HitRatio = hits / reqs // weighted by request rate
+		}
+		switch {
+		case tr.EdgesUp == 0:
+			tr.Health = "down"
+		case tr.EdgesUp < len(tr.Edges):
+			tr.Health = "degraded"
+		default:
+			tr.Health = "up"
+		}
+		t.Regions[i] = tr
+	}
+	return t
+}
+
+func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Topology())
+}
+
+//go:embed status.html
+var statusPage []byte
+
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(statusPage)
+}
