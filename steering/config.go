@@ -60,8 +60,9 @@ type Config struct {
 	ProbePath string `yaml:"probe_path"`
 	// ForgetAfter: an edge not heard from for this long leaves the table. Default 10m.
 	ForgetAfter time.Duration `yaml:"forget_after"`
-	// EdgeCapacity is how many viewer connections an edge takes; an edge's load is its
-	// heartbeat's connection count. 0: unknown, edges are never full and regions never hot.
+	// EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no
+	// capacity of its own (edges announce their max_conns); an edge's load is its heartbeat's
+	// connection count. 0 with nothing announced: edges are never full and regions never hot.
 	EdgeCapacity int `yaml:"edge_capacity"`
 	// EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its
 	// streams spill to the next edge. Default 100.

@@ -1,6 +1,7 @@
 package steering
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -44,7 +45,7 @@ func (s *Server) rebuild() {
 		v.regions[i].Edges = append(v.regions[i].Edges, hrw.Edge{
 			ID:       health.Key(e.Heartbeat.Region, e.Heartbeat.Edge),
 			State:    e.State,
-			Capacity: float64(s.cfg.EdgeCapacity),
+			Capacity: float64(cmp.Or(e.Heartbeat.Capacity, int64(s.cfg.EdgeCapacity))),
 			Load:     float64(e.Heartbeat.Connections),
 		})
 		v.edges[i] = append(v.edges[i], e)

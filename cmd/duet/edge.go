@@ -137,7 +137,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	done := make(chan struct{}, 2)
 	go func() { _ = cons.Run(bg); done <- struct{}{} }()
 	go func() {
-		_ = announce.Run(bg, nc, announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url}, srv, log)
+		_ = announce.Run(bg, nc, announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(cfg.MaxConns)}, srv, log)
 		done <- struct{}{}
 	}()
 	// The heartbeat and the consumer outlive the viewer listener: during the drain the edge

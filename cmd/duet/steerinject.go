@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"path"
 	"strings"
 
@@ -10,13 +11,16 @@ import (
 
 // steeringInjectConfig turns on content steering injection at the edge.
 type steeringInjectConfig struct {
-	// HLSServerURI is the steering server's HLS endpoint, written into
-	// #EXT-X-CONTENT-STEERING:SERVER-URI of every multivariant playlist. Empty: no HLS injection.
+	// HLSServerURI is the steering service's HLS endpoint (https://steer.example.net/v1/steer/hls),
+	// written, with ?path=<the playlist's path>, into #EXT-X-CONTENT-STEERING:SERVER-URI of every
+	// multivariant playlist. Empty: no HLS injection.
 	HLSServerURI string `yaml:"hls_server_uri"`
-	// DASHServerURI is the steering server's DASH endpoint, written into <ContentSteering> of
-	// every MPD. Empty: no DASH injection.
+	// DASHServerURI is the steering service's DASH endpoint, written likewise into the
+	// <ContentSteering> of every MPD. Empty: no DASH injection.
 	DASHServerURI string `yaml:"dash_server_uri"`
-	// Pathway is the pathway id of this edge's content (default: the edge's region).
+	// Pathway is the pathway ID the edge gives the content: the steering service's base_pathway,
+	// whose clones (one per region, with the region's edge as HOST) the players steer between.
+	// Default "." (the steering service's default base pathway).
 	Pathway string `yaml:"pathway"`
 }
 
@@ -27,7 +31,7 @@ func (c steeringInjectConfig) rewriter(region, publicURL string) edge.ManifestRe
 	}
 	p := c.Pathway
 	if p == "" {
-		p = region
+		p = manifest.DefaultPathway
 	}
 	return steeringRewriter{cfg: c, pathway: p, publicURL: strings.TrimSuffix(publicURL, "/")}
 }
@@ -45,17 +49,27 @@ func (r steeringRewriter) Rewrite(p string, body []byte) ([]byte, bool) {
 		if r.cfg.HLSServerURI == "" {
 			return nil, false
 		}
-		out, err := manifest.InjectHLS(body, r.cfg.HLSServerURI, r.pathway, func(string) string { return r.pathway })
+		out, err := manifest.InjectHLS(body, withPath(r.cfg.HLSServerURI, p), r.pathway, func(string) string { return r.pathway })
 		return out, err == nil
 	case ".mpd":
 		if r.cfg.DASHServerURI == "" {
 			return nil, false
 		}
 		base := r.publicURL + path.Dir(p) + "/"
-		out, err := manifest.InjectDASH(body, r.cfg.DASHServerURI, r.pathway, []manifest.ServiceLocation{{ID: r.pathway, BaseURL: base}})
+		out, err := manifest.InjectDASH(body, withPath(r.cfg.DASHServerURI, p), r.pathway, []manifest.ServiceLocation{{ID: r.pathway, BaseURL: base}})
 		return out, err == nil
 	}
 	return nil, false
+}
+
+// withPath adds the manifest's path to the steering URI, so steering keeps the stream on its
+// edge (rendezvous hashing on the stream's folder).
+func withPath(uri, p string) string {
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "path=" + url.QueryEscape(p)
 }
 
 var _ edge.ManifestRewriter = steeringRewriter{}

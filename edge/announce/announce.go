@@ -35,6 +35,8 @@ type Config struct {
 	URL string
 	// Interval between heartbeats. Default 1s.
 	Interval time.Duration
+	// Capacity is how many viewer connections the edge is meant to take.
+	Capacity int64
 }
 
 // Run publishes a heartbeat every Interval until ctx ends.
@@ -71,7 +73,7 @@ func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.L
 func Heartbeat(cfg Config, cur, prev edge.Stats, dt time.Duration, now time.Time) bus.Heartbeat {
 	hb := bus.Heartbeat{
 		Edge: cfg.Edge, Region: cfg.Region, URL: cfg.URL, State: "serving", At: now.UTC(),
-		Connections: cur.Connections, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
+		Connections: cur.Connections, Capacity: cfg.Capacity, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
 	}
 	if !cur.Serving {
 		hb.State = "draining"

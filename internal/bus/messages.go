@@ -83,6 +83,9 @@ type Heartbeat struct {
 	At time.Time `json:"at"`
 	// Connections is the number of open client connections.
 	Connections int64 `json:"connections"`
+	// Capacity is how many client connections the edge is meant to take (0: not announced);
+	// steering treats Connections/Capacity as the edge's load.
+	Capacity int64 `json:"capacity,omitempty"`
 	// RequestsPerSec is the request rate, in requests per second.
 	RequestsPerSec float64 `json:"requests_per_sec"`
 	// EgressBytesPerSec is the rate of bytes sent to clients, in bytes per second.
