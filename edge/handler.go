@@ -396,6 +396,10 @@ func (s *Server) fetch(ctx context.Context, r *origin.Request) (*origin.Response
 	start := s.now()
 	resp, err := s.origin.Fetch(ctx, r)
 	s.m.originLatency.Observe(s.now().Sub(start).Seconds())
+	s.m.nOriginFetches.Add(1)
+	if err != nil || resp.Status >= 500 {
+		s.m.nOriginFailures.Add(1)
+	}
 	switch {
 	case err != nil:
 		s.m.originErrors.WithLabelValues("connect").Inc()

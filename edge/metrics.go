@@ -24,6 +24,8 @@ type metrics struct {
 	// Plain counters for the edge's own heartbeat (cheaper to read than the Prometheus ones).
 	nRequests, nHits atomic.Uint64
 	nEgress          atomic.Int64
+	nOriginFetches   atomic.Uint64
+	nOriginFailures  atomic.Uint64 // connection errors, timeouts, 5xx
 }
 
 func newMetrics(reg prometheus.Registerer, st *store) *metrics {

@@ -12,6 +12,8 @@ type Stats struct {
 	EgressBytes  int64  // body bytes sent
 	MemoryBytes  int64
 	DiskBytes    int64
+	// OriginFetches and OriginFailures (connection errors, timeouts, 5xx) count origin requests.
+	OriginFetches, OriginFailures uint64
 }
 
 // Stats returns the current snapshot.
@@ -26,5 +28,8 @@ func (s *Server) Stats() Stats {
 		EgressBytes: s.m.nEgress.Load(),
 		MemoryBytes: s.store.mem.Bytes(),
 		DiskBytes:   s.store.disk.Bytes(),
+
+		OriginFetches:  s.m.nOriginFetches.Load(),
+		OriginFailures: s.m.nOriginFailures.Load(),
 	}
 }

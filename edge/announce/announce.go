@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,23 +51,51 @@ func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.L
 	subject := bus.HealthSubject(cfg.Region, cfg.Edge)
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
-	prev, prevAt := src.Stats(), time.Now()
-	for {
-		now := time.Now()
+	// A change between serving and draining is announced at once, not at the next beat, so that
+	// steering stops sending viewers before the edge stops accepting them.
+	watch := time.NewTicker(50 * time.Millisecond)
+	defer watch.Stop()
+	prev, prevAt, prevCPU := src.Stats(), time.Now(), cpuTime()
+	send := func(final bool) {
+		now, cpu := time.Now(), cpuTime()
 		cur := src.Stats()
+		if final {
+			cur.Serving = false
+		}
 		hb := Heartbeat(cfg, cur, prev, now.Sub(prevAt), now)
-		prev, prevAt = cur, now
+		if dt := now.Sub(prevAt); dt > 0 {
+			hb.CPU = float64(cpu-prevCPU) / float64(dt) // cores busy, e.g. 1.5
+		}
+		prev, prevAt, prevCPU = cur, now, cpu
 		if b, err := json.Marshal(hb); err == nil {
 			if err := pub.Publish(subject, b); err != nil {
 				log.Debug("heartbeat not sent", "error", err)
 			}
 		}
+	}
+	send(false)
+	for {
 		select {
 		case <-ctx.Done():
+			send(true) // the last word: draining
 			return nil
 		case <-t.C:
+			send(false)
+		case <-watch.C:
+			if src.Stats().Serving != prev.Serving {
+				send(false)
+			}
 		}
 	}
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Heartbeat builds one heartbeat from two snapshots dt apart.
@@ -77,6 +106,10 @@ func Heartbeat(cfg Config, cur, prev edge.Stats, dt time.Duration, now time.Time
 	}
 	if !cur.Serving {
 		hb.State = "draining"
+	}
+	if fetches := cur.OriginFetches - prev.OriginFetches; fetches > 0 {
+		// Unhealthy when most of the last interval's origin fetches failed.
+		hb.OriginHealthy = 2*(cur.OriginFailures-prev.OriginFailures) < fetches
 	}
 	if secs := dt.Seconds(); secs > 0 {
 		reqs := float64(cur.Requests - prev.Requests)
