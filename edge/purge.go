@@ -79,8 +79,8 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 		}
 	}
 	n := 0
-	for k := range keys {
-		if req.Soft {
+	if req.Soft {
+		for k := range keys {
 			m, ok := s.store.peek(k)
 			if !ok {
 				continue
@@ -91,11 +91,13 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 				s.store.remove(k) // cannot mark it: removing it is the safe side
 			}
 			n++
-			continue
 		}
-		if s.store.remove(k) {
-			n++
+	} else {
+		all := make([]string, 0, len(keys))
+		for k := range keys {
+			all = append(all, k)
 		}
+		n = s.store.removeMany(all)
 	}
 	mode := "hard"
 	if req.Soft {

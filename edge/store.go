@@ -214,6 +214,22 @@ func (st *store) remove(key string) bool {
 	return ok
 }
 
+// removeMany deletes keys from both tiers and reports how many the disk tier held. The disk
+// tier goes first: once its index has dropped the keys, no reader can bring them back into the
+// memory tier from disk. The tag index is updated under one lock for all the keys.
+func (st *store) removeMany(keys []string) int {
+	n := st.disk.DeleteMany(keys)
+	for _, k := range keys {
+		st.mem.Del(k)
+	}
+	st.mu.Lock()
+	for _, k := range keys {
+		st.unindexLocked(k)
+	}
+	st.mu.Unlock()
+	return n
+}
+
 // keysUnder lists the keys stored under a key (itself, its variants and slices).
 func (st *store) keysUnder(key string) []string {
 	var keys []string

@@ -78,7 +78,7 @@ func (s *Store) Open(key string) (*Handle, error) {
 	e.refs.Add(1)
 	meta, size := e.meta, e.size
 	s.mu.RUnlock()
-	f, fsize, _, err := openFile(s.path(h))
+	f, fsize, _, _, err := openFile(s.path(h))
 	st.RUnlock()
 
 	switch {

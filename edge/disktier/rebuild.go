@@ -100,10 +100,12 @@ type loaded struct {
 func (s *Store) load(ctx context.Context, workers int) error {
 	start := time.Now()
 	dropped := s.cleanTmp()
+	s.rebuild.journal = s.readJournal()
 
 	var (
 		found   [shards][]loaded
 		drops   [shards]int
+		deleted [shards]int
 		next    atomic.Int32
 		g, gctx = errgroup.WithContext(ctx)
 	)
@@ -119,7 +121,7 @@ func (s *Store) load(ctx context.Context, workers int) error {
 					return err
 				}
 				var err error
-				if found[i], drops[i], err = s.scanShard(i, buf); err != nil {
+				if found[i], drops[i], deleted[i], err = s.scanShard(i, buf); err != nil {
 					return err
 				}
 			}
@@ -129,11 +131,20 @@ func (s *Store) load(ctx context.Context, workers int) error {
 		return fmt.Errorf("scan: %w", err)
 	}
 
-	n := 0
+	n, nDeleted := 0, 0
 	for i := range found {
 		n += len(found[i])
 		dropped += drops[i]
+		nDeleted += deleted[i]
 	}
+	if s.rebuild.journal.found {
+		// Applied: every file it names is gone (or was a later commit and stays).
+		if err := os.Remove(s.jr.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("remove deletion journal", "path", s.jr.path, "error", err)
+		}
+		s.log.Info("deletion journal applied", "files_deleted", nDeleted)
+	}
+	s.rebuild.journal = journalReplay{}
 	all := make([]loaded, 0, n)
 	for i := range found {
 		all = append(all, found[i]...)
@@ -147,6 +158,7 @@ func (s *Store) load(ctx context.Context, workers int) error {
 	s.mu.Unlock()
 	s.rebuild.files = len(all)
 	s.rebuild.dropped = dropped
+	s.rebuild.deleted = nDeleted
 	s.rebuild.took = time.Since(start)
 	return nil
 }
@@ -169,21 +181,21 @@ func (s *Store) cleanTmp() int {
 	return len(ents)
 }
 
-// scanShard loads the entries of shard directory i and removes the files that are not valid
-// entries of that shard.
-func (s *Store) scanShard(i int, buf []byte) ([]loaded, int, error) {
+// scanShard loads the entries of shard directory i, removes the files that are not valid
+// entries of that shard (dropped), and removes the files of entries deleted before the restart
+// whose unlink had not run (deleted; see journal.go).
+func (s *Store) scanShard(i int, buf []byte) (out []loaded, dropped, deleted int, err error) {
 	dir := s.shardDir(i)
 	d, err := os.Open(dir)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	ents, err := d.ReadDir(-1) // unsorted, unlike os.ReadDir
 	_ = d.Close()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	out := make([]loaded, 0, len(ents))
-	dropped := 0
+	out = make([]loaded, 0, len(ents))
 	for _, de := range ents {
 		p := filepath.Join(dir, de.Name())
 		h, ok := parseHashName(de.Name())
@@ -198,9 +210,18 @@ func (s *Store) scanShard(i int, buf []byte) ([]loaded, int, error) {
 			dropped++
 			continue
 		}
+		if s.rebuild.journal.matches(h, e.ino) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				// Not indexed, so not served by this process; a later restart would find it
+				// again without a journal record. Nothing better to do.
+				s.log.Error("remove deleted cache file", "path", p, "error", err)
+			}
+			deleted++
+			continue
+		}
 		out = append(out, loaded{e: e, mtime: mtime})
 	}
-	return out, dropped, nil
+	return out, dropped, deleted, nil
 }
 
 func (s *Store) dropFile(p string, why error) {
@@ -214,7 +235,7 @@ func (s *Store) dropFile(p string, why error) {
 // loadFile reads one file's trailer and metadata (one read for both when they fit in buf) and
 // checks them against the file's length and name.
 func (s *Store) loadFile(p string, h [16]byte, buf []byte) (*entry, int64, error) {
-	f, size, mtime, err := openFile(p)
+	f, size, mtime, ino, err := openFile(p)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -255,5 +276,5 @@ func (s *Store) loadFile(p string, h [16]byte, buf []byte) (*entry, int64, error
 	if s.hashKey(m.Key) != h {
 		return nil, 0, errors.New("file name is not the hash of the stored key")
 	}
-	return &entry{key: m.Key, hash: h, meta: m, size: size}, mtime, nil
+	return &entry{key: m.Key, hash: h, ino: ino, meta: m, size: size}, mtime, nil
 }

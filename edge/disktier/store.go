@@ -11,13 +11,16 @@
 // # Budget
 //
 // MaxBytes bounds the sum of the sizes of the files in Dir: committed entries, fills in
-// progress, and entries that were removed while a Handle (or a committed Writer) still holds
-// their file open (such an unlinked file still takes disk space until its last descriptor is
-// closed, so its bytes stay counted until then). The budget is enforced on the write path: a
-// fill reserves budget before it writes (in steps of up to ReserveStep bytes), evicting older
-// entries to make room, so the bound holds at every instant and under any concurrency. Bytes()
-// reports the counted total; it is never above MaxBytes. Directories, the marker file and
-// file-system block rounding are not counted.
+// progress, entries deleted by DeleteMany whose files the background unlinker has not unlinked
+// yet, and entries that were removed while a Handle (or a committed Writer) still holds their
+// file open (such an unlinked file still takes disk space until its last descriptor is closed,
+// so its bytes stay counted until then). The budget is enforced on the write path: a fill
+// reserves budget before it writes (in steps of up to ReserveStep bytes), unlinking files still
+// queued for the unlinker and then evicting older entries to make room, so the bound holds at
+// every instant and under any concurrency. Bytes() reports the counted total; it is never above
+// MaxBytes. Directories, the marker file, the deletion journal (32 bytes per key deleted by
+// DeleteMany, emptied whenever the unlinker is idle) and file-system block rounding are not
+// counted.
 //
 // # Eviction
 //
@@ -35,20 +38,30 @@
 // then. A cache may lose entries in a crash; it must never serve wrong bytes, and the checks
 // give that without paying for fsync on every fill.
 //
+// Nor may it serve what was purged. DeleteMany leaves unlinking to a background goroutine, so
+// it first appends the deleted files' names and inode numbers to a journal (Dir/DELETED) that
+// the start-up scan applies: a deleted file that a crash left behind is removed, not served.
+// See journal.go and unlink.go.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Lock order (outer first):
 //
-//	Writer.mu → Store.lifeMu (shared) → stripes[i] → Store.mu
+//	Writer.mu → Store.lifeMu (shared) → journal.mu → stripes[i] → Store.mu
 //
 // lifeMu is held shared by every operation that adds bytes to Dir, renames or removes files in
-// it (Write, Commit, UpdateMeta, Delete, eviction), and exclusively by Close, which therefore
-// waits for them. A stripe (one per first hash byte) serialises the changes to the files of that
-// shard: held exclusively to rename a file into place, unlink it or rewrite its metadata, and
-// shared by Open from its index lookup until it has opened and measured the file, so that the
-// file it opens is the one the index described. mu guards the index (map, B-tree, CLOCK ring)
-// and the byte accounting; no file I/O happens under it. Budget reservation (which may evict)
-// never happens while a stripe is held. Concurrent blocking file operations of Open, the body
+// it (Write, Commit, UpdateMeta, Delete, DeleteMany, eviction, each batch of the background
+// unlinker), and exclusively by Close, which therefore waits for them. (The unlinker takes it
+// before it takes a batch from its queue, never while it holds one, because a fill may wait in
+// reserve, holding lifeMu shared, for that batch.) journal.mu serialises the deletion journal's
+// writes and truncations; it is never held together with a stripe. A stripe (one per first
+// hash byte) serialises the changes to the files and entries of that shard: held exclusively to
+// rename a file into place, unlink it, rewrite its metadata or take entries out of the index
+// (DeleteMany takes each stripe its keys touch once), and shared by Open from its index lookup
+// until it has opened and measured the file, so that the file it opens is the one the index
+// described. mu guards the index (map, B-tree, CLOCK ring, unlink queue) and the byte
+// accounting; no file I/O happens under it. Budget reservation (which may evict, or unlink
+// queued files) never happens while a stripe is held. Concurrent blocking file operations of Open, the body
 // verification and ReadAt are bounded by Config.MaxConcurrentReads.
 package disktier
 
@@ -118,6 +131,10 @@ type Stats struct {
 	// by removed entries whose files are still open.
 	ReservedBytes int64
 	PinnedBytes   int64
+	// Unlinking counts the entries removed by DeleteMany whose files the background unlinker
+	// has not unlinked yet, and UnlinkingBytes their part of Bytes.
+	Unlinking      int
+	UnlinkingBytes int64
 
 	Hits, Misses uint64 // Get and Open lookups
 	Commits      uint64
@@ -132,6 +149,7 @@ type Stats struct {
 	// Start-up scan.
 	RebuildFiles   int           // entries loaded
 	RebuildDropped int           // invalid files, stray files and temp files removed
+	RebuildDeleted int           // files of entries deleted before the restart (deletion journal)
 	RebuildTime    time.Duration // time to scan Dir and build the index
 }
 
@@ -139,13 +157,14 @@ type Stats struct {
 type entry struct {
 	key  string
 	hash [16]byte
+	ino  uint64 // its file's inode number (0: unknown); set before it is indexed
 
 	// Guarded by Store.mu.
 	meta       object.Meta
 	size       int64  // the file's size: body + meta + trailer
 	prev, next *entry // CLOCK ring
 	evicting   bool   // picked by an evictor that has not settled it yet
-	unlinked   bool   // its file has no name in Dir any more
+	unlinked   bool   // its file has no name in Dir any more (or no longer counts as having one)
 	pinned     bool   // unlinked while open: size counted in Store.pinned
 	released   bool   // size given back to the budget
 
@@ -178,14 +197,23 @@ type Store struct {
 	byHash    map[[16]byte]*entry   // guarded by mu
 	byKey     *btree.BTreeG[*entry] // guarded by mu; ordered by key
 	hand      *entry                // guarded by mu; CLOCK hand, nil when empty
-	used      int64                 // guarded by mu; committed + reserved + pinned bytes
+	used      int64                 // guarded by mu; committed + reserved + pinned + unlinking bytes
 	reserved  int64                 // guarded by mu; held by fills
 	pinned    int64                 // guarded by mu; removed entries still open
 	evictingN int                   // guarded by mu; entries picked by evictors, not settled
 	rebuild   struct {
-		files, dropped int
-		took           time.Duration
+		files, dropped, deleted int
+		took                    time.Duration
+		journal                 journalReplay // the previous process's deletion journal, for load
 	} // written once by Open
+
+	// Deleted entries whose files await the unlinker (unlink.go).
+	unlinkQ     []*entry // guarded by mu; FIFO from unlinkHead
+	unlinkHead  int      // guarded by mu
+	unlinkingN  int      // guarded by mu; entries popped from the queue, not settled
+	unlinkBytes int64    // guarded by mu; sizes of the queued and popped entries
+	ul          unlinker
+	jr          journal
 
 	hits, misses, commits, evictions, evictedBytes, collisions atomic.Uint64
 	corrupt, verifiedN, noSpace, tooLarge                      atomic.Uint64
@@ -222,6 +250,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.step = min(ReserveStep, max(s.maxObject/4, 4096))
 	s.tmpDir = filepath.Join(s.dir, tmpDirName)
+	s.jr.path = filepath.Join(s.dir, journalName)
 	s.cond = sync.NewCond(&s.mu)
 	s.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
 	if err := s.prepareDir(); err != nil {
@@ -238,13 +267,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open disk tier %s: evict down to budget: %w", s.dir, err)
 	}
+	s.startUnlinker()
 	s.log.Info("disk tier open", "dir", s.dir, "entries", s.Len(), "bytes", s.Bytes(),
 		"max_bytes", s.max, "evicted", len(evicted), "dropped", s.rebuild.dropped,
-		"took", s.rebuild.took)
+		"deleted", s.rebuild.deleted, "took", s.rebuild.took)
 	return s, nil
 }
 
-// Close marks the store closed after waiting for in-flight operations that change Dir.
+// Close marks the store closed after waiting for in-flight operations that change Dir, then
+// lets the background unlinker unlink every file DeleteMany left to it and waits for it.
 // Afterwards lookups miss and changes fail with ErrClosed. Open Handles stay readable. It is
 // idempotent and safe on a nil Store.
 func (s *Store) Close() error {
@@ -254,6 +285,7 @@ func (s *Store) Close() error {
 	s.lifeMu.Lock()
 	s.closed.Store(true)
 	s.lifeMu.Unlock()
+	s.stopUnlinker(false)
 	return nil
 }
 
@@ -310,8 +342,9 @@ func (s *Store) Get(key string) (object.Meta, bool) {
 	return m, true
 }
 
-// Delete removes the key's entry and its file; open Handles keep reading the old file. It
-// reports whether there was an entry.
+// Delete removes the key's entry and unlinks its file before it returns (synchronously, unlike
+// DeleteMany: it costs one unlink(2) but needs no journal record); open Handles keep reading
+// the old file. It reports whether there was an entry.
 func (s *Store) Delete(key string) bool {
 	if s == nil {
 		return false
@@ -401,10 +434,12 @@ func (s *Store) Stats() Stats {
 	}
 	s.mu.RLock()
 	st := Stats{
-		Entries:       len(s.byHash),
-		Bytes:         s.used,
-		ReservedBytes: s.reserved,
-		PinnedBytes:   s.pinned,
+		Entries:        len(s.byHash),
+		Bytes:          s.used,
+		ReservedBytes:  s.reserved,
+		PinnedBytes:    s.pinned,
+		Unlinking:      len(s.unlinkQ) - s.unlinkHead + s.unlinkingN,
+		UnlinkingBytes: s.unlinkBytes,
 	}
 	s.mu.RUnlock()
 	st.MaxBytes = s.max
@@ -415,6 +450,7 @@ func (s *Store) Stats() Stats {
 	st.Corrupt, st.Verified = s.corrupt.Load(), s.verifiedN.Load()
 	st.NoSpace, st.TooLarge = s.noSpace.Load(), s.tooLarge.Load()
 	st.RebuildFiles, st.RebuildDropped, st.RebuildTime = s.rebuild.files, s.rebuild.dropped, s.rebuild.took
+	st.RebuildDeleted = s.rebuild.deleted
 	return st
 }
 
@@ -507,12 +543,25 @@ func (s *Store) victimLocked() *entry {
 	return nil
 }
 
-// reserve counts n more bytes against the budget, evicting entries until they fit. It returns
-// ErrNoSpace when nothing more can be evicted. The caller holds lifeMu shared and no stripe;
-// the keys of evicted entries are appended to evicted, for notifyEvicted once no lock is held.
+// reserve counts n more bytes against the budget, making room until they fit: first by
+// unlinking files of deleted entries still queued for the unlinker (garbage goes before anything
+// live), then by evicting entries. It returns ErrNoSpace when nothing more can be freed. The
+// caller holds lifeMu shared and no stripe; the keys of evicted entries are appended to evicted,
+// for notifyEvicted once no lock is held.
 func (s *Store) reserve(n int64, evicted *[]string) error {
 	s.mu.Lock()
 	for s.used+n > s.max {
+		if batch := s.popUnlinksLocked(helpBatch); len(batch) > 0 {
+			s.mu.Unlock()
+			s.unlinkEntries(batch)
+			s.mu.Lock()
+			continue
+		}
+		if s.unlinkingN > 0 {
+			// Deleted files are being unlinked (a batch takes about a millisecond).
+			s.cond.Wait()
+			continue
+		}
 		e := s.victimLocked()
 		if e == nil {
 			if s.evictingN > 0 {

@@ -213,7 +213,13 @@ func (fl *fill) commit(m object.Meta, evicted *[]string) error {
 	if err != nil {
 		return fl.failLocked("commit", err)
 	}
-	e := &entry{key: fl.key, hash: fl.hash, meta: meta, size: size}
+	// The inode number identifies this version of the key in the deletion journal; without it
+	// (0) a journal record matches any file of the name, which is only conservative.
+	var ino uint64
+	if fi, err := fl.f.Stat(); err == nil {
+		ino = fileIno(fi)
+	}
+	e := &entry{key: fl.key, hash: fl.hash, ino: ino, meta: meta, size: size}
 	e.verified.Store(true)
 	e.refs.Store(1) // f stays open for ReadAt
 
