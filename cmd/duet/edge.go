@@ -12,7 +12,6 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/edge/announce"
 	"github.com/duetcdn/duet/internal/bus"
-	"github.com/duetcdn/duet/internal/config"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/purge"
 )
@@ -68,28 +67,15 @@ func sanitiseName(h string) string {
 
 func edgeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
 	cfg := defaultEdgeRoleConfig()
-	var file string
-	cmd := &cobra.Command{
+	return roleCommand(&cobra.Command{
 		Use:   "edge",
 		Short: "Run an edge cache node",
 		Long: `Run an edge cache node. Settings come from the defaults, then --config (YAML), then
 DUET_EDGE_* environment variables, then flags; every setting has all three spellings
 (memory.max_bytes, DUET_EDGE_MEMORY_MAX_BYTES, --memory.max_bytes). See README.md.`,
-		Args: cobra.NoArgs,
-	}
-	ld := config.NewLoader("edge", &cfg, cmd.Flags())
-	cmd.Flags().StringVarP(&file, "config", "c", "", "YAML config file")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := ld.Load(file, environ); err != nil {
-			return err
-		}
-		log, err := logger()
-		if err != nil {
-			return err
-		}
-		return runEdge(cmd.Context(), cfg, log)
-	}
-	return cmd
+	}, "edge", &cfg, logger, environ, func(ctx context.Context, log *slog.Logger) error {
+		return runEdge(ctx, cfg, log)
+	})
 }
 
 // runEdge wires an edge from its config and serves until ctx ends. With NATS configured it also

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/duetcdn/duet/internal/bus"
-	"github.com/duetcdn/duet/internal/config"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -114,27 +113,14 @@ func envValue(environ []string, name, def string) string {
 
 func purgeServeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
 	cfg := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
-	var file string
-	cmd := &cobra.Command{
+	return roleCommand(&cobra.Command{
 		Use:   "serve",
 		Short: "Run the purge API of one region",
 		Long: `Run the purge API of one region. Settings: defaults, then --config (YAML), then
 DUET_PURGE_* environment variables, then flags (region, regions, listen, tokens, nats.urls...).`,
-		Args: cobra.NoArgs,
-	}
-	ld := config.NewLoader("purge", &cfg, cmd.Flags())
-	cmd.Flags().StringVarP(&file, "config", "c", "", "YAML config file")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := ld.Load(file, environ); err != nil {
-			return err
-		}
-		log, err := logger()
-		if err != nil {
-			return err
-		}
-		return runPurgeService(cmd.Context(), cfg, log, nil)
-	}
-	return cmd
+	}, "purge", &cfg, logger, environ, func(ctx context.Context, log *slog.Logger) error {
+		return runPurgeService(ctx, cfg, log, nil)
+	})
 }
 
 // runPurgeService serves until ctx ends; ln, when given, replaces cfg.Listen (tests).

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/duetcdn/duet/internal/bus"
-	"github.com/duetcdn/duet/internal/config"
 	"github.com/duetcdn/duet/steering"
 )
 
@@ -27,8 +26,7 @@ type steeringRoleConfig struct {
 func steeringCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
 	cfg := steeringRoleConfig{Config: steering.DefaultConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
 	cfg.Name = defaultEdgeRoleConfig().Name
-	var file string
-	cmd := &cobra.Command{
+	return roleCommand(&cobra.Command{
 		Use:   "steering",
 		Short: "Run the steering service (GeoIP, edge health, HLS/DASH content steering)",
 		Long: `Run the steering service: it learns the edges from their heartbeats on NATS, probes them,
@@ -37,21 +35,9 @@ and sends each viewer to the nearest healthy edge with room (/v1/route, /r/{path
 --config (YAML), then DUET_STEERING_* environment variables, then flags, e.g.
 
   duet steering --regions eu:50.11:8.68,us:38.9:-77.04 --nats.urls nats://127.0.0.1:4222`,
-		Args: cobra.NoArgs,
-	}
-	ld := config.NewLoader("steering", &cfg, cmd.Flags())
-	cmd.Flags().StringVarP(&file, "config", "c", "", "YAML config file")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := ld.Load(file, environ); err != nil {
-			return err
-		}
-		log, err := logger()
-		if err != nil {
-			return err
-		}
-		return runSteering(cmd.Context(), cfg, log, nil)
-	}
-	return cmd
+	}, "steering", &cfg, logger, environ, func(ctx context.Context, log *slog.Logger) error {
+		return runSteering(ctx, cfg, log, nil)
+	})
 }
 
 // runSteering serves until ctx ends; ln, when given, replaces cfg.Listen (tests).
