@@ -75,7 +75,9 @@ func DefaultServiceConfig() ServiceConfig {
 // Validate reports what to fix.
 func (c *ServiceConfig) Validate() error {
 	var errs []error
-	if err := bus.ValidName(c.Region); err != nil {
+	if c.Region == "" {
+		errs = append(errs, errors.New("region is required: the region whose purges this API accepts"))
+	} else if err := bus.ValidRegion(c.Region); err != nil {
 		errs = append(errs, fmt.Errorf("region: %w", err))
 	}
 	found := false
@@ -85,8 +87,8 @@ func (c *ServiceConfig) Validate() error {
 		}
 		found = found || r == c.Region
 	}
-	if !found {
-		errs = append(errs, fmt.Errorf("regions must include this region %q", c.Region))
+	if !found && c.Region != "" {
+		errs = append(errs, fmt.Errorf("regions must list every region, this one (%q) included", c.Region))
 	}
 	if len(c.Tokens) == 0 {
 		errs = append(errs, errors.New("tokens: at least one bearer token is required"))
