@@ -19,6 +19,7 @@ import (
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -46,6 +47,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			target = "/"
 		}
 	}
+	if target == bus.EdgeReadyPath {
+		s.serveReady(ctx)
+		return
+	}
 	rawPath, rawQuery, _ := strings.Cut(target, "?")
 	path, query, err := s.keys.Normalize(rawPath, rawQuery)
 	if err != nil {
@@ -67,6 +72,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	cs := s.serveCacheable(ctx, &rq, false)
 	s.m.observe(cs, start, s.now())
+}
+
+// serveReady answers steering's probes on the viewer listener (the admin listener is private).
+func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	if !s.Ready() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("draining\n")
+		return
+	}
+	ctx.SetBodyString("ready\n")
 }
 
 // serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin.

@@ -42,6 +42,18 @@ func TestGracefulShutdown(t *testing.T) {
 	for ready() != 200 {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Steering probes readiness on the viewer listener (the admin one is private).
+	viewerReady := func() int {
+		resp, err := client.Get(base + "/.well-known/duet/ready")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := viewerReady(); code != 200 {
+		t.Fatalf("viewer-side readiness while serving: %d", code)
+	}
 	// A 2 MiB download that takes about 320 ms at the origin's pace.
 	resp, err := client.Get(base + "/obj/1/" + "2097152")
 	if err != nil {
@@ -54,6 +66,9 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if code := ready(); code != http.StatusServiceUnavailable && code != 0 {
 		t.Fatalf("readyz during drain: %d", code)
+	}
+	if code := viewerReady(); code != http.StatusServiceUnavailable && code != 0 {
+		t.Fatalf("viewer-side readiness during drain: %d", code)
 	}
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

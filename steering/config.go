@@ -54,8 +54,9 @@ type Config struct {
 	ProbeTimeout time.Duration `yaml:"probe_timeout"`
 	// FailedProbes: an edge is down after this many failed probes in a row. Default 2.
 	FailedProbes int `yaml:"failed_probes"`
-	// ProbePath, when set, makes probes HTTP GETs of the edge's public URL + ProbePath that must
-	// answer 2xx (an edge path that never reaches the origin). Empty: a probe is a TCP connect to
+	// ProbePath makes probes HTTP GETs of the edge's public URL + ProbePath that must answer 2xx.
+	// Default: the edges' readiness path on their viewer listener (bus.EdgeReadyPath), which
+	// fails while an edge drains and never reaches the origin. "tcp": a probe is a TCP connect to
 	// the public URL's host and port.
 	ProbePath string `yaml:"probe_path"`
 	// ForgetAfter: an edge not heard from for this long leaves the table. Default 10m.
@@ -213,7 +214,10 @@ func (c *Config) fill() error {
 			*f.v = f.def
 		}
 	}
-	if c.ProbePath != "" && !strings.HasPrefix(c.ProbePath, "/") {
+	if c.ProbePath == "" {
+		c.ProbePath = bus.EdgeReadyPath
+	}
+	if c.ProbePath != "tcp" && !strings.HasPrefix(c.ProbePath, "/") {
 		return fmt.Errorf("%w: probe_path %q must start with /", ErrInvalidConfig, c.ProbePath)
 	}
 	return nil

@@ -117,7 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if s.prober == nil {
-		if cfg.ProbePath != "" {
+		if cfg.ProbePath != "tcp" {
 			s.prober = &HTTPProber{Client: &http.Client{Timeout: cfg.ProbeTimeout}, Path: cfg.ProbePath}
 		} else {
 			s.prober = &DialProber{}

@@ -90,3 +90,7 @@ func purgeStreamSubjects(region string) string { return purgePrefix + region + "
 func regionOfPurgeStream(stream string) (string, bool) {
 	return strings.CutPrefix(stream, purgeStreamPfx)
 }
+
+// EdgeReadyPath is the path on an edge's viewer listener that answers 200 while the edge takes
+// viewers and 503 while it starts or drains; steering probes it.
+const EdgeReadyPath = "/.well-known/duet/ready"
