@@ -32,6 +32,8 @@ build:
 
 #? test: tools, vet, and every test (integration tests included) with the race detector
 test: tools vet
+	@# The hit path's allocation budget is checked without the race detector (which allocates).
+	$(GO) test -count=1 -run 'Allocations' ./edge/
 	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
 
 #? vet: go vet
