@@ -614,6 +614,14 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	rh.Set("X-Cache", cs.xcache())
 
 	size := m.Size
+	if src.f != nil && size == 0 {
+		// An empty body has no last byte to hold back until the commit: wait for the commit, so
+		// that the next request is a hit here too (negative caching of 404s relies on it).
+		if _, done, err := src.f.waitFor(1); err != nil || !done {
+			s.fail(ctx, fasthttp.StatusBadGateway, "origin body failed")
+			return
+		}
+	}
 	if src.f != nil && size < 0 && (rq.rangeHdr != "" || rq.head) {
 		// The origin sent no length: wait for the whole body before answering in ranges.
 		n, done, err := src.f.waitFor(1 << 62)
