@@ -553,7 +553,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	} else if b := ctx.Request.Body(); len(b) > 0 {
 		reqBody = bytes.NewReader(b)
 	}
-	s.stopFlights(rq.primary, false)
+	s.stopFlights(map[string]struct{}{rq.primary: {}})
 	resp, err := fw.Forward(fctx, b2s(ctx.Method()), rq.path, rq.query, h, reqBody)
 	if err != nil {
 		cancel()

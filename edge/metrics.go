@@ -13,7 +13,9 @@ import (
 type metrics struct {
 	requests      [numCacheStatus]prometheus.Counter
 	latency       [numCacheStatus]prometheus.Observer
-	bytesByTier   map[string]prometheus.Counter
+	bytesMemory   prometheus.Counter // body bytes served from each tier, and streamed from fills
+	bytesDisk     prometheus.Counter
+	bytesOrigin   prometheus.Counter
 	originFetches *prometheus.CounterVec
 	originErrors  *prometheus.CounterVec
 	originLatency prometheus.Histogram
@@ -44,9 +46,7 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 		Help: "Body bytes handed to viewers, by the tier they came from (origin: streamed from a fill).",
 	}, []string{"tier"})
 	m := &metrics{
-		bytesByTier: map[string]prometheus.Counter{
-			"memory": by.WithLabelValues("memory"), "disk": by.WithLabelValues("disk"), "origin": by.WithLabelValues("origin"),
-		},
+		bytesMemory: by.WithLabelValues("memory"), bytesDisk: by.WithLabelValues("disk"), bytesOrigin: by.WithLabelValues("origin"),
 		originFetches: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "duet", Subsystem: "edge", Name: "origin_fetches_total",
 			Help: "Origin fetches by result (ok, 304, 4xx, 5xx, error).",
@@ -117,8 +117,10 @@ func (m *metrics) servedFrom(src body, n int64) {
 	switch {
 	case n <= 0:
 	case src.f != nil:
-		m.bytesByTier["origin"].Add(float64(n))
+		m.bytesOrigin.Add(float64(n))
+	case src.e.tier == "disk":
+		m.bytesDisk.Add(float64(n))
 	case src.e.meta != nil:
-		m.bytesByTier[src.e.tier].Add(float64(n))
+		m.bytesMemory.Add(float64(n))
 	}
 }

@@ -1,10 +1,6 @@
 package edge
 
-import (
-	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "testing"
 
 // testutilCounter sums every series of a metric family.
 func testutilCounter(t testing.TB, h *harness, name string) float64 {
@@ -29,5 +25,3 @@ func testutilCounter(t testing.TB, h *harness, name string) float64 {
 	}
 	return total
 }
-
-var _ prometheus.Gatherer = (*prometheus.Registry)(nil)

@@ -42,6 +42,9 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 	// Invalid items are skipped (no cached key can match them) and reported; the rest applies.
 	var bad []error
 	keys := map[string]struct{}{}
+	// What running fills must not commit: exact keys (with their variants and slices) and prefixes.
+	stopKeys := map[string]struct{}{}
+	var stopPrefixes []string
 	for _, u := range req.URLs {
 		p, q, err := s.normalisePurgePath(u)
 		if err != nil {
@@ -49,7 +52,7 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 			continue
 		}
 		primary := cachekey.Key(p, q)
-		s.stopFlights(primary, false)
+		stopKeys[primary] = struct{}{}
 		for _, k := range s.store.keysUnder(primary) {
 			keys[k] = struct{}{}
 		}
@@ -63,7 +66,7 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 		if strings.HasSuffix(pre, "/") && !strings.HasSuffix(p, "/") {
 			p += "/"
 		}
-		s.stopFlights(p, true)
+		stopPrefixes = append(stopPrefixes, p)
 		for _, k := range s.store.keysWithPrefix(p) {
 			keys[k] = struct{}{}
 		}
@@ -75,9 +78,10 @@ func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, erro
 		}
 		for _, k := range s.store.keysTagged(t) {
 			keys[k] = struct{}{}
-			s.stopFlights(k, false)
+			stopKeys[k] = struct{}{}
 		}
 	}
+	s.stopFlights(stopKeys, stopPrefixes...)
 	n := 0
 	if req.Soft {
 		for k := range keys {
@@ -122,13 +126,21 @@ func (s *Server) normalisePurgePath(u string) (string, string, error) {
 	return s.keys.Normalize(p, q)
 }
 
-// stopFlights keeps running fills under key (or under every key with the prefix) from
-// committing what they fetched.
-func (s *Server) stopFlights(key string, prefix bool) {
+// stopFlights keeps running fills from committing what they fetched (it may be the old
+// version): fills of a key in exact, or of its variants and slices, and fills of every key under
+// one of prefixes. One pass over the running fills, however many keys a purge names.
+func (s *Server) stopFlights(exact map[string]struct{}, prefixes ...string) {
 	s.fl.mu.Lock()
 	defer s.fl.mu.Unlock()
 	for k, f := range s.fl.m {
-		if k == key || strings.HasPrefix(k, key+"\x00") || prefix && strings.HasPrefix(k, key) {
+		_, stop := exact[k]
+		if !stop {
+			_, stop = exact[primaryOf(k)]
+		}
+		for _, p := range prefixes {
+			stop = stop || strings.HasPrefix(k, p)
+		}
+		if stop {
 			f.noStore.Store(true)
 		}
 	}

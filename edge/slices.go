@@ -256,7 +256,7 @@ func (r *sliceReader) Close() error {
 
 // dropSlices removes every slice of an object (its version changed).
 func (s *Server) dropSlices(primary string) {
-	s.stopFlights(primary+sliceSep, true)
+	s.stopFlights(nil, primary+sliceSep)
 	for _, k := range s.store.keysWithPrefix(primary + sliceSep) {
 		s.store.remove(k)
 	}

@@ -206,8 +206,8 @@ func (st *store) updateMeta(m object.Meta) error {
 
 // remove deletes one key from both tiers.
 func (st *store) remove(key string) bool {
+	ok := st.disk.Delete(key) // disk first, as in removeMany: no reader can then reload it into memory
 	st.mem.Del(key)
-	ok := st.disk.Delete(key)
 	st.mu.Lock()
 	st.unindexLocked(key)
 	st.mu.Unlock()
