@@ -94,12 +94,7 @@ func (s *Server) handleRoute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err, "route")
 		return
 	}
-	c, err := s.locate(r.RemoteAddr, strings.Join(r.Header.Values("X-Forwarded-For"), ","))
-	if err != nil {
-		s.writeError(w, err, "route")
-		return
-	}
-	a, err := s.route(path, c, "route")
+	a, err := s.routeRequest(r, path, "route")
 	if err != nil {
 		s.writeError(w, err, "route")
 		return
@@ -113,12 +108,7 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err, "redirect")
 		return
 	}
-	c, err := s.locate(r.RemoteAddr, strings.Join(r.Header.Values("X-Forwarded-For"), ","))
-	if err != nil {
-		s.writeError(w, err, "redirect")
-		return
-	}
-	a, err := s.route(path, c, "redirect")
+	a, err := s.routeRequest(r, path, "redirect")
 	if err != nil {
 		s.writeError(w, err, "redirect")
 		return
@@ -144,4 +134,18 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// clientOf locates the client of a request (X-Forwarded-For counts only from trusted proxies).
+func (s *Server) clientOf(r *http.Request) (client, error) {
+	return s.locate(r.RemoteAddr, strings.Join(r.Header.Values("X-Forwarded-For"), ","))
+}
+
+// routeRequest answers where the client of r should fetch path.
+func (s *Server) routeRequest(r *http.Request, path, api string) (RouteAnswer, error) {
+	c, err := s.clientOf(r)
+	if err != nil {
+		return RouteAnswer{}, err
+	}
+	return s.route(path, c, api)
 }

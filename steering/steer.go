@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/duetcdn/duet/steering/hrw"
 	"github.com/duetcdn/duet/steering/manifest"
@@ -87,7 +86,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request, dash bool) 
 		s.writeError(w, err, api)
 		return
 	}
-	c, err := s.locate(r.RemoteAddr, strings.Join(r.Header.Values("X-Forwarded-For"), ","))
+	c, err := s.clientOf(r)
 	if err != nil {
 		s.writeError(w, err, api)
 		return
