@@ -5,15 +5,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -226,26 +229,31 @@ func TestEdgeConfigErrorsSayWhatToFix(t *testing.T) {
 func TestDevShowsMissThenHit(t *testing.T) {
 	bin := testenv.MinIOBin(t)
 	dir := t.TempDir()
-	listen, admin, minioAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	offset := strconv.Itoa(20000 + rand.IntN(300)*100)
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	// The roles run as child processes of dev: with DUET_TEST_MAIN this test binary is duet.
+	environ := append(os.Environ(), "DUET_TEST_MAIN=1")
 	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--listen", listen, "--admin", admin, "--minio-addr", minioAddr,
-			"--minio-bin", bin, "--log-level", "warn"}, pw, io.Discard, nil)
+		done <- run(ctx, []string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", bin, "--log-level", "warn"}, pw, io.Discard, environ)
 		pw.Close()
 	}()
 	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
-	var segURL string
+	control := regexp.MustCompile(`curl -s (http://\S+/v1/dev/cluster)`)
+	var segURL, clusterURL string
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
 			segURL = m[1]
+		}
+		if m := control.FindStringSubmatch(sc.Text()); m != nil {
+			clusterURL = m[1]
 			break
 		}
 	}
 	go io.Copy(io.Discard, pr)
-	if segURL == "" {
+	if segURL == "" || clusterURL == "" {
 		cancel()
 		t.Fatalf("dev printed no curl command: %v", <-done)
 	}
@@ -254,9 +262,25 @@ func TestDevShowsMissThenHit(t *testing.T) {
 	if x1 != "MISS" || x2 != "HIT" || !bytes.Equal(b1, b2) || len(b1) == 0 {
 		t.Fatalf("printed curl showed %s then %s", x1, x2)
 	}
-	_, master := get(t, "http://"+listen+"/vod/sample/master.m3u8")
-	if !strings.HasPrefix(string(master), "#EXTM3U") {
-		t.Fatalf("master playlist: %q", master)
+	// Two regions of two edges, each serving the sample from its own region's origin.
+	_, body := get(t, clusterURL)
+	var cl devClusterJSON
+	if err := json.Unmarshal(body, &cl); err != nil {
+		t.Fatalf("cluster JSON: %v: %s", err, body)
+	}
+	if len(cl.Regions) != 2 {
+		t.Fatalf("want 2 regions, got %+v", cl)
+	}
+	for _, r := range cl.Regions {
+		if len(r.Edges) != 2 || !r.Up {
+			t.Fatalf("region %s: %+v", r.Name, r)
+		}
+		for _, e := range r.Edges {
+			_, master := get(t, e.URL+cl.Sample)
+			if !strings.HasPrefix(string(master), "#EXTM3U") || !strings.Contains(string(master), "#EXT-X-CONTENT-STEERING") {
+				t.Fatalf("%s master playlist (steering injected?): %q", e.Name, master)
+			}
+		}
 	}
 	cancel()
 	select {
@@ -264,17 +288,26 @@ func TestDevShowsMissThenHit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dev did not stop cleanly: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev did not stop within 30s of Ctrl-C")
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop within 60s of Ctrl-C")
 	}
-	// A port in use gets a clear message, not a stack trace.
+	for _, r := range cl.Regions {
+		for _, e := range r.Edges {
+			if resp, err := http.Get(e.URL + cl.Sample); err == nil {
+				resp.Body.Close()
+				t.Fatalf("edge %s still answers after dev stopped", e.Name)
+			}
+		}
+	}
+	// A port in use gets a clear message naming what needed it, not a stack trace.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = run(t.Context(), []string{"dev", "--dir", dir, "--listen", ln.Addr().String(), "--minio-bin", bin}, io.Discard, io.Discard, nil)
-	if err == nil || !strings.Contains(err.Error(), "already in use") {
+	port := ln.Addr().(*net.TCPAddr).Port
+	err = run(t.Context(), []string{"dev", "--dir", dir, "--port-offset", strconv.Itoa(port - 8082), "--minio-bin", bin}, io.Discard, io.Discard, environ)
+	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "edge 2 of region 1") {
 		t.Fatalf("port in use: %v", err)
 	}
 	err = run(t.Context(), []string{"dev", "--dir", dir, "--minio-bin", filepath.Join(dir, "nope")}, io.Discard, io.Discard, nil)

@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	logger := func() (*slog.Logger, error) { return newLogger(stderr, logFormat, logLevel) }
 	root.AddCommand(
 		edgeCommand(logger, environ),
-		devCommand(logger, stdout),
+		devCommand(logger, stdout, environ),
 		purgeCommand(logger, stdout, environ),
 		steeringCommand(logger, environ),
 		&cobra.Command{

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// The control API of `duet dev`: what the load tests (and a curious person) use to see the
+// cluster and to break it on purpose.
+//
+//	GET  /v1/dev/cluster                   every region, its services and edges, and whether they run
+//	POST /v1/dev/edges/{name}/stop|start   kill (SIGKILL; ?graceful=1 for SIGTERM) or start one edge
+//	POST /v1/dev/regions/{name}/stop|start a whole region: edges, steering, purge, replicator, origin
+
+type devClusterJSON struct {
+	Regions    []devRegionJSON `json:"regions"`
+	PurgeToken string          `json:"purge_token"`
+	Sample     string          `json:"sample"`
+	Bucket     string          `json:"bucket"`
+	Upload     devUploadJSON   `json:"upload"`
+}
+
+type devRegionJSON struct {
+	Name     string        `json:"name"`
+	Steering string        `json:"steering"`
+	Purge    string        `json:"purge"`
+	Origin   string        `json:"origin"`
+	NATS     string        `json:"nats"`
+	Up       bool          `json:"up"`
+	Edges    []devEdgeJSON `json:"edges"`
+}
+
+type devEdgeJSON struct {
+	Name  string `json:"name"`
+	URL   string `json:"url"`
+	Admin string `json:"admin"`
+	Up    bool   `json:"up"`
+}
+
+type devUploadJSON struct {
+	Endpoint  string `json:"endpoint"`
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key"`
+}
+
+func (c *devCluster) describe() devClusterJSON {
+	out := devClusterJSON{PurgeToken: c.token, Sample: "/" + samplePrefix + "master.m3u8", Regions: []devRegionJSON{}}
+	for i, r := range c.regions {
+		rj := devRegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
+			Origin: r.minio.Endpoint(), NATS: r.natsURL, Up: r.isUp()}
+		for j, e := range r.edges {
+			rj.Edges = append(rj.Edges, devEdgeJSON{Name: e.name, URL: "http://" + c.layout.edge(i, j),
+				Admin: "http://" + c.layout.edgeAdm(i, j), Up: e.running()})
+		}
+		out.Regions = append(out.Regions, rj)
+		if i == 0 {
+			out.Bucket = r.bucket
+			out.Upload = devUploadJSON{Endpoint: r.minio.Endpoint(), AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}
+		}
+	}
+	return out
+}
+
+func (c *devCluster) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/dev/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, c.describe())
+	})
+	mux.HandleFunc("POST /v1/dev/edges/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+		p := c.findEdge(r.PathValue("name"))
+		if p == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no edge named " + r.PathValue("name") + " (GET /v1/dev/cluster lists them)"})
+			return
+		}
+		switch r.PathValue("op") {
+		case "stop":
+			p.stop(r.URL.Query().Get("graceful") == "")
+		case "start":
+			if err := p.start(r.Context()); err != nil {
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+				return
+			}
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "use stop or start"})
+			return
+		}
+		c.log.Info("control", "edge", p.name, "op", r.PathValue("op"))
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
+	mux.HandleFunc("POST /v1/dev/regions/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+		reg := c.findRegion(r.PathValue("name"))
+		if reg == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no region named " + r.PathValue("name") + " (GET /v1/dev/cluster lists them)"})
+			return
+		}
+		switch r.PathValue("op") {
+		case "stop":
+			c.stopRegion(reg, r.URL.Query().Get("graceful") == "")
+		case "start":
+			if err := c.startRegion(r.Context(), reg); err != nil {
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+				return
+			}
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "use stop or start"})
+			return
+		}
+		c.log.Info("control", "region", reg.name, "op", r.PathValue("op"))
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(strings.TrimSpace(`
+duet dev control API
+  GET  /v1/dev/cluster
+  POST /v1/dev/edges/{name}/stop[?graceful=1]   POST /v1/dev/edges/{name}/start
+  POST /v1/dev/regions/{name}/stop[?graceful=1] POST /v1/dev/regions/{name}/start`) + "\n"))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
