@@ -1,10 +1,15 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"regexp"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML
@@ -35,10 +40,28 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxConns bounds concurrent viewer connections. Default 65536.
 	MaxConns int `yaml:"max_conns"`
+	// CORS lets players on other origins read the edge's responses.
+	CORS CORSConfig `yaml:"cors"`
 }
 
-// OriginConfig selects and configures the origin.
+// CORSConfig sets the CORS headers of viewer responses.
+type CORSConfig struct {
+	// AllowOrigin is sent as Access-Control-Allow-Origin on every GET and HEAD answer, with
+	// Access-Control-Expose-Headers listing Content-Length, Content-Range, X-Cache,
+	// Cache-Status and Age; OPTIONS preflights are answered at the edge with 204. "*" (the
+	// default) or one origin such as "https://player.example.com"; "" turns CORS off (preflights
+	// then go to the origin like any other OPTIONS request).
+	AllowOrigin string `yaml:"allow_origin"`
+	// MaxAge is how long browsers may cache a preflight's answer (whole seconds). Default 24h.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// OriginConfig selects and configures the origin: the edge's own (its region's) origin, and
+// optionally further origins it fails over to.
 type OriginConfig struct {
+	// Name identifies this origin in health reports, heartbeats and metric labels (for example
+	// its region). Letters, digits, '.', '_' and '-'. Default "primary".
+	Name string `yaml:"name"`
 	// Type is "s3" or "http".
 	Type string `yaml:"type"`
 	// Endpoint is the S3 endpoint (empty for AWS) or the HTTP origin's base URL.
@@ -60,7 +83,51 @@ type OriginConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxConns is the idle connections kept to the origin. Default 256.
 	MaxConns int `yaml:"max_conns"`
+	// Fallbacks are further origins (usually the same bucket replicated in other regions), tried
+	// in order when this one gives no answer, times out or answers 5xx; 4xx answers are final.
+	// Each has the fields above, with a required, unique name; their timeout and max_conns
+	// default to 10s and 256, path_style to true, s3_region to us-east-1. In YAML a list of
+	// mappings; in DUET_EDGE_ORIGIN_FALLBACKS and --origin.fallbacks the same list in YAML flow
+	// form, for example '[{name: us, type: s3, endpoint: "http://minio.us:9000", bucket: media}]'
+	// (it replaces the whole list). Default none: the origin alone, without circuit breaker.
+	Fallbacks OriginList `yaml:"fallbacks"`
+	// BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an
+	// origin out of rotation when there are fallbacks. Default 3.
+	BreakerFailures int `yaml:"breaker_failures"`
+	// BreakerCooldown is how long an origin stays out of rotation before one fetch tests it
+	// again; each failed test doubles it, up to 30s. Default 2s.
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 }
+
+// DefaultOriginName is the name of an origin that has none.
+const DefaultOriginName = "primary"
+
+// OriginName is o.Name, or DefaultOriginName when it is empty.
+func (o *OriginConfig) OriginName() string {
+	if o.Name == "" {
+		return DefaultOriginName
+	}
+	return o.Name
+}
+
+// OriginList is a list of fallback origins. From environment variables and flags it reads the
+// YAML flow form of the list (see OriginConfig.Fallbacks).
+type OriginList []OriginConfig
+
+// UnmarshalText reads a YAML list of origins; unknown fields are errors.
+func (l *OriginList) UnmarshalText(text []byte) error {
+	var out OriginList
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec.KnownFields(true)
+	if err := dec.Decode(&out); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("want a YAML list of origins such as '[{name: us, type: s3, bucket: media}]': %w", err)
+	}
+	*l = out
+	return nil
+}
+
+// originName is what names and labels may hold.
+var originName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // MemoryConfig sizes the memory tier.
 type MemoryConfig struct {
@@ -120,7 +187,8 @@ func DefaultConfig() Config {
 		AdminListen:     "127.0.0.1:9090",
 		ShutdownTimeout: 30 * time.Second,
 		MaxConns:        65536,
-		Origin:          OriginConfig{Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1"},
+		CORS:            CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
+		Origin:          OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
 		Memory:          MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:            DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{
@@ -149,19 +217,29 @@ func (c *Config) Validate() error {
 			bad("%s %q is not host:port", name, addr)
 		}
 	}
-	switch c.Origin.Type {
-	case "s3":
-		if c.Origin.Bucket == "" {
-			bad("origin.bucket is required for an s3 origin")
+	c.Origin.validate("origin", bad)
+	names := map[string]string{c.Origin.OriginName(): "origin.name"}
+	for i := range c.Origin.Fallbacks {
+		f := &c.Origin.Fallbacks[i]
+		at := fmt.Sprintf("origin.fallbacks[%d]", i)
+		f.validate(at, bad)
+		switch {
+		case f.Name == "":
+			bad("%s.name is required (for example the origin's region)", at)
+		case names[f.Name] != "":
+			bad("%s.name %q is already used by %s", at, f.Name, names[f.Name])
+		default:
+			names[f.Name] = at + ".name"
 		}
-	case "http":
-		if c.Origin.Endpoint == "" {
-			bad("origin.endpoint (the base URL) is required for an http origin")
+		if f.Timeout < 0 || f.MaxConns < 0 {
+			bad("%s.timeout and %s.max_conns must not be negative (0 means the default)", at, at)
 		}
-	case "":
-		bad("origin.type is required: \"s3\" or \"http\"")
-	default:
-		bad("origin.type %q is unknown: use \"s3\" or \"http\"", c.Origin.Type)
+		if len(f.Fallbacks) > 0 || f.BreakerFailures != 0 || f.BreakerCooldown != 0 {
+			bad("%s: fallbacks, breaker_failures and breaker_cooldown belong to origin, not to a fallback", at)
+		}
+	}
+	if len(c.Origin.Fallbacks) > 0 && (c.Origin.BreakerFailures <= 0 || c.Origin.BreakerCooldown <= 0) {
+		bad("origin.breaker_failures and origin.breaker_cooldown must be positive")
 	}
 	if c.Memory.MaxBytes <= 0 {
 		bad("memory.max_bytes must be positive")
@@ -194,5 +272,33 @@ func (c *Config) Validate() error {
 	if c.MaxConns <= 0 {
 		bad("max_conns must be positive")
 	}
+	if o := c.CORS.AllowOrigin; o != "" && o != "*" && !validOrigin(o) {
+		bad("cors.allow_origin %q must be \"*\", \"\" (off) or one origin such as https://player.example.com", o)
+	}
+	if c.CORS.MaxAge < 0 {
+		bad("cors.max_age must not be negative")
+	}
 	return errors.Join(errs...)
+}
+
+// validate checks one origin's type and location; at is its setting's path ("origin",
+// "origin.fallbacks[1]").
+func (o *OriginConfig) validate(at string, bad func(format string, args ...any)) {
+	if o.Name != "" && !originName.MatchString(o.Name) {
+		bad("%s.name %q must be 1 to 64 letters, digits, '.', '_' or '-'", at, o.Name)
+	}
+	switch o.Type {
+	case "s3":
+		if o.Bucket == "" {
+			bad("%s.bucket is required for an s3 origin", at)
+		}
+	case "http":
+		if o.Endpoint == "" {
+			bad("%s.endpoint (the base URL) is required for an http origin", at)
+		}
+	case "":
+		bad("%s.type is required: \"s3\" or \"http\"", at)
+	default:
+		bad("%s.type %q is unknown: use \"s3\" or \"http\"", at, o.Type)
+	}
 }

@@ -51,6 +51,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveReady(ctx)
 		return
 	}
+	if s.cors.enabled() {
+		if isPreflight(ctx) {
+			s.cors.servePreflight(ctx)
+			return
+		}
+		if ctx.IsGet() || ctx.IsHead() {
+			// Set last (deferred) so that the edge's policy replaces any the origin sent.
+			defer s.cors.apply(&ctx.Response.Header)
+		}
+	}
 	rawPath, rawQuery, _ := strings.Cut(target, "?")
 	path, query, err := s.keys.Normalize(rawPath, rawQuery)
 	if err != nil {

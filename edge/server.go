@@ -70,6 +70,8 @@ type Server struct {
 	gather prometheus.Gatherer
 	// rewriter rewrites manifests before they are cached; may be nil.
 	rewriter ManifestRewriter
+	// cors are the pre-rendered CORS headers (off when cors.allow_origin is empty).
+	cors corsHeaders
 
 	ready atomic.Bool
 	// untrusted is set while the edge may have missed purges (its purge stream was lost for
@@ -114,7 +116,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
 	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
-	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter}
+	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
+		cors: newCORSHeaders(cfg.CORS)}
 	s.fl.m = map[string]*flight{}
 	s.pass.m = map[string]time.Time{}
 

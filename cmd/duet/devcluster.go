@@ -173,7 +173,15 @@ func (c *devCluster) prepare() error {
 			ec := defaultEdgeRoleConfig()
 			ec.Name, ec.Region = fmt.Sprintf("%s-%d", r.name, j+1), r.name
 			ec.Listen, ec.AdminListen = c.layout.edge(i, j), c.layout.edgeAdm(i, j)
+			// Its own region's origin first, then the others': a dead origin costs a miss one
+			// failover, not an error.
 			ec.Origin = c.originOf(r)
+			for _, other := range c.regions {
+				if other != r {
+					ec.Origin.Fallbacks = append(ec.Origin.Fallbacks, c.originOf(other))
+				}
+			}
+			ec.Origin.BreakerFailures, ec.Origin.BreakerCooldown = 3, time.Second
 			ec.Memory = edge.MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 4 << 20}
 			ec.Disk = edge.DiskConfig{Dir: filepath.Join(c.dir, "cache", ec.Name), MaxBytes: 512 << 20}
 			ec.DrainDelay, ec.ShutdownTimeout = 500*time.Millisecond, 5*time.Second
@@ -189,7 +197,7 @@ func (c *devCluster) prepare() error {
 }
 
 func (c *devCluster) originOf(r *devRegion) edge.OriginConfig {
-	return edge.OriginConfig{Type: "s3", Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+	return edge.OriginConfig{Name: r.name, Type: "s3", Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
 		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), Timeout: 5 * time.Second}
 }
 

@@ -12,6 +12,7 @@ import (
 //	GET  /v1/dev/cluster                   every region, its services and edges, and whether they run
 //	POST /v1/dev/edges/{name}/stop|start   kill (SIGKILL; ?graceful=1 for SIGTERM) or start one edge
 //	POST /v1/dev/regions/{name}/stop|start a whole region: edges, steering, purge, replicator, origin
+//	POST /v1/dev/origins/{region}/stop|start only the region's origin (MinIO): its edges fail over
 
 type devClusterJSON struct {
 	Regions    []devRegionJSON `json:"regions"`
@@ -109,6 +110,29 @@ func (c *devCluster) controlHandler() http.Handler {
 		c.log.Info("control", "region", reg.name, "op", r.PathValue("op"))
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
+	mux.HandleFunc("POST /v1/dev/origins/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+		reg := c.findRegion(r.PathValue("name"))
+		if reg == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no region named " + r.PathValue("name") + " (GET /v1/dev/cluster lists them)"})
+			return
+		}
+		var err error
+		switch r.PathValue("op") {
+		case "stop":
+			err = reg.minio.Stop()
+		case "start":
+			err = reg.minio.Restart(r.Context())
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "use stop or start"})
+			return
+		}
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		c.log.Info("control", "origin", reg.name, "op", r.PathValue("op"))
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -119,7 +143,8 @@ func (c *devCluster) controlHandler() http.Handler {
 duet dev control API
   GET  /v1/dev/cluster
   POST /v1/dev/edges/{name}/stop[?graceful=1]   POST /v1/dev/edges/{name}/start
-  POST /v1/dev/regions/{name}/stop[?graceful=1] POST /v1/dev/regions/{name}/start`) + "\n"))
+  POST /v1/dev/regions/{name}/stop[?graceful=1] POST /v1/dev/regions/{name}/start
+  POST /v1/dev/origins/{region}/stop             POST /v1/dev/origins/{region}/start`) + "\n"))
 	})
 	return mux
 }

@@ -7,12 +7,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/edge/announce"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/failover"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -21,6 +23,9 @@ var (
 	_ edge.Origin    = (*origin.S3)(nil)
 	_ edge.Origin    = (*origin.HTTP)(nil)
 	_ edge.Forwarder = (*origin.HTTP)(nil)
+	_ edge.Origin    = (*failover.Group)(nil)
+	_ edge.Forwarder = (*failover.Group)(nil)
+	_ edge.Origin    = readOnlyOrigin{}
 )
 
 // edgeRoleConfig is `duet edge`'s configuration: the edge itself, and how it joins the
@@ -84,11 +89,11 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	o, err := newOrigin(ctx, cfg.Origin)
+	reg := newRegistry()
+	o, group, err := newOrigins(ctx, cfg.Origin, reg, log)
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
 	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg}
 	if rw := cfg.Steering.rewriter(cfg.Region, cfg.publicURL()); rw != nil {
 		deps.Rewriter = rw
@@ -123,7 +128,11 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	done := make(chan struct{}, 2)
 	go func() { _ = cons.Run(bg); done <- struct{}{} }()
 	go func() {
-		_ = announce.Run(bg, nc, announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(cfg.MaxConns)}, srv, log)
+		acfg := announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(cfg.MaxConns)}
+		if group != nil {
+			acfg.Origins = func() []bus.OriginHealth { return originHealth(group) }
+		}
+		_ = announce.Run(bg, nc, acfg, srv, log)
 		done <- struct{}{}
 	}()
 	// The heartbeat and the consumer outlive the viewer listener: during the drain the edge
@@ -151,6 +160,56 @@ func (a edgeApplier) ApplyPurge(ctx context.Context, p bus.Purge) (int, error) {
 }
 
 var _ purge.Applier = edgeApplier{}
+
+// newOrigins builds the edge's origin. Without fallbacks it is the one origin itself, exactly as
+// before failover existed: a group of one could never skip its only member, so its breaker would
+// only add work. With fallbacks it is a failover group (returned too, for the heartbeat) whose
+// metrics go to reg. Either way the cache's hit path never touches the origin, so it is not
+// slowed; a miss pays one breaker check per member tried.
+func newOrigins(ctx context.Context, c edge.OriginConfig, reg prometheus.Registerer, log *slog.Logger) (edge.Origin, *failover.Group, error) {
+	primary, err := newOrigin(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(c.Fallbacks) == 0 {
+		return primary, nil, nil
+	}
+	members := []failover.Member{{Name: c.OriginName(), Origin: primary}}
+	for i, f := range c.Fallbacks {
+		o, err := newOrigin(ctx, f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("origin.fallbacks[%d] (%s): %w", i, f.Name, err)
+		}
+		members = append(members, failover.Member{Name: f.Name, Origin: o})
+	}
+	g, err := failover.New(failover.Config{Members: members, Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown,
+		Registry: reg, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	if !g.Forwarding() {
+		// Some member is S3: hide Forward, so that the edge answers other methods with 405.
+		return readOnlyOrigin{g}, g, nil
+	}
+	return g, g, nil
+}
+
+// readOnlyOrigin is an origin without its Forward method.
+type readOnlyOrigin struct{ o edge.Origin }
+
+func (r readOnlyOrigin) Fetch(ctx context.Context, req *origin.Request) (*origin.Response, error) {
+	return r.o.Fetch(ctx, req)
+}
+
+// originHealth turns the group's health into the heartbeat's.
+func originHealth(g *failover.Group) []bus.OriginHealth {
+	h := g.Health()
+	out := make([]bus.OriginHealth, len(h))
+	for i, m := range h {
+		out[i] = bus.OriginHealth{Name: m.Name, Healthy: m.Healthy, State: string(m.State)}
+	}
+	return out
+}
 
 func newOrigin(ctx context.Context, c edge.OriginConfig) (edge.Origin, error) {
 	switch c.Type {

@@ -229,34 +229,10 @@ func TestEdgeConfigErrorsSayWhatToFix(t *testing.T) {
 func TestDevShowsMissThenHit(t *testing.T) {
 	bin := testenv.MinIOBin(t)
 	dir := t.TempDir()
-	offset := strconv.Itoa(20000 + rand.IntN(300)*100)
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
 	// The roles run as child processes of dev: with DUET_TEST_MAIN this test binary is duet.
 	environ := append(os.Environ(), "DUET_TEST_MAIN=1")
-	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", bin, "--log-level", "warn"}, pw, io.Discard, environ)
-		pw.Close()
-	}()
-	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
-	control := regexp.MustCompile(`curl -s (http://\S+/v1/dev/cluster)`)
-	var segURL, clusterURL string
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
-			segURL = m[1]
-		}
-		if m := control.FindStringSubmatch(sc.Text()); m != nil {
-			clusterURL = m[1]
-			break
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	if segURL == "" || clusterURL == "" {
-		cancel()
-		t.Fatalf("dev printed no curl command: %v", <-done)
-	}
+	d := startDev(t, dir, bin, environ)
+	segURL, clusterURL, cancel, done := d.segURL, d.clusterURL, d.cancel, d.done
 	x1, b1 := get(t, segURL)
 	x2, b2 := get(t, segURL)
 	if x1 != "MISS" || x2 != "HIT" || !bytes.Equal(b1, b2) || len(b1) == 0 {
@@ -313,5 +289,55 @@ func TestDevShowsMissThenHit(t *testing.T) {
 	err = run(t.Context(), []string{"dev", "--dir", dir, "--minio-bin", filepath.Join(dir, "nope")}, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "make tools") {
 		t.Fatalf("missing minio: %v", err)
+	}
+}
+
+// devRun is a `duet dev` started by a test.
+type devRun struct {
+	segURL, clusterURL string
+	cancel             context.CancelFunc
+	done               chan error
+}
+
+// startDev runs `duet dev` with a random port offset (another one when a port is taken by a
+// concurrently running test) until it prints its URLs.
+func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
+	t.Helper()
+	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
+	control := regexp.MustCompile(`curl -s (http://\S+/v1/dev/cluster)`)
+	for attempt := 0; ; attempt++ {
+		offset := strconv.Itoa(20000 + rand.IntN(100)*100)
+		ctx, cancel := context.WithCancel(t.Context())
+		pr, pw := io.Pipe()
+		d := &devRun{cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			d.done <- run(ctx, []string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", minioBin, "--log-level", "warn"}, pw, io.Discard, environ)
+			close(d.done) // later receives (the cleanup's) return at once
+			pw.Close()
+		}()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := curl.FindStringSubmatch(sc.Text()); m != nil {
+				d.segURL = m[1]
+			}
+			if m := control.FindStringSubmatch(sc.Text()); m != nil {
+				d.clusterURL = m[1]
+				break
+			}
+		}
+		go io.Copy(io.Discard, pr)
+		if d.segURL != "" && d.clusterURL != "" {
+			t.Cleanup(func() {
+				cancel()
+				<-d.done
+			})
+			return d
+		}
+		cancel()
+		err := <-d.done
+		if attempt < 5 && err != nil && strings.Contains(err.Error(), "already in use") {
+			continue
+		}
+		t.Fatalf("dev printed no URLs: %v", err)
 	}
 }

@@ -38,6 +38,9 @@ type Config struct {
 	Interval time.Duration
 	// Capacity is how many viewer connections the edge is meant to take.
 	Capacity int64
+	// Origins, when set, reports the state of each origin of the edge's failover group (see
+	// bus.Heartbeat.Origins). Nil for an edge with a single origin.
+	Origins func() []bus.OriginHealth
 }
 
 // Run publishes a heartbeat every Interval until ctx ends.
@@ -110,6 +113,19 @@ func Heartbeat(cfg Config, cur, prev edge.Stats, dt time.Duration, now time.Time
 	if fetches := cur.OriginFetches - prev.OriginFetches; fetches > 0 {
 		// Unhealthy when most of the last interval's origin fetches failed.
 		hb.OriginHealthy = 2*(cur.OriginFailures-prev.OriginFailures) < fetches
+	}
+	if cfg.Origins != nil {
+		hb.Origins = cfg.Origins()
+	}
+	if len(hb.Origins) > 0 {
+		// With failover, the edge can fill misses while any origin is usable: closed, or
+		// half-open (being tested). Every breaker open means every origin failed repeatedly,
+		// even when no fetch happened in the last interval to show it.
+		usable := false
+		for _, o := range hb.Origins {
+			usable = usable || o.State != "open"
+		}
+		hb.OriginHealthy = hb.OriginHealthy && usable
 	}
 	if secs := dt.Seconds(); secs > 0 {
 		reqs := float64(cur.Requests - prev.Requests)

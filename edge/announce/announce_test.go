@@ -85,3 +85,28 @@ func TestHeartbeatRates(t *testing.T) {
 		t.Fatal("origin reported healthy with every fetch failing")
 	}
 }
+
+// TestHeartbeatOrigins: an edge with fallback origins reports each one, and is origin-healthy
+// while any of them is usable, even when no fetch in the interval showed the failure.
+func TestHeartbeatOrigins(t *testing.T) {
+	var origins []bus.OriginHealth
+	cfg := Config{Edge: "e", Region: "r", Origins: func() []bus.OriginHealth { return origins }}
+	idle := edge.Stats{Serving: true}
+	origins = []bus.OriginHealth{{Name: "eu", Healthy: false, State: "open"}, {Name: "us", Healthy: true, State: "closed"}}
+	hb := Heartbeat(cfg, idle, idle, time.Second, time.Now())
+	if !hb.OriginHealthy || len(hb.Origins) != 2 || hb.Origins[0].Name != "eu" || hb.Origins[0].State != "open" {
+		t.Fatalf("primary open, fallback closed: %+v", hb)
+	}
+	origins[1].State, origins[1].Healthy = "half-open", false
+	if hb := Heartbeat(cfg, idle, idle, time.Second, time.Now()); !hb.OriginHealthy {
+		t.Fatal("a half-open origin (being tested) counts as usable")
+	}
+	origins[1].State = "open"
+	if hb := Heartbeat(cfg, idle, idle, time.Second, time.Now()); hb.OriginHealthy {
+		t.Fatal("origin reported healthy with every breaker open")
+	}
+	// Without a failover group the heartbeat carries no list, as before.
+	if hb := Heartbeat(Config{Edge: "e", Region: "r"}, idle, idle, time.Second, time.Now()); hb.Origins != nil || !hb.OriginHealthy {
+		t.Fatalf("single origin: %+v", hb)
+	}
+}

@@ -98,8 +98,24 @@ type Heartbeat struct {
 	MemoryBytes int64 `json:"memory_bytes"`
 	// DiskBytes is the disk tier's size, in bytes.
 	DiskBytes int64 `json:"disk_bytes"`
-	// OriginHealthy is false while the edge's origin fetches are failing.
+	// OriginHealthy is true while the edge can fill misses: most of its origin fetches in the
+	// last interval got an answer and, when it has fallback origins, at least one of them (the
+	// primary or a fallback) is usable (its circuit breaker is not open). It says nothing about
+	// which origin answers: see Origins.
 	OriginHealthy bool `json:"origin_healthy"`
+	// Origins is each origin's state, in the order the edge tries them (its own region's first),
+	// when the edge has fallback origins; empty otherwise.
+	Origins []OriginHealth `json:"origins,omitempty"`
+}
+
+// OriginHealth is one origin of an edge's failover group, as its heartbeat reports it.
+type OriginHealth struct {
+	// Name is the origin's configured name (for example its region).
+	Name string `json:"name"`
+	// Healthy is true while the origin's circuit breaker is closed.
+	Healthy bool `json:"healthy"`
+	// State is the circuit breaker's state: "closed", "half-open" or "open".
+	State string `json:"state"`
 }
 
 // PublishPurge stores p in its region's purge stream (subject PurgeSubject(p.Region, p.ID)), with

@@ -1,0 +1,138 @@
+package edge
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duetcdn/duet/origin"
+)
+
+// corsOrigin serves /seg.ts (with its own, different CORS header, which the edge must replace)
+// and counts the OPTIONS requests that reach it.
+func corsOrigin(t *testing.T) (*origin.HTTP, *atomic.Int64) {
+	t.Helper()
+	var options atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			options.Add(1)
+			w.Header().Set("X-From-Origin", "1")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if r.URL.Path != "/seg.ts" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Access-Control-Allow-Origin", "https://origin.example")
+		w.Header().Set("ETag", `"v1"`)
+		_, _ = w.Write(randomBytes(4096, 3))
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, &options
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	const exposed = "Content-Length, Content-Range, X-Cache, Cache-Status, Age"
+	o, options := corsOrigin(t)
+	h := startEdge(t, o, nil) // default config: allow_origin "*"
+
+	for _, c := range []struct {
+		name, method, path string
+		hdr                []string
+		status             int
+		xcache             string
+	}{
+		{"miss", http.MethodGet, "/seg.ts", nil, 200, "MISS"},
+		{"hit", http.MethodGet, "/seg.ts", nil, 200, "HIT"},
+		{"range hit", http.MethodGet, "/seg.ts", []string{"Range", "bytes=0-9"}, 206, "HIT"},
+		{"head", http.MethodHead, "/seg.ts", nil, 200, "HIT"},
+		{"not modified", http.MethodGet, "/seg.ts", []string{"If-None-Match", `"v1"`}, 304, ""},
+		{"not found", http.MethodGet, "/nope", nil, 404, "MISS"},
+	} {
+		resp, _ := h.do(c.method, c.path, append([]string{"Origin", "https://player.example"}, c.hdr...)...)
+		if resp.StatusCode != c.status || (c.xcache != "" && resp.Header.Get("X-Cache") != c.xcache) {
+			t.Fatalf("%s: %d %s, want %d %s", c.name, resp.StatusCode, resp.Header.Get("X-Cache"), c.status, c.xcache)
+		}
+		if got := resp.Header.Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "*" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want exactly [*]", c.name, got)
+		}
+		if got := resp.Header.Get("Access-Control-Expose-Headers"); got != exposed {
+			t.Errorf("%s: Access-Control-Expose-Headers %q, want %q", c.name, got, exposed)
+		}
+	}
+
+	resp, body := h.do(http.MethodOptions, "/seg.ts", "Origin", "https://player.example",
+		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "range")
+	if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
+		t.Fatalf("preflight: %d with %d body bytes, want 204 and none", resp.StatusCode, len(body))
+	}
+	for name, want := range map[string]string{
+		"Access-Control-Allow-Origin":  "*",
+		"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+		"Access-Control-Allow-Headers": "Range",
+		"Access-Control-Max-Age":       "86400",
+	} {
+		if got := resp.Header.Get(name); got != want {
+			t.Errorf("preflight %s = %q, want %q", name, got, want)
+		}
+	}
+	if n := options.Load(); n != 0 {
+		t.Errorf("the edge answers preflights itself, but %d reached the origin", n)
+	}
+}
+
+func TestCORSOff(t *testing.T) {
+	t.Parallel()
+	o, options := corsOrigin(t)
+	h := startEdge(t, o, func(c *Config) { c.CORS.AllowOrigin = "https://player.example" })
+	resp, _ := h.get("/seg.ts")
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://player.example" {
+		t.Errorf("one configured origin: Access-Control-Allow-Origin %q", got)
+	}
+
+	off := startEdge(t, o, func(c *Config) { c.CORS.AllowOrigin = "" })
+	resp, _ = off.get("/seg.ts")
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://origin.example" {
+		t.Errorf("CORS off: the origin's own header should pass, got %q", got)
+	}
+	if got := resp.Header.Get("Access-Control-Expose-Headers"); got != "" {
+		t.Errorf("CORS off: Access-Control-Expose-Headers %q, want none", got)
+	}
+	resp, _ = off.do(http.MethodOptions, "/seg.ts", "Origin", "https://player.example", "Access-Control-Request-Method", "GET")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-From-Origin") != "1" || options.Load() != 1 {
+		t.Errorf("CORS off: a preflight should reach the origin: %d, origin saw %d", resp.StatusCode, options.Load())
+	}
+}
+
+func TestCORSConfigValidation(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		origin string
+		maxAge time.Duration
+		ok     bool
+	}{
+		{"*", time.Hour, true}, {"", 0, true}, {"https://player.example.com", 0, true},
+		{"http://127.0.0.1:3000", 0, true},
+		{"https://a.example, https://b.example", 0, false}, {"player.example.com", 0, false},
+		{"https://player.example.com/", 0, false}, {"https://x.example\r\nSet-Cookie: a=b", 0, false},
+		{"*", -time.Second, false},
+	} {
+		cfg := DefaultConfig()
+		cfg.Origin = OriginConfig{Type: "http", Endpoint: "http://o", Timeout: time.Second}
+		cfg.CORS = CORSConfig{AllowOrigin: c.origin, MaxAge: c.maxAge}
+		err := cfg.Validate()
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrConfig)) {
+			t.Errorf("cors %q max_age %v: err %v, want ok=%v", c.origin, c.maxAge, err, c.ok)
+		}
+	}
+}
