@@ -7,6 +7,9 @@ BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(BIN)/minio
 MINIO_STAMP := $(BIN)/.minio-$(MINIO_VERSION)
+K6_VERSION := v1.8.1
+K6 := $(BIN)/k6
+K6_STAMP := $(BIN)/.k6-$(K6_VERSION)
 
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
@@ -17,8 +20,8 @@ BENCHTIME ?= 1s
 help:
 	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? /  /'
 
-#? tools: install the pinned MinIO server into ./bin (fast when already there)
-tools: $(MINIO_STAMP)
+#? tools: install the pinned MinIO server and k6 into ./bin (fast when already there)
+tools: $(MINIO_STAMP) $(K6_STAMP)
 
 $(MINIO_STAMP):
 	@mkdir -p $(BIN)
@@ -26,12 +29,26 @@ $(MINIO_STAMP):
 	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(BIN)/.minio-* && touch $@
 
+$(K6_STAMP):
+	@mkdir -p $(BIN)
+	@echo "building k6 $(K6_VERSION) into ./bin (once; takes a few minutes)"
+	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
+	@rm -f $(BIN)/.k6-* && touch $@
+
+#? browser: install Debian's chromium (the player's browser test plays the sample in it); needs root
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run 'sudo apt-get install -y chromium' (the player test needs it)"; exit 1; fi; \
+	  echo "installing Debian's chromium for the player test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || \
+	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; }
+
 #? build: build bin/duet
 build:
 	$(GO) build -o $(BIN)/duet ./cmd/duet
 
-#? test: tools, vet, and every test (integration tests included) with the race detector
-test: tools vet
+#? test: MinIO, under CI=true chromium, vet, and every test (integration tests included) with the race detector
+test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
 	@# The hit path's allocation budget is checked without the race detector (which allocates).
 	$(GO) test -count=1 -run 'Allocations' ./edge/
 	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
@@ -56,12 +73,12 @@ fuzz:
 	done
 
 #? bench: the Go benchmarks (with allocs/op): edge hit path, disk tier, purge latency and throughput, steering
-bench: tools
+bench: $(MINIO_STAMP)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/... ./steering/... ./internal/...
 	$(GO) test -run='^$$' -bench='BenchmarkPurge|BenchmarkTagPurge' -benchmem -benchtime=1x ./cmd/duet/ ./edge/
 
-#? run: the demo: MinIO with a sample HLS stream and an edge in front of it (Ctrl-C stops)
-run: tools build
+#? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops)
+run: $(MINIO_STAMP) build
 	$(BIN)/duet dev
 
-.PHONY: help tools build test vet lint fuzz bench run
+.PHONY: help tools browser build test vet lint fuzz bench run

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/duetcdn/duet/steering/manifest"
+	"github.com/duetcdn/duet/steering/player"
 )
 
 // Handler serves the HTTP API:
@@ -21,6 +22,7 @@ import (
 //	GET /v1/steer/dash?path=P DASH steering response (_DASH_pathway, _DASH_throughput)
 //	GET /v1/topology         JSON Topology: regions, edges, health, load, hit ratio
 //	GET /                    status page (refreshes itself from /v1/topology)
+//	GET /play                player page (hls.js; ?src= defaults to /r/vod/sample/master.m3u8)
 //	GET /healthz, /readyz, /metrics
 //
 // Errors are JSON {"error": "..."}: 400 for a malformed path, query value or client address, 503
@@ -33,6 +35,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/steer/dash", func(w http.ResponseWriter, r *http.Request) { s.handleSteer(w, r, true) })
 	mux.HandleFunc("GET /v1/topology", s.handleTopology)
 	mux.HandleFunc("GET /{$}", s.handleStatus)
+	play := player.New(player.Config{})
+	mux.Handle("GET /play", play)
+	mux.Handle("GET /play/", play)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	if s.gather != nil {

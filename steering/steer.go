@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/duetcdn/duet/steering/hrw"
 	"github.com/duetcdn/duet/steering/manifest"
@@ -50,12 +51,20 @@ func (s *Server) steerPathways(key string, c client, api string) ([]manifest.Pat
 	return out, nil
 }
 
+// urlHost is the host name an HLS clone puts in URI-REPLACEMENT HOST. The HLS specification
+// replaces only the host name there (players such as hls.js write it into URL.hostname, where
+// a ":port" is ignored), so pathways must differ by name or address, not by port: the edges of
+// one deployment listen on the same port (443 in production; `duet dev` gives each edge its own
+// loopback address).
 func urlHost(u string) string {
 	pu, err := url.Parse(u)
 	if err != nil {
 		return ""
 	}
-	return pu.Host
+	if h := pu.Hostname(); strings.Contains(h, ":") {
+		return "[" + h + "]" // an IPv6 address
+	}
+	return pu.Hostname()
 }
 
 func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request, dash bool) {

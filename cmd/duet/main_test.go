@@ -282,8 +282,8 @@ func TestDevShowsMissThenHit(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	err = run(t.Context(), []string{"dev", "--dir", dir, "--port-offset", strconv.Itoa(port - 8082), "--minio-bin", bin}, io.Discard, io.Discard, environ)
-	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "edge 2 of region 1") {
+	err = run(t.Context(), []string{"dev", "--dir", dir, "--port-offset", strconv.Itoa(port - 8400), "--minio-bin", bin}, io.Discard, io.Discard, environ)
+	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "steering of region 1") {
 		t.Fatalf("port in use: %v", err)
 	}
 	err = run(t.Context(), []string{"dev", "--dir", dir, "--minio-bin", filepath.Join(dir, "nope")}, io.Discard, io.Discard, nil)

@@ -1,84 +1,76 @@
-// Package sample builds the small HLS video-on-demand stream that `duet dev` uploads to its
-// origin: a multivariant playlist, two renditions and a few segments. The segments are MPEG-TS
-// framed (188-byte packets with the 0x47 sync byte) around deterministic filler, so every run
-// uploads the same bytes; a stream with real media comes with the two-region dev mode.
+// Package sample is the small video-on-demand stream that `duet dev` uploads to its origin and
+// that the player page plays: 16 s of a test pattern with a running timecode, the rendition's
+// name burnt in and a beeping tone, as a 3-rung H.264/AAC ladder (240p, 360p, 540p) in 2 s CMAF
+// fMP4 segments. One set of segments is described twice: by an HLS multivariant playlist
+// (master.m3u8) and by a DASH MPD (manifest.mpd).
+//
+// The files are real media made once by media/generate.sh (ffmpeg) and embedded, so every build
+// uploads the same bytes and no build or test needs ffmpeg.
 package sample
 
 import (
+	"embed"
 	"fmt"
-	"math/rand/v2"
-	"strings"
+	"io/fs"
+	"path"
+)
+
+// media holds the generated stream. generate.sh sits in the same folder and is left out.
+//
+//go:embed media/*.m3u8 media/*.mpd media/*/*
+var media embed.FS
+
+// The stream's entry points, relative to its folder.
+const (
+	Master = "master.m3u8"  // HLS multivariant playlist
+	DASH   = "manifest.mpd" // DASH MPD over the same segments
 )
 
 // File is one object of the sample.
 type File struct {
-	Path        string // below the stream's folder, e.g. "720p/seg0.ts"
+	Path        string // below the stream's folder, e.g. "360p/seg_001.m4s"
 	ContentType string
 	Body        []byte
 }
 
-// Rendition is one bitrate ladder rung.
-type Rendition struct {
-	Name      string // folder name
-	Bandwidth int    // bits per second
-	Width     int
-	Height    int
-}
-
-// Renditions are the sample's two rungs.
-var Renditions = []Rendition{
-	{Name: "360p", Bandwidth: 800_000, Width: 640, Height: 360},
-	{Name: "720p", Bandwidth: 2_400_000, Width: 1280, Height: 720},
-}
-
-const (
-	// Segments per rendition, and their duration in seconds.
-	Segments        = 4
-	SegmentDuration = 4
-	tsPacket        = 188
-)
-
-// Stream returns the sample's files.
+// Stream returns the sample's files in a fixed order (lexical by path). Each call returns fresh
+// slices the caller may keep.
 func Stream() []File {
-	var master strings.Builder
-	master.WriteString("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n")
-	files := []File{}
-	for ri, r := range Renditions {
-		fmt.Fprintf(&master, "#EXT-X-STREAM-INF:BANDWIDTH=%d,RESOLUTION=%dx%d,CODECS=\"avc1.64001f,mp4a.40.2\"\n%s/index.m3u8\n",
-			r.Bandwidth, r.Width, r.Height, r.Name)
-		var media strings.Builder
-		fmt.Fprintf(&media, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n", SegmentDuration)
-		for i := range Segments {
-			fmt.Fprintf(&media, "#EXTINF:%d.000,\nseg%d.ts\n", SegmentDuration, i)
-			size := r.Bandwidth / 8 * SegmentDuration
-			files = append(files, File{
-				Path:        fmt.Sprintf("%s/seg%d.ts", r.Name, i),
-				ContentType: "video/mp2t",
-				Body:        segment(uint64(ri*100+i), size),
-			})
+	var files []File
+	err := fs.WalkDir(media, "media", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
-		media.WriteString("#EXT-X-ENDLIST\n")
-		files = append(files, File{Path: r.Name + "/index.m3u8", ContentType: "application/vnd.apple.mpegurl", Body: []byte(media.String())})
+		body, err := media.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel := p[len("media/"):]
+		files = append(files, File{Path: rel, ContentType: contentType(rel), Body: body})
+		return nil
+	})
+	if err != nil {
+		// The tree is compiled in: failing to read it is a broken build, not a runtime condition.
+		panic(fmt.Sprintf("sample: read embedded stream: %v", err))
 	}
-	files = append(files, File{Path: "master.m3u8", ContentType: "application/vnd.apple.mpegurl", Body: []byte(master.String())})
 	return files
 }
 
-// segment returns size bytes (rounded up to whole TS packets) of TS-framed deterministic filler.
-func segment(seed uint64, size int) []byte {
-	n := (size + tsPacket - 1) / tsPacket
-	b := make([]byte, n*tsPacket)
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	for p := range n {
-		pkt := b[p*tsPacket : (p+1)*tsPacket]
-		pkt[0] = 0x47
-		pkt[1], pkt[2], pkt[3] = 0x01, 0x00, byte(0x10|p&0x0f) // PID 0x100, payload only, continuity counter
-		for i := 4; i < tsPacket; i += 8 {
-			v := rng.Uint64()
-			for j := 0; j < 8 && i+j < tsPacket; j++ {
-				pkt[i+j] = byte(v >> (8 * j))
-			}
+// contentType names each kind of file the way players and caches expect.
+func contentType(p string) string {
+	audio := path.Dir(p) == "audio"
+	switch path.Ext(p) {
+	case ".m3u8":
+		return "application/vnd.apple.mpegurl"
+	case ".mpd":
+		return "application/dash+xml"
+	case ".mp4": // CMAF header (initialisation segment)
+		if audio {
+			return "audio/mp4"
 		}
+		return "video/mp4"
+	case ".m4s": // CMAF media segment; IANA registers video/iso.segment for audio and video alike
+		return "video/iso.segment"
 	}
-	return b
+	return "application/octet-stream"
 }

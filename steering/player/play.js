@@ -1,0 +1,219 @@
+// The Duet player page: plays ?src= with hls.js and shows where each segment came from.
+// window.duetPlayer is the page's state for scripts and headless tests; its fields are documented
+// where it is built below. No build step: plain ES2017, loaded after hls.min.js.
+'use strict';
+(function () {
+  var $ = function (id) { return document.getElementById(id); };
+  var video = $('video');
+  var params = new URLSearchParams(location.search);
+  var given = params.get('src') || document.body.dataset.defaultSrc;
+  var maxErrors = 50, maxRows = 12;
+
+  var state = {
+    src: '',             // the stream, resolved against the page
+    errors: [],          // [{at, type, details, fatal, url}] newest last, at most maxErrors
+    lastSegmentURL: '',  // URL of the last media segment loaded (after redirects)
+    host: '',            // its host:port: the edge serving the stream
+    pathway: '',         // content steering pathway of the level it belongs to ('.' = none)
+    pathways: [],        // pathways the multivariant playlist offers
+    pathwayPriority: [], // the steering server's latest order
+    steeringURL: '',     // the steering manifest last loaded
+    level: -1,           // index of the level playing
+    segments: 0,         // media segments loaded
+    played: 0,           // seconds of video played in all, across loops and seeks
+    reloads: 0,          // times the page loaded src again after a fatal error
+    failed: false,       // true once the page gave up: nothing more will play
+    hlsVersion: window.Hls ? window.Hls.version : '',
+  };
+  // Live values read from the element each time.
+  Object.defineProperties(state, {
+    currentTime: { enumerable: true, get: function () { return video.currentTime; } },
+    playing: { enumerable: true, get: function () { return !video.paused && !video.ended && video.readyState > 2; } },
+    buffered: { enumerable: true, get: bufferAhead },
+    framesDecoded: { enumerable: true, get: function () { return quality().totalVideoFrames; } },
+    framesDropped: { enumerable: true, get: function () { return quality().droppedVideoFrames; } },
+  });
+  window.duetPlayer = state;
+
+  function quality() {
+    return video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : { totalVideoFrames: 0, droppedVideoFrames: 0 };
+  }
+
+  // Seconds buffered ahead of the play head.
+  function bufferAhead() {
+    var b = video.buffered, t = video.currentTime;
+    for (var i = 0; i < b.length; i++) {
+      if (b.start(i) <= t + 0.1 && t < b.end(i)) return b.end(i) - t;
+    }
+    return 0;
+  }
+
+  function hostOf(u) {
+    try { return new URL(u).host; } catch (e) { return ''; }
+  }
+
+  function addError(type, details, fatal, url) {
+    var e = { at: video.currentTime, type: String(type || ''), details: String(details || ''), fatal: !!fatal, url: url || '' };
+    state.errors.push(e);
+    if (state.errors.length > maxErrors) state.errors.shift();
+    var list = $('errors');
+    if (list.firstElementChild && list.firstElementChild.className === 'none') list.textContent = '';
+    var li = document.createElement('li');
+    li.textContent = (e.fatal ? 'FATAL ' : '') + e.type + ': ' + e.details + (e.url ? ' (' + e.url + ')' : '');
+    list.insertBefore(li, list.firstChild); // newest first
+    while (list.children.length > 8) list.removeChild(list.lastChild);
+  }
+
+  function fmt(t) { return isFinite(t) ? t.toFixed(1) + ' s' : '–'; }
+
+  function render() {
+    var s = $('state');
+    var label = video.error ? 'error' : video.ended ? 'ended' : video.paused ? 'paused' : video.readyState > 2 ? 'playing' : 'waiting';
+    s.textContent = label;
+    s.className = label;
+    $('time').textContent = fmt(video.currentTime) + ' / ' + fmt(video.duration);
+    $('buffer').textContent = fmt(bufferAhead());
+    var q = quality();
+    $('frames').textContent = q.totalVideoFrames + ' decoded, ' + q.droppedVideoFrames + ' dropped';
+  }
+
+  function levelText(hls, i) {
+    var l = hls.levels && hls.levels[i];
+    if (!l) return '–';
+    return i + ': ' + l.width + 'x' + l.height + ' @ ' + Math.round(l.bitrate / 1000) + ' kbit/s';
+  }
+
+  // addRow lists a loaded segment, newest first, marking the rows where the edge changed.
+  function addRow(frag, pathway, host) {
+    var tbody = $('segments');
+    var prev = tbody.firstElementChild;
+    var tr = document.createElement('tr');
+    if (prev && prev.dataset.host !== host) tr.className = 'changed';
+    tr.dataset.host = host;
+    var file = frag.url.split('?')[0].split('/').slice(-2).join('/');
+    [new Date().toTimeString().slice(0, 8), frag.type, frag.type === 'main' ? String(frag.level) : 'a' + frag.level, pathway, host, file]
+      .forEach(function (text) {
+        var td = document.createElement('td');
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+    tbody.insertBefore(tr, prev);
+    while (tbody.children.length > maxRows) tbody.removeChild(tbody.lastChild);
+  }
+
+  try {
+    state.src = new URL(given, location.href).href;
+  } catch (e) {
+    addError('page', 'src is not a URL: ' + given, true);
+    state.failed = true;
+  }
+  $('source').textContent = state.src || given;
+  $('src').value = params.get('src') || '';
+  video.muted = true; // browsers allow muted autoplay only
+  video.loop = params.get('loop') !== '0';
+  video.addEventListener('error', function () {
+    if (video.error) addError('media', 'code ' + video.error.code + ' ' + (video.error.message || ''), true);
+  });
+  var lastTime = 0;
+  video.addEventListener('timeupdate', function () {
+    var d = video.currentTime - lastTime;
+    if (d > 0 && d < 1.5) state.played += d; // a seek or a loop jumps further and is not played
+    lastTime = video.currentTime;
+  });
+  setInterval(render, 250);
+  render();
+  if (!state.src) return;
+
+  if (!window.Hls) {
+    addError('page', 'hls.js did not load', true);
+    state.failed = true;
+    return;
+  }
+  if (!window.Hls.isSupported()) {
+    // Safari on iOS has no MediaSource but plays HLS itself; what it fetches is then invisible.
+    if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = state.src;
+      video.play().catch(function (e) { addError('autoplay', e.message, false); });
+    } else {
+      addError('page', 'this browser has neither MediaSource nor native HLS', true);
+      state.failed = true;
+    }
+    return;
+  }
+
+  var Hls = window.Hls, E = Hls.Events;
+  var maxReloads = 5; // in a row, without a segment loaded in between
+  var attempts = 0;
+
+  // start plays state.src from resumeAt seconds (-1: the beginning) with a new hls.js instance.
+  function start(resumeAt) {
+    // Content steering is on in the full hls.js build: it follows EXT-X-CONTENT-STEERING in the
+    // multivariant playlist (which Duet's edges add) and moves between pathways as told.
+    // A short buffer keeps the player fetching as it plays (and again on each loop), so the page
+    // shows a failover within seconds instead of playing on from a 30 s buffer.
+    var hls = new Hls({ enableWorker: true, startPosition: resumeAt, maxBufferLength: 6, maxMaxBufferLength: 10, backBufferLength: 4 });
+    Object.defineProperty(state, 'hls', { value: hls, configurable: true }); // for the console; not enumerable, so JSON-safe
+    hls.on(E.MANIFEST_PARSED, function () {
+      state.pathways = hls.pathways.slice();
+      video.play().catch(function (e) { addError('autoplay', e.message, false); });
+    });
+    hls.on(E.STEERING_MANIFEST_LOADED, function (_, data) {
+      var m = data.steeringManifest || {};
+      state.steeringURL = data.url;
+      state.pathwayPriority = (m['PATHWAY-PRIORITY'] || []).slice();
+      $('steering').textContent = state.pathwayPriority.join(' > ') + ' (TTL ' + m.TTL + ' s)';
+    });
+    hls.on(E.LEVEL_SWITCHED, function (_, data) {
+      state.level = data.level;
+      $('level').textContent = levelText(hls, data.level);
+    });
+    hls.on(E.FRAG_LOADED, function (_, data) {
+      var frag = data.frag;
+      if (frag.sn === 'initSegment') return;
+      attempts = 0;
+      var nd = data.networkDetails || {};
+      var url = nd.responseURL || nd.url || frag.url; // after redirects (XHR or fetch loader)
+      var host = hostOf(url);
+      var pathway = state.pathway;
+      if (frag.type === 'main') {
+        var l = hls.levels[frag.level];
+        pathway = (l && l.pathwayId) || '.';
+        state.pathway = pathway;
+        state.lastSegmentURL = url;
+        state.host = host;
+        $('pathway').textContent = pathway === '.' ? '. (default: no steering)' : pathway;
+        $('host').textContent = host;
+        $('segment').textContent = url;
+      }
+      state.segments++;
+      addRow(frag, pathway, host);
+    });
+    var mediaRecoveries = 0;
+    hls.on(E.ERROR, function (_, data) {
+      var url = data.url || (data.frag && data.frag.url) || (data.context && data.context.url) || '';
+      addError(data.type, data.details + (data.error && data.error.message ? ' – ' + data.error.message : ''), data.fatal, url);
+      if (!data.fatal) return; // hls.js retries, and moves between steering pathways, by itself
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries++ < 2) {
+        hls.recoverMediaError();
+        return;
+      }
+      // Every pathway failed (an edge died, and steering's clones could not route around it).
+      // Do what a viewer would: load the stream again through src, which for /r/ asks steering
+      // again and lands on an edge that is up, and carry on from the same position.
+      var at = video.currentTime > 0 ? video.currentTime : -1; // before destroy() detaches the video
+      hls.destroy();
+      if (attempts >= maxReloads) {
+        state.failed = true;
+        addError('page', 'gave up after ' + maxReloads + ' reloads in a row', true);
+        return;
+      }
+      attempts++;
+      state.reloads++;
+      addError('page', 'reloading ' + state.src + ' at ' + fmt(Math.max(at, 0)) + ' (' + attempts + '/' + maxReloads + ')', false);
+      setTimeout(function () { start(at); }, 1000 * attempts);
+    });
+    hls.loadSource(state.src);
+    hls.attachMedia(video);
+  }
+  start(-1);
+})();
