@@ -77,8 +77,12 @@ bench: $(MINIO_STAMP)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/... ./steering/... ./internal/...
 	$(GO) test -run='^$$' -bench='BenchmarkPurge|BenchmarkTagPurge' -benchmem -benchtime=1x ./cmd/duet/ ./edge/
 
+#? bench-upload: duet upload against the MinIO client mc (installed pinned into ./bin) on the same files
+bench-upload: $(MINIO_STAMP) build
+	origin/upload/bench/compare.sh
+
 #? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops)
 run: $(MINIO_STAMP) build
 	$(BIN)/duet dev
 
-.PHONY: help tools browser build test vet lint fuzz bench run
+.PHONY: help tools browser build test vet lint fuzz bench bench-upload run

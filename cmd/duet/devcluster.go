@@ -30,21 +30,23 @@ type devLayout struct {
 func (l devLayout) addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port+l.offset) }
 
 // Region i's parts; edge j of region i.
-func (l devLayout) control() string         { return l.addr(7070) }
-func (l devLayout) nats(i int) int          { return 4222 + i + l.offset }
-func (l devLayout) leaf() int               { return 7422 + l.offset }
-func (l devLayout) minio(i int) string      { return l.addr(9000 + 10*i) }
-func (l devLayout) steering(i int) string   { return l.addr(8400 + i) }
-func (l devLayout) purge(i int) string      { return l.addr(8500 + i) }
-func (l devLayout) replicate(i int) string  { return l.addr(9180 + i) }
+func (l devLayout) control() string        { return l.addr(7070) }
+func (l devLayout) nats(i int) int         { return 4222 + i + l.offset }
+func (l devLayout) leaf() int              { return 7422 + l.offset }
+func (l devLayout) minio(i int) string     { return l.addr(9000 + 10*i) }
+func (l devLayout) steering(i int) string  { return l.addr(8400 + i) }
+func (l devLayout) purge(i int) string     { return l.addr(8500 + i) }
+func (l devLayout) replicate(i int) string { return l.addr(9180 + i) }
 
 // Edges differ by address, not port: HLS content steering moves players between pathways by
 // replacing the host name only (URI-REPLACEMENT HOST), so every edge listens on the same port, each
 // on its own loopback address (127.0.0.0/8 is all loopback on Linux): region i, edge j is
 // 127.0.(10+i).(1+j).
-func (l devLayout) edgeIP(i, j int) string  { return fmt.Sprintf("127.0.%d.%d", 10+i, 1+j) }
-func (l devLayout) edge(i, j int) string    { return l.edgeIP(i, j) + ":" + strconv.Itoa(8080+l.offset) }
-func (l devLayout) edgeAdm(i, j int) string { return l.edgeIP(i, j) + ":" + strconv.Itoa(9090+l.offset) }
+func (l devLayout) edgeIP(i, j int) string { return fmt.Sprintf("127.0.%d.%d", 10+i, 1+j) }
+func (l devLayout) edge(i, j int) string   { return l.edgeIP(i, j) + ":" + strconv.Itoa(8080+l.offset) }
+func (l devLayout) edgeAdm(i, j int) string {
+	return l.edgeIP(i, j) + ":" + strconv.Itoa(9090+l.offset)
+}
 
 // all lists every address the cluster will listen on, with what it is for (for the "port in use"
 // check before anything starts).

@@ -35,6 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		devCommand(logger, stdout, environ),
 		purgeCommand(logger, stdout, environ),
 		steeringCommand(logger, environ),
+		uploadCommand(logger, stdout, environ),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
