@@ -239,6 +239,8 @@ func (c *devCluster) printWelcome(w io.Writer, files []sample.File, took time.Du
 		}
 	}
 	fmt.Fprintf(&b, "\n  see a MISS, then a HIT:\n    for i in 1 2; do curl -s -o /dev/null -D - http://%s%s | grep -iE '^(x-cache|cache-status)'; done\n", l.edge(0, 0), seg)
+	fmt.Fprintf(&b, "\n  upload your own video (a folder of HLS or DASH files) to %s; it replicates to every region:\n    bin/duet upload --config %s --region %s --prefix vod/mine/ PATH\n",
+		c.regions[0].name, filepath.Join(c.dir, "config", "upload.yaml"), c.regions[0].name)
 	fmt.Fprintf(&b, "\n  purge the stream everywhere (each edge's acknowledgement listed):\n    bin/duet purge prefix /%s --api http://%s --token %s --wait 5s\n", samplePrefix, l.purge(0), c.token)
 	fmt.Fprintf(&b, "\n  break it on purpose (control API):\n    curl -s -XPOST http://%s/v1/dev/edges/%s/stop     # and .../start\n    curl -s -XPOST http://%s/v1/dev/regions/%s/stop   # and .../start\n    curl -s http://%s/v1/dev/cluster\n",
 		l.control(), c.regions[0].edges[0].name, l.control(), c.regions[0].name, l.control())

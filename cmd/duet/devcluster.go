@@ -17,6 +17,7 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
 )
@@ -153,8 +154,15 @@ func (c *devCluster) prepare() error {
 		}
 	}
 	var regions []steering.Region
+	up := uploadSettings{Region: c.regions[0].name, Files: upload.DefaultFiles, Parts: upload.DefaultParts, PartSize: upload.DefaultPartSize}
 	for _, r := range c.regions {
 		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon})
+		up.Regions = append(up.Regions, upload.Region{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+			AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: true})
+	}
+	// `duet upload --config <dir>/config/upload.yaml` puts content into the dev origins.
+	if _, err := c.writeConfig("upload", up); err != nil {
+		return err
 	}
 	for i, r := range c.regions {
 		nats := natsConfig{URLs: []string{r.natsURL}}
