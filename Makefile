@@ -7,9 +7,6 @@ BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(BIN)/minio
 MINIO_STAMP := $(BIN)/.minio-$(MINIO_VERSION)
-K6_VERSION := v1.8.1
-K6 := $(BIN)/k6
-K6_STAMP := $(BIN)/.k6-$(K6_VERSION)
 
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
@@ -20,20 +17,15 @@ BENCHTIME ?= 1s
 help:
 	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? /  /'
 
-#? tools: install the pinned MinIO server and k6 into ./bin (fast when already there)
-tools: $(MINIO_STAMP) $(K6_STAMP)
+#? tools: install the pinned MinIO server into ./bin (fast when already there). k6 is not
+#?        installed: it is AGPL-licensed, which this project's dependency rules exclude (see loadtest/k6)
+tools: $(MINIO_STAMP)
 
 $(MINIO_STAMP):
 	@mkdir -p $(BIN)
 	@echo "building MinIO $(MINIO_VERSION) into ./bin (once; takes a few minutes)"
 	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(BIN)/.minio-* && touch $@
-
-$(K6_STAMP):
-	@mkdir -p $(BIN)
-	@echo "building k6 $(K6_VERSION) into ./bin (once; takes a few minutes)"
-	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
-	@rm -f $(BIN)/.k6-* && touch $@
 
 #? browser: install Debian's chromium (the player's browser test plays the sample in it); needs root
 browser:
@@ -81,8 +73,12 @@ bench: $(MINIO_STAMP)
 bench-upload: $(MINIO_STAMP) build
 	origin/upload/bench/compare.sh
 
+#? loadtest: duet dev (started unless running), k6 viewers if k6 is on PATH, the zipf, flash-crowd and failover scenarios; reports in out/
+loadtest: $(MINIO_STAMP) build
+	LOADTEST_DURATION=$${LOADTEST_DURATION:-30s} loadtest/run.sh
+
 #? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops)
 run: $(MINIO_STAMP) build
 	$(BIN)/duet dev
 
-.PHONY: help tools browser build test vet lint fuzz bench bench-upload run
+.PHONY: help tools browser build test vet lint fuzz bench bench-upload loadtest run

@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		purgeCommand(logger, stdout, environ),
 		steeringCommand(logger, environ),
 		uploadCommand(logger, stdout, environ),
+		loadtestCommand(logger, stdout),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

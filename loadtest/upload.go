@@ -1,0 +1,106 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
+)
+
+// object is one object to upload; its key is its request path without the leading "/".
+type object struct {
+	path        string
+	contentType string
+	// cacheControl, when set, is stored with the object (the origin sends it to the edges).
+	cacheControl string
+	body         []byte
+}
+
+// objectAPI is the S3 operations the uploader uses.
+type objectAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+}
+
+// s3Client builds the client for the cluster's upload endpoint (path-style, as MinIO wants).
+func (e *env) s3Client() (objectAPI, error) {
+	return e.s3ClientAt(e.cluster.Upload.Endpoint)
+}
+
+// s3ClientAt is an S3 client for endpoint with the upload credentials.
+func (e *env) s3ClientAt(endpoint string) (objectAPI, error) {
+	u := e.cluster.Upload
+	if endpoint == "" || e.cluster.Bucket == "" {
+		return nil, fmt.Errorf("%w: the cluster JSON names no upload endpoint or bucket", ErrConfig)
+	}
+	return s3.New(s3.Options{
+		Region:           "us-east-1",
+		BaseEndpoint:     aws.String(endpoint),
+		UsePathStyle:     true,
+		Credentials:      credentials.NewStaticCredentialsProvider(u.AccessKey, u.SecretKey, ""),
+		HTTPClient:       &http.Client{Transport: e.client.Transport},
+		RetryMaxAttempts: 2,
+	}), nil
+}
+
+// upload puts the objects that are not there yet with the right size, 8 at a time, through
+// the cluster's upload endpoint.
+func (e *env) upload(ctx context.Context, objs []object) (put int, err error) {
+	return e.uploadTo(ctx, e.cluster.Upload.Endpoint, objs)
+}
+
+// uploadTo is upload through another S3 endpoint (another region's origin) with the same
+// credentials.
+func (e *env) uploadTo(ctx context.Context, endpoint string, objs []object) (put int, err error) {
+	api, err := e.s3ClientAt(endpoint)
+	if err != nil {
+		return 0, err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	var puts = make([]bool, len(objs))
+	for i, o := range objs {
+		key := strings.TrimPrefix(o.path, "/")
+		g.Go(func() error {
+			head, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.cluster.Bucket), Key: aws.String(key)})
+			if err == nil && aws.ToInt64(head.ContentLength) == int64(len(o.body)) {
+				return nil // already there
+			}
+			var ae smithy.APIError
+			if err != nil && !(errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey")) {
+				return fmt.Errorf("upload: head %s/%s: %w", e.cluster.Bucket, key, err)
+			}
+			if _, err := api.PutObject(ctx, &s3.PutObjectInput{
+				Bucket: aws.String(e.cluster.Bucket), Key: aws.String(key), Body: bytes.NewReader(o.body),
+				ContentLength: aws.Int64(int64(len(o.body))), ContentType: aws.String(o.contentType),
+				CacheControl: optional(o.cacheControl),
+			}); err != nil {
+				return fmt.Errorf("upload: put %s/%s: %w", e.cluster.Bucket, key, err)
+			}
+			puts[i] = true
+			return nil
+		})
+	}
+	err = g.Wait()
+	for _, p := range puts {
+		if p {
+			put++
+		}
+	}
+	return put, err
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,224 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxPlaylist bounds a playlist body.
+const maxPlaylist = 4 << 20
+
+// answer is one HTTP exchange with an edge.
+type answer struct {
+	status int
+	body   []byte // kept only when asked for
+	n      int64
+	hit    int8
+	err    error
+}
+
+// cacheHit reads RFC 9211 Cache-Status (a "hit" parameter, stale hits included), else
+// X-Cache (HIT or STALE): 1 hit, 0 miss, -1 neither header.
+func cacheHit(h http.Header) int8 {
+	if cs := h.Get("Cache-Status"); cs != "" {
+		for _, p := range strings.Split(cs, ";") {
+			if strings.TrimSpace(p) == "hit" {
+				return 1
+			}
+		}
+		return 0
+	}
+	if x := strings.ToUpper(h.Get("X-Cache")); x != "" {
+		if strings.HasPrefix(x, "HIT") || strings.HasPrefix(x, "STALE") {
+			return 1
+		}
+		return 0
+	}
+	return -1
+}
+
+// reason classes a failed answer for the report ("" when it did not fail).
+func reason(a answer) string {
+	switch {
+	case a.err == nil:
+		return ""
+	case a.status >= 400:
+		return fmt.Sprintf("http %d", a.status)
+	case errors.Is(a.err, context.DeadlineExceeded) || os.IsTimeout(a.err):
+		return "timeout"
+	case errors.Is(a.err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(a.err, syscall.ECONNRESET) || errors.Is(a.err, io.ErrUnexpectedEOF) || errors.Is(a.err, io.EOF):
+		return "reset"
+	}
+	return "other"
+}
+
+// get fetches u within timeout; keep keeps the body (playlists).
+func get(ctx context.Context, client *http.Client, u string, timeout time.Duration, keep bool) answer {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return answer{err: err, hit: -1}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{err: err, hit: -1}
+	}
+	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode, hit: cacheHit(resp.Header)}
+	if keep {
+		a.body, a.err = io.ReadAll(io.LimitReader(resp.Body, maxPlaylist))
+		a.n = int64(len(a.body))
+	} else {
+		a.n, a.err = io.Copy(io.Discard, resp.Body)
+	}
+	if a.err == nil && resp.StatusCode >= 400 {
+		a.err = fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	return a
+}
+
+// routeTTL is how long a viewer keeps a route before asking again, like HLS content
+// steering's TTL: viewers that moved away during an outage come back once it is over.
+const routeTTL = 10 * time.Second
+
+// viewer plays an HLS stream the way a player that follows steering does: it asks steering
+// for the route, plays from the first pathway, and on an error or a timeout retries the same
+// request on the next pathway of the route, then asks steering again.
+type viewer struct {
+	env     *env
+	home    int // index of the steering asked first
+	rng     *rand.Rand
+	route   Route
+	routeAt time.Time
+	stale   bool // ask steering again before the next request
+	prev    [2]string
+	started bool
+}
+
+// play plays path (a multivariant playlist) until `until`, from the start again when the
+// stream ends.
+func (v *viewer) play(ctx context.Context, path string, until time.Time) {
+	for ctx.Err() == nil && time.Now().Before(until) {
+		if !v.once(ctx, path, until) {
+			// Nothing to play (no route, no playlist): back off a little, bounded by until.
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// once plays the stream once; false when it could not start.
+func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
+	master, ok := v.fetch(ctx, path, time.Now(), 0, true, false)
+	if !ok {
+		return false
+	}
+	variants, err := parseMaster(path, master)
+	if err != nil {
+		v.env.log.Warn("bad multivariant playlist", "path", path, "err", err)
+		return false
+	}
+	media := variants[v.rng.IntN(len(variants))]
+	body, ok := v.fetch(ctx, media, time.Now(), 0, true, false)
+	if !ok {
+		return false
+	}
+	segs, err := parseMedia(media, body)
+	if err != nil {
+		v.env.log.Warn("bad media playlist", "path", media, "err", err)
+		return false
+	}
+	// Real-time pace: segment i is due when the previous ones would have played.
+	due := time.Now()
+	// The stream ends when its last segment has played (or at `until`), not when it was fetched:
+	// a viewer must not start again while it is still watching.
+	for _, s := range segs {
+		if !sleepUntil(ctx, earliest(due, until)) || !due.Before(until) {
+			return true
+		}
+		interval := time.Duration(float64(s.duration) / v.env.cfg.Speed)
+		v.fetch(ctx, s.path, due, interval, false, true)
+		due = due.Add(interval)
+	}
+	sleepUntil(ctx, earliest(due, until))
+	return true
+}
+
+// sleepUntil waits until t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+// fetch gets p from the route's pathways in order, recording every attempt; intended is when
+// the request was due. isSegment also records the segment's outcome.
+func (v *viewer) fetch(ctx context.Context, p string, intended time.Time, interval time.Duration, keep, isSegment bool) ([]byte, bool) {
+	if v.stale || len(v.route.Edges) == 0 || time.Since(v.routeAt) > routeTTL {
+		rt, err := v.env.router.route(ctx, p, v.home)
+		if err != nil {
+			if ctx.Err() == nil {
+				v.env.log.Debug("no route", "path", p, "err", err)
+			}
+			if isSegment {
+				v.env.rec.record(sample{intended: intended, end: time.Now(), failed: true, segment: true})
+			}
+			return nil, false
+		}
+		v.route, v.routeAt, v.stale = rt, time.Now(), false
+	}
+	start := intended
+	for _, e := range v.route.Edges {
+		a := get(ctx, v.env.client, e.URL+p, v.env.cfg.Timeout, keep)
+		end := time.Now()
+		if ctx.Err() != nil {
+			return nil, false // the run is over: this attempt says nothing about the system
+		}
+		name, region := v.env.whois(e)
+		v.env.rec.record(sample{intended: start, end: end, interval: interval, failed: a.err != nil, reason: reason(a), hit: a.hit, bytes: a.n, edge: name, region: region})
+		start = end
+		if a.err != nil {
+			v.stale = true // ask steering again once this request is done
+			continue
+		}
+		if isSegment {
+			v.env.rec.record(sample{intended: intended, end: end, segment: true, edge: name, region: region, prevEdge: v.prev[0], prevRgn: v.prev[1]})
+		}
+		v.prev = [2]string{name, region}
+		return a.body, true
+	}
+	if isSegment {
+		v.env.rec.record(sample{intended: intended, end: time.Now(), failed: true, segment: true})
+	}
+	v.stale = true
+	return nil, false
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
