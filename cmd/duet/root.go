@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		steeringCommand(logger, environ),
 		uploadCommand(logger, stdout, environ),
 		loadtestCommand(logger, stdout),
+		replicateCommand(logger, environ),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

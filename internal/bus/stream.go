@@ -124,24 +124,37 @@ func (i SourceInfo) stalled() bool {
 // SourceStatus reports, for each region that region's purge stream sources, how long ago the
 // stream last heard from it and its lag.
 func SourceStatus(ctx context.Context, js jetstream.JetStream, region string) (map[string]SourceInfo, error) {
-	_, status, err := streamState(ctx, js, region)
+	_, status, err := streamState(ctx, js, purgeStreams(), region)
 	return status, err
 }
 
-// streamState returns region's purge stream's configuration and source status.
-func streamState(ctx context.Context, js jetstream.JetStream, region string) (jetstream.StreamConfig, map[string]SourceInfo, error) {
-	name := PurgeStreamName(region)
+// streamKind names one family of per-region streams that source each other (purge streams,
+// origin event streams), so that the source status, KickSources and WatchSources serve both.
+type streamKind struct {
+	what     string                             // "purge", for messages
+	name     func(region string) string         // region → its stream's name
+	regionOf func(stream string) (string, bool) // stream name → its region
+}
+
+// purgeStreams is the purge streams' family.
+func purgeStreams() streamKind {
+	return streamKind{what: "purge", name: PurgeStreamName, regionOf: regionOfPurgeStream}
+}
+
+// streamState returns region's stream's configuration and source status.
+func streamState(ctx context.Context, js jetstream.JetStream, kind streamKind, region string) (jetstream.StreamConfig, map[string]SourceInfo, error) {
+	name := kind.name(region)
 	st, err := js.Stream(ctx, name)
 	if err != nil {
-		return jetstream.StreamConfig{}, nil, fmt.Errorf("purge stream %s: %w", name, err)
+		return jetstream.StreamConfig{}, nil, fmt.Errorf("%s stream %s: %w", kind.what, name, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return jetstream.StreamConfig{}, nil, fmt.Errorf("purge stream %s info: %w", name, err)
+		return jetstream.StreamConfig{}, nil, fmt.Errorf("%s stream %s info: %w", kind.what, name, err)
 	}
 	status := make(map[string]SourceInfo, len(info.Sources))
 	for _, s := range info.Sources {
-		other, ok := regionOfPurgeStream(s.Name)
+		other, ok := kind.regionOf(s.Name)
 		if !ok {
 			continue
 		}
@@ -168,12 +181,12 @@ func streamState(ctx context.Context, js jetstream.JetStream, region string) (je
 // per-source positions, and recovers them from the stored messages), so nothing is skipped or
 // stored twice.
 func KickSources(ctx context.Context, js jetstream.JetStream, region string) ([]string, error) {
-	return kickSources(ctx, js, region, func(string) bool { return true })
+	return kickSources(ctx, js, purgeStreams(), region, func(string) bool { return true })
 }
 
-// kickSources restarts the stalled sources of region's purge stream that want accepts.
-func kickSources(ctx context.Context, js jetstream.JetStream, region string, want func(other string) bool) ([]string, error) {
-	cfg, status, err := streamState(ctx, js, region)
+// kickSources restarts the stalled sources of region's stream of kind that want accepts.
+func kickSources(ctx context.Context, js jetstream.JetStream, kind streamKind, region string, want func(other string) bool) ([]string, error) {
+	cfg, status, err := streamState(ctx, js, kind, region)
 	if err != nil {
 		return nil, fmt.Errorf("kick sources: %w", err)
 	}
@@ -189,7 +202,7 @@ func kickSources(ctx context.Context, js jetstream.JetStream, region string, wan
 	slices.Sort(kick)
 	all := cfg.Sources
 	cfg.Sources = slices.DeleteFunc(slices.Clone(all), func(s *jetstream.StreamSource) bool {
-		other, _ := regionOfPurgeStream(s.Name)
+		other, _ := kind.regionOf(s.Name)
 		return slices.Contains(kick, other)
 	})
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -225,6 +238,11 @@ const (
 // is cut off, nothing is restarted. Run one per purge stream (in the purge service); a few
 // (replicas) are harmless.
 func WatchSources(ctx context.Context, js jetstream.JetStream, region string, log *slog.Logger) error {
+	return watchSources(ctx, js, purgeStreams(), region, log)
+}
+
+// watchSources is WatchSources for region's stream of kind.
+func watchSources(ctx context.Context, js jetstream.JetStream, kind streamKind, region string, log *slog.Logger) error {
 	if err := ValidRegion(region); err != nil {
 		return fmt.Errorf("watch sources: %w", err)
 	}
@@ -232,7 +250,7 @@ func WatchSources(ctx context.Context, js jetstream.JetStream, region string, lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &sourceWatch{
-		js: js, region: region, log: log.With("component", "bus", "region", region),
+		js: js, kind: kind, region: region, log: log.With("component", "bus", "region", region),
 		domains: map[string]jetstream.JetStream{}, suspect: map[string]bool{}, kicked: map[string]time.Time{},
 	}
 	t := time.NewTicker(watchInterval)
@@ -250,6 +268,7 @@ func WatchSources(ctx context.Context, js jetstream.JetStream, region string, lo
 // sourceWatch is WatchSources's state; only its goroutine uses it.
 type sourceWatch struct {
 	js      jetstream.JetStream
+	kind    streamKind
 	region  string
 	log     *slog.Logger
 	domains map[string]jetstream.JetStream // other region → a JetStream context in its domain
@@ -260,15 +279,15 @@ type sourceWatch struct {
 func (w *sourceWatch) check(ctx context.Context) {
 	defer func() {
 		if r := recover(); r != nil {
-			w.log.Error("purge source watch panicked", "panic", r)
+			w.log.Error(w.kind.what+" source watch panicked", "panic", r)
 		}
 	}()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	status, err := SourceStatus(cctx, w.js, w.region)
+	_, status, err := streamState(cctx, w.js, w.kind, w.region)
 	if err != nil {
 		if ctx.Err() == nil {
-			w.log.Debug("purge source status unavailable", "error", err)
+			w.log.Debug("source status unavailable", "stream", w.kind.name(w.region), "error", err)
 		}
 		clear(w.suspect)
 		return
@@ -284,9 +303,9 @@ func (w *sourceWatch) check(ctx context.Context) {
 	if len(kick) == 0 {
 		return
 	}
-	kicked, err := kickSources(cctx, w.js, w.region, func(other string) bool { return slices.Contains(kick, other) })
+	kicked, err := kickSources(cctx, w.js, w.kind, w.region, func(other string) bool { return slices.Contains(kick, other) })
 	if err != nil {
-		w.log.Warn("purge sources not restarted", "sources", kick, "error", err)
+		w.log.Warn(w.kind.what+" sources not restarted", "sources", kick, "error", err)
 		return
 	}
 	now := time.Now()
@@ -294,12 +313,13 @@ func (w *sourceWatch) check(ctx context.Context) {
 		w.kicked[other] = now
 		w.suspect[other] = false
 		si := status[other]
-		w.log.Info("purge source restarted: its region answers but the source had stalled",
+		w.log.Info(w.kind.what+" source restarted: its region answers but the source had stalled",
 			"source_region", other, "silent_for", si.Active, "source_error", si.Error)
 	}
 }
 
-// answers reports whether other's purge stream answers through other's JetStream domain.
+// answers reports whether other's stream of the watched kind answers through other's JetStream
+// domain.
 func (w *sourceWatch) answers(ctx context.Context, other string) bool {
 	djs, ok := w.domains[other]
 	if !ok {
@@ -311,6 +331,6 @@ func (w *sourceWatch) answers(ctx context.Context, other string) bool {
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	_, err := djs.Stream(pctx, PurgeStreamName(other))
+	_, err := djs.Stream(pctx, w.kind.name(other))
 	return err == nil
 }
