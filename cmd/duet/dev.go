@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +21,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
 )
@@ -84,6 +89,9 @@ func runDev(ctx context.Context, o devOptions, log *slog.Logger, stdout io.Write
 		return err
 	}
 	if err := c.startRegions(ctx); err != nil {
+		return err
+	}
+	if err := c.waitReplicated(ctx, files, 60*time.Second); err != nil {
 		return err
 	}
 	var lc net.ListenConfig
@@ -168,7 +176,11 @@ func (c *devCluster) startOrigins(ctx context.Context, o devOptions) error {
 				errs[i] = fmt.Errorf("open MinIO log: %w", err)
 				return
 			}
-			mc := minioproc.Config{Bin: o.minioBin, Dir: filepath.Join(c.dir, "minio", r.name), Addr: c.layout.minio(i), Stdout: logf}
+			// MinIO publishes its bucket events into the region's origin stream (the replicators
+			// read them there); its queue directory keeps them while NATS is unreachable.
+			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name)}
+			mc := minioproc.Config{Bin: o.minioBin, Dir: filepath.Join(c.dir, "minio", r.name), Addr: c.layout.minio(i), Stdout: logf,
+				NotifyNATS: notify}
 			if r.minio, err = minioproc.Start(ctx, mc); err != nil {
 				errs[i] = fmt.Errorf("start MinIO of %s: %w", r.name, err)
 				return
@@ -179,6 +191,14 @@ func (c *devCluster) startOrigins(ctx context.Context, o devOptions) error {
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("create bucket %s in %s: %w", r.bucket, r.name, err)
+				return
+			}
+			cl, err := upload.NewClient(ctx, c.uploadRegion(r), nil, 4)
+			if err == nil {
+				err = replicate.EnsureNotification(ctx, cl, r.bucket, notify.ARN())
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("bucket notifications of %s in %s: %w", r.bucket, r.name, err)
 			}
 		})
 	}
@@ -191,22 +211,59 @@ func (c *devCluster) s3(ctx context.Context, r *devRegion) (*origin.S3, error) {
 		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
 }
 
-// uploadSample puts the sample stream into every region's bucket.
+// uploadSample puts the sample stream into the first region's bucket (the replicators copy it to
+// the others), skipping what is already there unchanged, as `duet upload` does.
 func (c *devCluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 	files := sample.Stream()
-	for _, r := range c.regions {
-		s3o, err := c.s3(ctx, r)
-		if err != nil {
-			return nil, err
+	r := c.regions[0]
+	s3o, err := c.s3(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if sameObject(ctx, s3o, samplePrefix+f.Path, f.Body) {
+			continue
 		}
-		for _, f := range files {
-			if err := s3o.Put(ctx, samplePrefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, "",
-				map[string]string{"surrogate-key": "sample"}); err != nil {
-				return nil, fmt.Errorf("upload sample %s to %s: %w", f.Path, r.name, err)
-			}
+		if err := s3o.Put(ctx, samplePrefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, "",
+			map[string]string{"surrogate-key": "sample"}); err != nil {
+			return nil, fmt.Errorf("upload sample %s to %s: %w", f.Path, r.name, err)
 		}
 	}
 	return files, nil
+}
+
+// sameObject reports whether the bucket already holds body at key (single-part ETag = MD5).
+func sameObject(ctx context.Context, s3o *origin.S3, key string, body []byte) bool {
+	resp, err := s3o.Fetch(ctx, &origin.Request{Path: "/" + key})
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	sum := md5.Sum(body)
+	return resp.Status == http.StatusOK && strings.Trim(resp.Header.Get("Etag"), `"`) == hex.EncodeToString(sum[:])
+}
+
+// waitReplicated waits until every region's bucket holds the sample (the replicators copy it from
+// the first region), so that every edge can serve it from its own region's origin.
+func (c *devCluster) waitReplicated(ctx context.Context, files []sample.File, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for _, r := range c.regions[1:] {
+		s3o, err := c.s3(ctx, r)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body) {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the sample did not reach %s's origin in %s (see %s/logs/replicate-%s.log)", r.name, limit, c.dir, r.name)
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // startRegions starts every region's services and edges, the regions in parallel.

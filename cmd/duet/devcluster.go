@@ -17,6 +17,7 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
@@ -155,10 +156,12 @@ func (c *devCluster) prepare() error {
 	}
 	var regions []steering.Region
 	up := uploadSettings{Region: c.regions[0].name, Files: upload.DefaultFiles, Parts: upload.DefaultParts, PartSize: upload.DefaultPartSize}
+	var buckets []replicate.RegionConfig
 	for _, r := range c.regions {
 		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon})
-		up.Regions = append(up.Regions, upload.Region{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
-			AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: true})
+		up.Regions = append(up.Regions, c.uploadRegion(r))
+		buckets = append(buckets, replicate.RegionConfig{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+			AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
 	}
 	// `duet upload --config <dir>/config/upload.yaml` puts content into the dev origins.
 	if _, err := c.writeConfig("upload", up); err != nil {
@@ -175,6 +178,14 @@ func (c *devCluster) prepare() error {
 			return err
 		}
 		r.purge = c.proc("purge-"+r.name, "http://"+pc.Listen+"/readyz", "purge", "serve", "--config", p)
+
+		rc := defaultReplicateRoleConfig()
+		rc.Name, rc.Region, rc.Regions, rc.NATS, rc.Admin = "replicate-"+r.name, r.name, buckets, nats, c.layout.replicate(i)
+		rc.SweepInterval = time.Minute
+		if p, err = c.writeConfig("replicate-"+r.name, rc); err != nil {
+			return err
+		}
+		r.replica = c.proc("replicate-"+r.name, "http://"+rc.Admin+"/readyz", "replicate", "--config", p)
 
 		sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: r.name, NATS: nats}
 		sc.Listen, sc.Regions, sc.DefaultRegion = c.layout.steering(i), regions, r.name
@@ -210,6 +221,11 @@ func (c *devCluster) prepare() error {
 		}
 	}
 	return nil
+}
+
+func (c *devCluster) uploadRegion(r *devRegion) upload.Region {
+	return upload.Region{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: true}
 }
 
 func (c *devCluster) originOf(r *devRegion) edge.OriginConfig {

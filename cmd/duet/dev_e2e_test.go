@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/upload"
+)
+
+// TestDevOriginChangesReachEveryEdge runs the two-region `duet dev` (every role its own process,
+// MinIO publishing bucket events to NATS) and changes objects with plain S3 calls in one region:
+// every edge in both regions follows (new, overwritten, deleted) without anyone purging, and when
+// a region's origin dies its edges fill from the other region's, then come back.
+func TestDevOriginChangesReachEveryEdge(t *testing.T) {
+	bin := testenv.MinIOBin(t)
+	d := startDev(t, t.TempDir(), bin, append(os.Environ(), "DUET_TEST_MAIN=1"))
+	_, body := get(t, d.clusterURL)
+	var cl devClusterJSON
+	if err := json.Unmarshal(body, &cl); err != nil {
+		t.Fatal(err)
+	}
+	control := strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")
+	s3a := devS3(t, cl, 0)
+	s3b := devS3(t, cl, 1)
+	var edges []devEdgeJSON
+	for _, r := range cl.Regions {
+		edges = append(edges, r.Edges...)
+	}
+	// everyEdgeServes waits until every edge answers path with status and (for 200) body.
+	everyEdgeServes := func(path string, status int, want []byte, within time.Duration, what string) {
+		t.Helper()
+		start := time.Now()
+		testenv.Eventually(t, within, func() bool {
+			for _, e := range edges {
+				st, b := fetch(e.URL + path)
+				if st != status || status == http.StatusOK && !bytes.Equal(b, want) {
+					return false
+				}
+			}
+			return true
+		}, "%s: not every edge answers %d with the expected bytes", what, status)
+		t.Logf("%s: every edge in both regions follows after %s", what, time.Since(start).Round(time.Millisecond))
+	}
+	ctx := t.Context()
+	key := "vod/e2e/clip.ts"
+	put := func(c *s3.Client, key string, body []byte) {
+		t.Helper()
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1, v2 := bytes.Repeat([]byte("one "), 5000), bytes.Repeat([]byte("two "), 6000)
+
+	// A new object in region A: cached by every edge (region B's from its own, replicated origin).
+	put(s3a, key, v1)
+	everyEdgeServes("/"+key, http.StatusOK, v1, 30*time.Second, "new object")
+	// Overwritten in A: no edge serves the old bytes any more, without a manual purge.
+	put(s3a, key, v2)
+	everyEdgeServes("/"+key, http.StatusOK, v2, 30*time.Second, "overwrite")
+	// Deleted in A: gone from B's bucket and from every edge.
+	if _, err := s3a.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+	everyEdgeServes("/"+key, http.StatusNotFound, nil, 30*time.Second, "delete")
+	if _, err := s3b.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String(key)}); !isNotFound(err) {
+		t.Fatalf("the delete did not reach region B's bucket: %v", err)
+	}
+
+	// Region A's origin dies: A's edges fill misses from B's origin, then go back to their own.
+	fo := "vod/e2e/failover.ts"
+	put(s3a, fo, v1)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		_, err := s3b.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String(fo)})
+		return err == nil
+	}, "%s never reached region B", fo)
+	a := cl.Regions[0]
+	post(t, control+"/v1/dev/origins/"+a.Name+"/stop")
+	for _, e := range a.Edges {
+		if st, b := fetch(e.URL + "/" + fo); st != http.StatusOK || !bytes.Equal(b, v1) {
+			t.Fatalf("%s with its origin down: %d", e.Name, st)
+		}
+	}
+	failovers := counter(t, a.Edges[0].Admin, `duet_edge_origin_failovers_total{from="`+a.Name+`",to="`+cl.Regions[1].Name+`"}`)
+	if failovers < 1 {
+		t.Fatalf("edge %s filled without failing over?", a.Edges[0].Name)
+	}
+	post(t, control+"/v1/dev/origins/"+a.Name+"/start")
+	back := "vod/e2e/back.ts"
+	put(s3a, back, v2)
+	// Once the breaker has let a probe through, misses go to region A's origin again.
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		return counter(t, a.Edges[0].Admin, `duet_edge_origin_up{origin="`+a.Name+`"}`) == 1
+	}, "region A's origin never came back into rotation at %s", a.Edges[0].Name)
+	before := counter(t, a.Edges[0].Admin, `duet_edge_origin_failovers_total{from="`+a.Name+`",to="`+cl.Regions[1].Name+`"}`)
+	if st, b := fetch(a.Edges[0].URL + "/" + back + "?n=1"); st != http.StatusOK || !bytes.Equal(b, v2) {
+		t.Fatalf("after the origin came back: %d", st)
+	}
+	if after := counter(t, a.Edges[0].Admin, `duet_edge_origin_failovers_total{from="`+a.Name+`",to="`+cl.Regions[1].Name+`"}`); after != before {
+		t.Fatalf("a miss still failed over after region A's origin came back (%v → %v)", before, after)
+	}
+}
+
+func devS3(t *testing.T, cl devClusterJSON, i int) *s3.Client {
+	t.Helper()
+	r := cl.Regions[i]
+	c, err := upload.NewClient(t.Context(), upload.Region{Name: r.Name, Endpoint: r.Origin, Bucket: cl.Bucket,
+		AccessKey: cl.Upload.AccessKey, SecretKey: cl.Upload.SecretKey, PathStyle: true}, nil, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func isNotFound(err error) bool {
+	var nf *types.NotFound
+	return errors.As(err, &nf)
+}
+
+// fetch GETs url: status and body (0 when there was no answer).
+func fetch(url string) (int, []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil
+	}
+	return resp.StatusCode, b
+}
+
+func post(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", url, resp.StatusCode, b)
+	}
+}
+
+// counter reads one sample (name with labels, exactly as exposed) from an admin /metrics page.
+func counter(t *testing.T, admin, sample string) float64 {
+	t.Helper()
+	_, b := fetch(admin + "/metrics")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
