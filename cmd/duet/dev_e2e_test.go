@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,6 +82,35 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 	if _, err := s3b.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String(key)}); !isNotFound(err) {
 		t.Fatalf("the delete did not reach region B's bucket: %v", err)
 	}
+
+	// `duet upload` of a folder to region A (a 24 MiB file goes up in parts): region B's bucket
+	// gets the same bytes.
+	folder := t.TempDir()
+	big := pattern(7, 24<<20)
+	if err := os.WriteFile(filepath.Join(folder, "big.mp4"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(folder, "index.m3u8"), []byte("#EXTM3U\n#EXT-X-ENDLIST\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(d.dir, "config", "upload.yaml")
+	if err := run(ctx, []string{"upload", "--config", cfgFile, "--region", cl.Regions[0].Name, "--prefix", "vod/up/", "--plain", folder},
+		io.Discard, io.Discard, nil); err != nil {
+		t.Fatalf("duet upload: %v", err)
+	}
+	want := sha256.Sum256(big)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		out, err := s3b.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(cl.Bucket), Key: aws.String("vod/up/big.mp4")})
+		if err != nil {
+			return false
+		}
+		defer out.Body.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, out.Body); err != nil {
+			return false
+		}
+		return bytes.Equal(h.Sum(nil), want[:])
+	}, "the file uploaded to region A never reached region B with the same sha256")
 
 	// Region A's origin dies: A's edges fill misses from B's origin, then go back to their own.
 	fo := "vod/e2e/failover.ts"

@@ -294,6 +294,7 @@ func TestDevShowsMissThenHit(t *testing.T) {
 
 // devRun is a `duet dev` started by a test.
 type devRun struct {
+	dir                string
 	segURL, clusterURL string
 	cancel             context.CancelFunc
 	done               chan error
@@ -309,7 +310,7 @@ func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
 		offset := strconv.Itoa(20000 + rand.IntN(100)*100)
 		ctx, cancel := context.WithCancel(t.Context())
 		pr, pw := io.Pipe()
-		d := &devRun{cancel: cancel, done: make(chan error, 1)}
+		d := &devRun{dir: dir, cancel: cancel, done: make(chan error, 1)}
 		go func() {
 			d.done <- run(ctx, []string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", minioBin, "--log-level", "warn"}, pw, io.Discard, environ)
 			close(d.done) // later receives (the cleanup's) return at once
