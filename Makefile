@@ -41,8 +41,9 @@ build:
 
 #? test: MinIO, under CI=true chromium, vet, and every test (integration tests included) with the race detector
 test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
-	@# The hit path's allocation budget is checked without the race detector (which allocates).
-	$(GO) test -count=1 -run 'Allocations' ./edge/
+	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
+	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
+	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
 	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
 
 #? vet: go vet
@@ -64,10 +65,10 @@ fuzz:
 	  done; \
 	done
 
-#? bench: the Go benchmarks (with allocs/op): edge hit path, disk tier, purge latency and throughput, steering
+#? bench: the Go benchmarks (allocs/op, the hit-ratio simulation against an LRU, the flash crowd, purge, steering) as one table
 bench: $(MINIO_STAMP)
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/... ./steering/... ./internal/...
-	$(GO) test -run='^$$' -bench='BenchmarkPurge|BenchmarkTagPurge' -benchmem -benchtime=1x ./cmd/duet/ ./edge/
+	@set -o pipefail; { $(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./edge/... ./steering/... ./internal/... && \
+	  $(GO) test -run='^$$' -bench='BenchmarkPurge|BenchmarkTagPurge' -benchmem -benchtime=1x ./cmd/duet/ ./edge/; } | $(GO) run ./edge/perf/benchtable
 
 #? bench-upload: duet upload against the MinIO client mc (installed pinned into ./bin) on the same files
 bench-upload: $(MINIO_STAMP) build

@@ -58,6 +58,7 @@ func TestCORS(t *testing.T) {
 		{"head", http.MethodHead, "/seg.ts", nil, 200, "HIT"},
 		{"not modified", http.MethodGet, "/seg.ts", []string{"If-None-Match", `"v1"`}, 304, ""},
 		{"not found", http.MethodGet, "/nope", nil, 404, "MISS"},
+		{"bad path", http.MethodGet, "/a/%2e%2e/%2e%2e/x", nil, 400, ""},
 	} {
 		resp, _ := h.do(c.method, c.path, append([]string{"Origin", "https://player.example"}, c.hdr...)...)
 		if resp.StatusCode != c.status || (c.xcache != "" && resp.Header.Get("X-Cache") != c.xcache) {

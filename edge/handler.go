@@ -51,20 +51,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveReady(ctx)
 		return
 	}
-	if s.cors.enabled() {
-		if isPreflight(ctx) {
-			s.cors.servePreflight(ctx)
-			return
-		}
-		if ctx.IsGet() || ctx.IsHead() {
-			// Set last (deferred) so that the edge's policy replaces any the origin sent.
-			defer s.cors.apply(&ctx.Response.Header)
-		}
+	if s.cors.enabled() && isPreflight(ctx) {
+		s.cors.servePreflight(ctx)
+		return
 	}
 	rawPath, rawQuery, _ := strings.Cut(target, "?")
 	path, query, err := s.keys.Normalize(rawPath, rawQuery)
 	if err != nil {
 		s.fail(ctx, fasthttp.StatusBadRequest, "bad request path: "+err.Error())
+		if ctx.IsGet() || ctx.IsHead() {
+			s.applyCORS(ctx)
+		}
 		s.m.observe(csError, start, s.now())
 		return
 	}
@@ -81,7 +78,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	cs := s.serveCacheable(ctx, &rq, false)
+	s.applyCORS(ctx)
 	s.m.observe(cs, start, s.now())
+}
+
+// applyCORS adds the CORS headers to a GET or HEAD answer, last, so that the edge's policy
+// replaces any the origin sent.
+func (s *Server) applyCORS(ctx *fasthttp.RequestCtx) {
+	if s.cors.enabled() {
+		s.cors.apply(&ctx.Response.Header)
+	}
 }
 
 // serveReady answers steering's probes on the viewer listener (the admin listener is private).
@@ -292,8 +298,7 @@ func (e *errReader) Read([]byte) (int, error) {
 }
 
 // spoolBody streams a cacheable origin body into the disk tier while the flight's readers
-// follow, then commits it (and offers small objects to the memory tier). A body cut short fails
-// every reader and caches nothing.
+// follow, then commits it. A body cut short fails every reader and caches nothing.
 func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	w, err := s.store.disk.Create(meta.Key)
 	if err != nil {
@@ -310,10 +315,6 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	f.out = outBody
 	close(f.ready)
 
-	var memBuf []byte
-	if resp.ContentLength >= 0 && s.store.mem.Fits(resp.ContentLength) {
-		memBuf = make([]byte, 0, resp.ContentLength)
-	}
 	buf := make([]byte, 64<<10)
 	var written int64
 	var bodyErr error
@@ -323,9 +324,6 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				bodyErr = fmt.Errorf("spool body: %w", werr)
 				break
-			}
-			if memBuf != nil {
-				memBuf = append(memBuf, buf[:n]...)
 			}
 			written += int64(n)
 			s.m.originBytes.Add(float64(n))
@@ -360,16 +358,13 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 		f.finish(nil)
 		return
 	}
-	if memBuf == nil && s.store.mem.Fits(written) && written > 0 {
-		memBuf = make([]byte, written)
-		if _, err := w.ReadAt(memBuf, 0); err != nil {
-			memBuf = nil
-		}
-	}
 	if got, ok := s.store.disk.Get(m.Key); ok {
 		m = got
 	}
-	s.store.committed(m, memBuf)
+	// The memory tier gets the object on its next request (store.open reads a disk hit into
+	// memory and offers it): TinyLFU refuses most first-seen objects anyway, and a body-sized
+	// buffer per miss was most of the edge's garbage under churn (docs/performance.md).
+	s.store.committed(m, nil)
 	s.fl.forget(f)
 	f.finish(nil)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
@@ -97,7 +98,9 @@ func startEdge(t testing.TB, o Origin, mutate func(*Config)) *harness {
 	return startEdgeConfig(t, o, cfg)
 }
 
-func startEdgeConfig(t testing.TB, o Origin, cfg Config) *harness {
+// startEdgeConfig starts an edge with cfg; wrap, when given, wraps its viewer handler (to
+// observe requests from inside the server).
+func startEdgeConfig(t testing.TB, o Origin, cfg Config, wrap ...func(fasthttp.RequestHandler) fasthttp.RequestHandler) *harness {
 	t.Helper()
 	co, ok := o.(*countingOrigin)
 	if !ok {
@@ -110,6 +113,9 @@ func startEdgeConfig(t testing.TB, o Origin, cfg Config) *harness {
 	srv, err := New(t.Context(), cfg, Deps{Origin: o2})
 	if err != nil {
 		t.Fatalf("new edge: %v", err)
+	}
+	for _, w := range wrap {
+		srv.viewer.Handler = w(srv.viewer.Handler)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -154,6 +154,11 @@ func (st *store) peek(key string) (*object.Meta, bool) {
 // are served with sendfile.
 func (st *store) open(key string) (entry, bool) {
 	if e, ok := st.mem.Get(key); ok {
+		// The disk entry is the authority (its eviction drops the memory copy): without this
+		// touch the hottest objects, always served from memory, look cold to disk's CLOCK and
+		// are evicted from both tiers (hit ratio, memory+disk: 67.0 % → 71.2 %, see
+		// docs/performance.md).
+		st.disk.Touch(key)
 		return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
 	}
 	h, err := st.disk.Open(key)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +80,12 @@ func edgeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.C
 DUET_EDGE_* environment variables, then flags; every setting has all three spellings
 (memory.max_bytes, DUET_EDGE_MEMORY_MAX_BYTES, --memory.max_bytes). See README.md.`,
 	}, "edge", &cfg, logger, environ, func(ctx context.Context, log *slog.Logger) error {
+		// The memory tier's budget bounds the process (one edge per process): the Go heap is held
+		// near it, the collector working harder as it nears the limit, unless the operator set
+		// GOMEMLIMIT. Not in runEdge: tests run several edges in one process.
+		if os.Getenv("GOMEMLIMIT") == "" && cfg.Validate() == nil {
+			debug.SetMemoryLimit(cfg.Config.MemoryLimit())
+		}
 		return runEdge(ctx, cfg, log)
 	})
 }

@@ -342,6 +342,20 @@ func (s *Store) Get(key string) (object.Meta, bool) {
 	return m, true
 }
 
+// Touch counts an access to key without returning anything: for callers that served the key
+// from a copy elsewhere (the memory tier) and must keep CLOCK from taking it for cold.
+func (s *Store) Touch(key string) {
+	if s == nil || s.closed.Load() {
+		return
+	}
+	h := s.hashKey(key)
+	s.mu.RLock()
+	if e := s.byHash[h]; e != nil && e.key == key && !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	s.mu.RUnlock()
+}
+
 // Delete removes the key's entry and unlinks its file before it returns (synchronously, unlike
 // DeleteMany: it costs one unlink(2) but needs no journal record); open Handles keep reading
 // the old file. It reports whether there was an entry.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -317,4 +318,27 @@ func readBody(s *Store, f *os.File, p []byte, off, end int64) (int, error) {
 		err = io.EOF
 	}
 	return n, err
+}
+
+// Reopen opens the fill's file a second time, with a file offset of its own, for a reader that
+// sends the written bytes with sendfile while the fill goes on (read-while-write without a copy
+// through user space). It works on Linux, through /proc/self/fd, which still names the file
+// after Commit has renamed it; elsewhere it fails and callers read through ReadAt. The caller
+// closes the file, and reads no further than Written.
+func (w *Writer) Reopen() (*os.File, error) {
+	fl := w.fl
+	defer runtime.KeepAlive(w)
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("reopen %s: not supported on %s", fl.key, runtime.GOOS)
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.state == stateDone {
+		return nil, fmt.Errorf("reopen %s: %w", fl.key, ErrClosed)
+	}
+	f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(fl.f.Fd())))
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", fl.key, err)
+	}
+	return f, nil
 }
