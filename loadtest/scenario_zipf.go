@@ -13,8 +13,8 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/duetcdn/duet/internal/zipf"
 	"github.com/duetcdn/duet/loadtest/report"
-	"github.com/duetcdn/duet/loadtest/zipf"
 )
 
 // zipfPath is the request path of catalogue object rank. Each object sits in its own folder

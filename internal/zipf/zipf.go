@@ -1,7 +1,7 @@
-// Package zipf samples ranks with Zipf popularity for any exponent s > 0. math/rand's Zipf
-// needs s > 1, but measured video catalogues sit near s ≈ 0.8–1.0, so this sampler inverts a
-// precomputed cumulative table instead: P(rank k) ∝ 1/k^s for k = 1..N, one binary search per
-// draw, no allocation.
+// Package zipf samples ranks with Zipf popularity for any exponent s > 0, for the load generator
+// and the edge's hit-ratio simulation. math/rand's Zipf needs s > 1, but measured video
+// catalogues sit near s ≈ 0.8–1.0, so this sampler inverts a precomputed cumulative table
+// instead: P(rank k) ∝ 1/k^s for k = 1..N, one binary search per draw, no allocation.
 package zipf
 
 import (
@@ -64,4 +64,16 @@ func (z *Sampler) Prob(k int) float64 {
 func (z *Sampler) Draw(r *rand.Rand) int {
 	u := r.Float64()
 	return sort.SearchFloat64s(z.cdf, u) // first k with cdf[k] >= u
+}
+
+// TopShare is the probability mass of the k most popular ranks: the hit ratio of the best static
+// cache holding k objects, the ceiling for any policy when requests are independent.
+func (z *Sampler) TopShare(k int) float64 {
+	switch {
+	case k <= 0:
+		return 0
+	case k >= len(z.cdf):
+		return 1
+	}
+	return z.cdf[k-1]
 }
