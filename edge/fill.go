@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/origin"
@@ -60,6 +61,10 @@ type flight struct {
 	bodyErr error  // the body failed mid-way: every reader fails too
 	readers int    // open readers; the spool is released when done and no reader is left
 	release func() // releases the spool; called once, after done with no readers
+	// nextWake is the written total at which progress next wakes the readers; wakePending is
+	// set while a timer will wake them for bytes written since (see progress).
+	nextWake    int64
+	wakePending bool
 
 	// noStore is set by a purge that arrives while the flight runs: its bytes may be the old
 	// version, so they reach the viewers already waiting but are never committed.
@@ -72,10 +77,37 @@ func newFlight(key string) *flight {
 	return f
 }
 
+// Readers are woken when the body has doubled since the last wake (at most maxWakeStep more),
+// and otherwise within wakeDelay of a write. Waking every reader on every 64 KiB write made a
+// flash crowd's 1,000 viewers take 32,000 wakeups, seeks and small sendfiles for a 2 MiB
+// object; doubling makes that about 6 per viewer, and the delay bounds how long a byte that
+// arrived stays unseen (a trickling origin, a low-latency part followed by a pause).
+const (
+	maxWakeStep = 1 << 20
+	wakeDelay   = 2 * time.Millisecond
+)
+
 // progress records n more bytes written to the spool.
 func (f *flight) progress(n int) {
 	f.mu.Lock()
 	f.written += int64(n)
+	wake := f.written >= f.nextWake
+	if wake {
+		f.nextWake = f.written + min(f.written, maxWakeStep)
+	} else if !f.wakePending {
+		f.wakePending = true
+		time.AfterFunc(wakeDelay, f.wakeReaders)
+	}
+	f.mu.Unlock()
+	if wake {
+		f.cond.Broadcast()
+	}
+}
+
+// wakeReaders is progress's delayed wake.
+func (f *flight) wakeReaders() {
+	f.mu.Lock()
+	f.wakePending = false
 	f.mu.Unlock()
 	f.cond.Broadcast()
 }

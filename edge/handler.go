@@ -29,6 +29,9 @@ type request struct {
 	primary     string // cache key before Vary
 	head        bool
 	rangeHdr    string
+	// start is when the request arrived: the latency histogram's start, and the "now" of the
+	// first tier lookup and of a hit's Age (one clock read per hit instead of four).
+	start time.Time
 }
 
 // b2s views bytes as a string without copying; the string must not outlive the request unless
@@ -36,8 +39,14 @@ type request struct {
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := s.now()
-	var rq request
+	var start time.Time
+	if s.realClock {
+		start = ctx.Time() // fasthttp read the clock just before calling the handler
+	}
+	if start.IsZero() {
+		start = s.now()
+	}
+	rq := request{start: start}
 	target := b2s(ctx.Request.Header.RequestURI())
 	if i := strings.Index(target, "://"); i >= 0 && i < 6 { // absolute-form: keep the path
 		target = target[i+3:]
@@ -105,7 +114,10 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 // serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin.
 func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried bool) cacheStatus {
 	key := s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
-	now := s.now()
+	now := rq.start
+	if retried {
+		now = s.now()
+	}
 	var stale *object.Meta
 	if e, ok := s.store.open(key); ok {
 		fr := freshnessOf(e.meta, now)
@@ -114,11 +126,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		}
 		switch fr {
 		case fresh:
-			s.respond(ctx, rq, e.meta, body{e: e}, csHit)
+			s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
 			return csHit
 		case staleRevalidateAsync:
 			s.revalidateInBackground(key, rq, *e.meta)
-			s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate)
+			s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
 			return csStaleWhileRevalidate
 		}
 		m := *e.meta
@@ -155,7 +167,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		if stale != nil {
 			cs = csRefetched
 		}
-		s.respond(ctx, rq, &f.meta, body{f: f}, cs)
+		s.respond(ctx, rq, &f.meta, body{f: f}, cs, s.now())
 		return cs
 	case outRefreshed:
 		if e, ok := s.store.open(key); ok {
@@ -163,7 +175,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 			if stale == nil {
 				cs = csHit
 			}
-			s.respond(ctx, rq, e.meta, body{e: e}, cs)
+			s.respond(ctx, rq, e.meta, body{e: e}, cs, s.now())
 			return cs
 		}
 		if !retried {
@@ -179,7 +191,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 	default: // outFailed
 		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
 			if e, ok := s.store.open(key); ok {
-				s.respond(ctx, rq, e.meta, body{e: e}, csStaleIfError)
+				s.respond(ctx, rq, e.meta, body{e: e}, csStaleIfError, s.now())
 				return csStaleIfError
 			}
 		}
@@ -606,9 +618,8 @@ func (b body) close() {
 }
 
 // respond writes an entry's (or a flight's) response, answering client conditionals and ranges
-// from the cached bytes.
-func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus) {
-	now := s.now()
+// from the cached bytes. now is the time the entry's Age is computed at.
+func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus, now time.Time) {
 	rh := &ctx.Response.Header
 	for _, f := range m.Header {
 		rh.Add(f.Name, f.Value)

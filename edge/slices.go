@@ -106,7 +106,7 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 		return s.passThrough(ctx, rq, sl.pass), nil
 	}
 	if sl.whole {
-		s.respond(ctx, rq, &sl.meta, body{e: sl.src.e, f: sl.src.f}, sl.cs)
+		s.respond(ctx, rq, &sl.meta, body{e: sl.src.e, f: sl.src.f}, sl.cs, s.now())
 		if sl.src.reader != nil {
 			_ = sl.src.reader.(io.Closer).Close()
 		}
