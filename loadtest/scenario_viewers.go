@@ -57,20 +57,40 @@ func runFlashCrowd(ctx context.Context, e *env) error {
 	for i, f := range files {
 		objs[i] = object{path: stream + "/" + f.Path, contentType: f.ContentType, body: f.Body}
 	}
-	// The copy goes into every region's origin at once rather than through the replicator: a
-	// raw upload raises no replication event, and a region whose origin lacks the stream would
-	// answer (and negatively cache) 404s, which is not what this scenario measures.
+	// The stream is uploaded once, into the first region's origin, as a publisher would; the
+	// replicators copy it to the other regions. The crowd starts once every origin holds it and
+	// the change events' automatic purges have passed, so that the crowd meets a cold, settled
+	// stream everywhere (a region whose origin lacked it would answer 404s, which is not what
+	// this scenario measures).
 	start := time.Now()
+	if _, err := e.upload(ctx, objs); err != nil {
+		return fmt.Errorf("flash-crowd: upload the stream: %w", err)
+	}
 	for _, r := range e.cluster.Regions {
-		endpoint := r.Origin
-		if endpoint == "" {
-			endpoint = e.cluster.Upload.Endpoint
-		}
-		if _, err := e.uploadTo(ctx, endpoint, objs); err != nil {
-			return fmt.Errorf("flash-crowd: upload the stream to region %s: %w", r.Name, err)
+		for r.Origin != "" {
+			missing, err := e.missingAt(ctx, r.Origin, objs)
+			if err != nil {
+				return fmt.Errorf("flash-crowd: check region %s's origin: %w", r.Name, err)
+			}
+			if missing == 0 {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				return fmt.Errorf("flash-crowd: %d objects of the stream never reached region %s's origin (is its replicator running?)", missing, r.Name)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
-	e.event("upload", stream, fmt.Sprintf("%d objects to %d origins in %s", len(objs), len(e.cluster.Regions), time.Since(start).Round(time.Millisecond)))
+	e.event("upload", stream, fmt.Sprintf("%d objects, in every region's origin after %s", len(objs), time.Since(start).Round(time.Millisecond)))
+	select { // the automatic purges of the new objects (batched for 100 ms) settle
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Second):
+	}
 	before := e.scrapeAll(ctx)
 	e.event("crowd-start", stream, fmt.Sprintf("%d viewers over %s", e.cfg.Viewers, e.cfg.Ramp))
 	e.viewers(ctx, stream+"/master.m3u8", e.cfg.Viewers, e.cfg.Ramp, time.Now().Add(e.cfg.Duration))

@@ -104,3 +104,24 @@ func optional(s string) *string {
 	}
 	return &s
 }
+
+// missingAt counts the objects the origin at endpoint does not hold (with their size).
+func (e *env) missingAt(ctx context.Context, endpoint string, objs []object) (int, error) {
+	api, err := e.s3ClientAt(endpoint)
+	if err != nil {
+		return 0, err
+	}
+	missing := 0
+	for _, o := range objs {
+		head, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.cluster.Bucket), Key: aws.String(strings.TrimPrefix(o.path, "/"))})
+		var ae smithy.APIError
+		switch {
+		case err == nil && aws.ToInt64(head.ContentLength) == int64(len(o.body)):
+		case err == nil || errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey"):
+			missing++
+		default:
+			return 0, fmt.Errorf("head %s/%s: %w", e.cluster.Bucket, o.path, err)
+		}
+	}
+	return missing, nil
+}
