@@ -78,7 +78,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	rq.primary = cachekey.Key(path, query)
 	switch {
 	case ctx.IsGet():
-		rq.rangeHdr = b2s(ctx.Request.Header.Peek("Range"))
+		rq.rangeHdr = b2s(ctx.Request.Header.PeekCanonical(hdrRange))
 	case ctx.IsHead():
 		rq.head = true
 	default:
@@ -624,10 +624,12 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	for _, f := range m.Header {
 		rh.Add(f.Name, f.Value)
 	}
+	// The edge's own headers go in with names already in canonical form and values rendered
+	// once (status.go): SetCanonical skips fasthttp's per-call copy and normalising of the name.
 	var ageBuf [20]byte
-	rh.SetBytesV("Age", strconv.AppendInt(ageBuf[:0], int64(age(m, now)/time.Second), 10))
-	rh.Set("Cache-Status", cs.header())
-	rh.Set("X-Cache", cs.xcache())
+	rh.SetCanonical(hdrAge, strconv.AppendInt(ageBuf[:0], int64(age(m, now)/time.Second), 10))
+	rh.SetCanonical(hdrCacheStatus, cacheStatusBytes[cs].header)
+	rh.SetCanonical(hdrXCache, cacheStatusBytes[cs].xcache)
 
 	size := m.Size
 	if src.f != nil && size == 0 {
@@ -656,7 +658,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	}
 	off, n := int64(0), size
 	if status == http.StatusOK {
-		rh.Set("Accept-Ranges", "bytes")
+		rh.SetCanonical(hdrAcceptRanges, valBytes)
 		if rq.rangeHdr != "" && ifRangeHolds(&ctx.Request.Header, m) {
 			ranges, err := byterange.Parse(rq.rangeHdr, size)
 			switch {
@@ -748,10 +750,10 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 
 // notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
 func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	if inm := b2s(h.Peek("If-None-Match")); inm != "" {
+	if inm := b2s(h.PeekCanonical(hdrIfNoneMatch)); inm != "" {
 		return etagListMatches(inm, m.ETag, false)
 	}
-	if ims := h.Peek("If-Modified-Since"); len(ims) > 0 && !m.LastModified.IsZero() {
+	if ims := h.PeekCanonical(hdrIfModifiedSince); len(ims) > 0 && !m.LastModified.IsZero() {
 		t, err := http.ParseTime(string(ims))
 		return err == nil && !m.LastModified.Truncate(time.Second).After(t)
 	}
@@ -760,7 +762,7 @@ func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
 
 // ifRangeHolds evaluates If-Range: a range applies only to the representation the client has.
 func ifRangeHolds(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	ir := strings.TrimSpace(b2s(h.Peek("If-Range")))
+	ir := strings.TrimSpace(b2s(h.PeekCanonical(hdrIfRange)))
 	if ir == "" {
 		return true
 	}

@@ -30,3 +30,24 @@ var cacheStatusInfo = [numCacheStatus]struct{ label, header, xcache string }{
 func (c cacheStatus) label() string  { return cacheStatusInfo[c].label }
 func (c cacheStatus) header() string { return cacheStatusInfo[c].header }
 func (c cacheStatus) xcache() string { return cacheStatusInfo[c].xcache }
+
+// Canonical header names and pre-rendered values for the hit path's SetCanonical and
+// PeekCanonical calls, which neither copy nor normalise the name per request (fasthttp has
+// already normalised the request's names while parsing). Read-only after package initialisation.
+var (
+	hdrRange           = []byte("Range")
+	hdrIfNoneMatch     = []byte("If-None-Match")
+	hdrIfModifiedSince = []byte("If-Modified-Since")
+	hdrIfRange         = []byte("If-Range")
+	hdrAge             = []byte("Age")
+	hdrCacheStatus     = []byte("Cache-Status")
+	hdrXCache          = []byte("X-Cache")
+	hdrAcceptRanges    = []byte("Accept-Ranges")
+	valBytes           = []byte("bytes")
+	cacheStatusBytes   = func() (b [numCacheStatus]struct{ header, xcache []byte }) {
+		for i, info := range cacheStatusInfo {
+			b[i].header, b[i].xcache = []byte(info.header), []byte(info.xcache)
+		}
+		return b
+	}()
+)
