@@ -7,6 +7,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -100,38 +101,11 @@ func (c *Config) validate() error {
 			c.Viewers = 2000
 		}
 	}
-	if c.Control == "" {
-		c.Control = def.Control
-	}
-	for _, f := range []struct {
-		v   *time.Duration
-		def time.Duration
-	}{{&c.Duration, def.Duration}, {&c.Ramp, def.Ramp}, {&c.Timeout, def.Timeout}} {
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-	}
-	if c.Rate == 0 {
-		c.Rate = def.Rate
-	}
-	if c.Objects == 0 {
-		c.Objects = def.Objects
-	}
-	if c.ObjectSize == 0 {
-		c.ObjectSize = def.ObjectSize
-	}
-	if c.ZipfS == 0 {
-		c.ZipfS = def.ZipfS
-	}
-	if c.PurgeRate == 0 {
-		c.PurgeRate = def.PurgeRate
-	}
-	if c.Speed == 0 {
-		c.Speed = 1
-	}
-	if c.Seed == 0 {
-		c.Seed = def.Seed
-	}
+	c.Control = cmp.Or(c.Control, def.Control)
+	c.Duration, c.Ramp, c.Timeout = cmp.Or(c.Duration, def.Duration), cmp.Or(c.Ramp, def.Ramp), cmp.Or(c.Timeout, def.Timeout)
+	c.Rate, c.Objects, c.ObjectSize = cmp.Or(c.Rate, def.Rate), cmp.Or(c.Objects, def.Objects), cmp.Or(c.ObjectSize, def.ObjectSize)
+	c.ZipfS, c.PurgeRate, c.Speed = cmp.Or(c.ZipfS, def.ZipfS), cmp.Or(c.PurgeRate, def.PurgeRate), cmp.Or(c.Speed, 1)
+	c.Seed = cmp.Or(c.Seed, def.Seed)
 	c.Ramp = min(c.Ramp, c.Duration) // a short run starts its crowd within the run
 	switch {
 	case c.Duration < 0 || c.Duration > MaxDuration:

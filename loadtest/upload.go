@@ -70,13 +70,12 @@ func (e *env) uploadTo(ctx context.Context, endpoint string, objs []object) (put
 	for i, o := range objs {
 		key := strings.TrimPrefix(o.path, "/")
 		g.Go(func() error {
-			head, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.cluster.Bucket), Key: aws.String(key)})
-			if err == nil && aws.ToInt64(head.ContentLength) == int64(len(o.body)) {
-				return nil // already there
+			there, err := e.holds(ctx, api, o)
+			if err != nil {
+				return fmt.Errorf("upload: %w", err)
 			}
-			var ae smithy.APIError
-			if err != nil && !(errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey")) {
-				return fmt.Errorf("upload: head %s/%s: %w", e.cluster.Bucket, key, err)
+			if there {
+				return nil // already there
 			}
 			if _, err := api.PutObject(ctx, &s3.PutObjectInput{
 				Bucket: aws.String(e.cluster.Bucket), Key: aws.String(key), Body: bytes.NewReader(o.body),
@@ -113,15 +112,27 @@ func (e *env) missingAt(ctx context.Context, endpoint string, objs []object) (in
 	}
 	missing := 0
 	for _, o := range objs {
-		head, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.cluster.Bucket), Key: aws.String(strings.TrimPrefix(o.path, "/"))})
-		var ae smithy.APIError
-		switch {
-		case err == nil && aws.ToInt64(head.ContentLength) == int64(len(o.body)):
-		case err == nil || errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey"):
+		there, err := e.holds(ctx, api, o)
+		if err != nil {
+			return 0, err
+		}
+		if !there {
 			missing++
-		default:
-			return 0, fmt.Errorf("head %s/%s: %w", e.cluster.Bucket, o.path, err)
 		}
 	}
 	return missing, nil
+}
+
+// holds reports whether the bucket behind api has o with o's size.
+func (e *env) holds(ctx context.Context, api objectAPI, o object) (bool, error) {
+	key := strings.TrimPrefix(o.path, "/")
+	head, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.cluster.Bucket), Key: aws.String(key)})
+	if err == nil {
+		return aws.ToInt64(head.ContentLength) == int64(len(o.body)), nil
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey") {
+		return false, nil
+	}
+	return false, fmt.Errorf("head %s/%s: %w", e.cluster.Bucket, key, err)
 }

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,30 +109,10 @@ func DefaultConfig() Config {
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.SweepInterval == 0 {
-		c.SweepInterval = d.SweepInterval
-	}
-	if c.PurgeMode == "" {
-		c.PurgeMode = d.PurgeMode
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = d.Concurrency
-	}
-	if c.PartSize == 0 {
-		c.PartSize = d.PartSize
-	}
-	if c.PartConcurrency == 0 {
-		c.PartConcurrency = d.PartConcurrency
-	}
-	if c.MemoryBytes == 0 {
-		c.MemoryBytes = d.MemoryBytes
-	}
-	if c.PurgeWindow == 0 {
-		c.PurgeWindow = d.PurgeWindow
-	}
-	if c.TombstoneTTL == 0 {
-		c.TombstoneTTL = d.TombstoneTTL
-	}
+	c.SweepInterval, c.PurgeMode = cmp.Or(c.SweepInterval, d.SweepInterval), cmp.Or(c.PurgeMode, d.PurgeMode)
+	c.Concurrency, c.PartSize = cmp.Or(c.Concurrency, d.Concurrency), cmp.Or(c.PartSize, d.PartSize)
+	c.PartConcurrency, c.MemoryBytes = cmp.Or(c.PartConcurrency, d.PartConcurrency), cmp.Or(c.MemoryBytes, d.MemoryBytes)
+	c.PurgeWindow, c.TombstoneTTL = cmp.Or(c.PurgeWindow, d.PurgeWindow), cmp.Or(c.TombstoneTTL, d.TombstoneTTL)
 	for i := range c.Regions {
 		if c.Regions[i].S3Region == "" {
 			c.Regions[i].S3Region = "us-east-1"
