@@ -157,8 +157,14 @@ func (st *store) open(key string) (entry, bool) {
 		// The disk entry is the authority (its eviction drops the memory copy): without this
 		// touch the hottest objects, always served from memory, look cold to disk's CLOCK and
 		// are evicted from both tiers (hit ratio, memory+disk: 67.0 % → 71.2 %, see
-		// docs/performance.md).
-		st.disk.Touch(key)
+		// docs/performance.md). A copy read from disk holds the entry's bit: no second lookup.
+		if u := e.DiskUsed; u != nil {
+			if !u.Load() { // read first: a hot object's bit is already set, keep its cache line shared
+				u.Store(true)
+			}
+		} else {
+			st.disk.Touch(key)
+		}
 		return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
 	}
 	h, err := st.disk.Open(key)
@@ -178,8 +184,8 @@ func (st *store) open(key string) (entry, bool) {
 			st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
 			return entry{}, false
 		}
+		me := &memtier.Entry{Meta: m, Body: body, DiskUsed: h.UsedBit()}
 		_ = h.Close()
-		me := &memtier.Entry{Meta: m, Body: body}
 		st.mem.Set(me)
 		return entry{meta: &me.Meta, body: body, tier: "disk"}, true
 	}

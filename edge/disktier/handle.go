@@ -26,6 +26,11 @@ type Handle struct {
 	closed atomic.Bool
 }
 
+// UsedBit is the entry's CLOCK reference bit. A memory copy made from this Handle keeps it, so
+// that a memory hit can mark the disk entry used with one atomic load instead of a hashed,
+// locked lookup (Store.Touch). Setting it on an entry that has since left the index is harmless.
+func (h *Handle) UsedBit() *atomic.Bool { return &h.e.ref }
+
 // File returns the open file; the body is bytes [0, Meta.Size) of it. It is for sendfile and
 // stays valid until Close. Seek on it only if nobody else reads through the same Handle.
 func (h *Handle) File() *os.File { return h.f }

@@ -21,6 +21,9 @@ const entryOverhead = 512
 type Entry struct {
 	Meta object.Meta
 	Body []byte
+	// DiskUsed, when set, is the reference bit of the disk entry this copy was read from
+	// (disktier.Handle.UsedBit): a memory hit sets it so disk's CLOCK sees the object as hot.
+	DiskUsed *atomic.Bool
 }
 
 // Config sizes the tier.
