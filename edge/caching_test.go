@@ -135,8 +135,14 @@ func TestStaleIfErrorWithMinIOStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A MinIO that has just restarted may still answer 503 (initialising) for a moment.
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		resp, _ = h.get("/nosie")
+	var last string
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		var b []byte
+		resp, b = h.get("/nosie")
+		if a := fmt.Sprintf("%d %s %q", resp.StatusCode, resp.Header.Get("X-Cache"), b[:min(len(b), 200)]); a != last {
+			last = a
+			t.Logf("after restart: %s", a) // shown only when the test fails
+		}
 		return resp.StatusCode == 200
 	}, "origin back, entry never revalidated")
 	expect(t, resp, 200, "REVALIDATED")
