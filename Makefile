@@ -44,7 +44,11 @@ test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
 	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
 	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
-	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
+	@# Build the race-enabled test binaries on every core first (running none of their tests)...
+	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
+	@# ...then test one package at a time: the integration tests start MinIO, NATS and edge processes, and
+	@# timing-bound checks (trust, failover) should not share two cores with another package.
+	CI=$${CI:-} $(GO) test -race -shuffle=on -count=1 -p 1 -timeout 15m ./...
 
 #? vet: go vet
 vet:

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,14 +39,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// handedOut holds the ports freeAddr has given this test process, so no two tests get the same.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address nothing listens on, for a role the test starts next. The
+// port is below Linux's ephemeral range (32768-60999): a port taken from there with :0 and closed
+// again can be grabbed, before the role listens, by any outgoing connection of the tests running
+// alongside (the kernel picks their local ports from that range), and then the role cannot start.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 10000 + rand.IntN(22000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port between 10000 and 32000")
+	return ""
 }
 
 type edgeProc struct {

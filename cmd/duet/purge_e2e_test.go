@@ -130,11 +130,26 @@ func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []st
 	done := make(chan error, 1)
 	go func() {
 		done <- runEdge(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		close(done) // later receives (the cleanup's) return at once
 	}()
 	e := &testEdge{name: name, url: "http://" + cfg.Listen, admin: "http://" + cfg.AdminListen}
 	var once sync.Once
 	e.stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(e.stop)
+	// An edge that could not start says why here, instead of as an edge that never trusts.
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("edge %s stopped while starting: %v", name, err)
+		default:
+		}
+		resp, err := http.Get(e.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	}, "edge %s never answered on its admin address", name)
 	return e
 }
 
