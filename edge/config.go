@@ -40,6 +40,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxConns bounds concurrent viewer connections. Default 65536.
 	MaxConns int `yaml:"max_conns"`
+	// ReadTimeout bounds how long a viewer may take to send a request once it started one, and
+	// how long a new connection may stay silent (slowloris). Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive viewer connection that sent no new request for this long.
+	// Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// CORS lets players on other origins read the edge's responses.
 	CORS CORSConfig `yaml:"cors"`
 }
@@ -187,6 +193,8 @@ func DefaultConfig() Config {
 		AdminListen:     "127.0.0.1:9090",
 		ShutdownTimeout: 30 * time.Second,
 		MaxConns:        65536,
+		ReadTimeout:     30 * time.Second,
+		IdleTimeout:     60 * time.Second,
 		CORS:            CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
 		Origin:          OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
 		Memory:          MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
@@ -271,6 +279,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns <= 0 {
 		bad("max_conns must be positive")
+	}
+	if c.ReadTimeout < time.Millisecond || c.IdleTimeout < time.Millisecond {
+		bad("read_timeout and idle_timeout must be at least 1ms")
 	}
 	if o := c.CORS.AllowOrigin; o != "" && o != "*" && !validOrigin(o) {
 		bad("cors.allow_origin %q must be \"*\", \"\" (off) or one origin such as https://player.example.com", o)

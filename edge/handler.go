@@ -86,6 +86,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.observe(csPass, start, s.now())
 		return
 	}
+	s.watch.handling(ctx.Conn())
 	cs := s.serveCacheable(ctx, &rq, false)
 	s.applyCORS(ctx)
 	s.m.observe(cs, start, s.now())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/cachekey"
@@ -83,6 +84,10 @@ type Server struct {
 	// suits an edge that runs without a purge stream.
 	untrusted atomic.Bool
 	viewer    *fasthttp.Server
+	// watch closes viewer connections that are too slow to send a request or idle too long;
+	// watchTick is how often it looks.
+	watch     *connWatch
+	watchTick time.Duration
 	closeMu   sync.Mutex
 	closed    bool
 	bgCtx     context.Context // background work (revalidations); cancelled at shutdown
@@ -153,13 +158,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.store = st
 	s.m = newMetrics(deps.Registry, st)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	// The sweep runs every second, or ten times per timeout when one is shorter than 10 s.
+	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout)
+	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
+	promauto.With(deps.Registry).NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "viewer_timeouts_total",
+		Help: "Viewer connections closed for sending a request too slowly or staying idle too long.",
+	}, func() float64 { return float64(s.watch.closed.Load()) })
 	s.viewer = &fasthttp.Server{
-		Handler:                       s.handle,
-		Name:                          "duet",
-		Concurrency:                   cfg.MaxConns,
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  0, // large objects to slow viewers take long; idle is bounded below
-		IdleTimeout:                   60 * time.Second,
+		Handler:     s.handle,
+		Name:        "duet",
+		Concurrency: cfg.MaxConns,
+		// Read and idle timeouts are enforced by s.watch, which is cheaper than fasthttp's
+		// per-request deadlines. There is no write timeout: large objects to slow viewers take
+		// long.
+		ConnState:                     s.watch.connState,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultContentType:          true,
 		NoDefaultServerHeader:         false,
@@ -177,6 +190,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go s.watch.run(stopWatch, s.watchTick)
 	go func() { errc <- s.viewer.Serve(ln) }()
 	go func() {
 		if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,130 @@
+package edge
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Phases of a watched connection.
+const (
+	phaseReading  int32 = iota // new, or a request is arriving: bounded by the read timeout
+	phaseHandling              // the handler runs or the answer is being written: unbounded
+	phaseIdle                  // between keep-alive requests: bounded by the idle timeout
+)
+
+// sweepHistory is how many sweeps' times connWatch remembers. With a sweep every tenth of the
+// shortest timeout at most, it spans hundreds of timeouts; a phase older than that is overdue.
+const sweepHistory = 4096
+
+// connWatch enforces the viewer listener's read and idle timeouts (Config.ReadTimeout,
+// Config.IdleTimeout) by sweeping the open connections every tick and closing the overdue ones.
+// fasthttp's own ReadTimeout and IdleTimeout arm a socket deadline twice per request, which cost
+// a 1 KiB hit about 3 % of its throughput (docs/performance.md, round 5); here a request costs a
+// map lookup and two atomic stores in fasthttp's ConnState hook and one more in the handler.
+// Closing a connection from the sweeper is what an expired deadline does: the blocked read
+// fails and fasthttp drops the connection.
+//
+// The hooks do not read the clock: they note the current sweep number, and a phase that began
+// during sweep s began before sweep s+1's time. Timeouts are counted from that later time, so a
+// connection is never closed early, even when the sweeper was held up; it may be closed up to
+// two ticks late.
+type connWatch struct {
+	readTimeout, idleTimeout time.Duration
+	sweep                    atomic.Int64 // number of the latest sweep
+	conns                    sync.Map     // net.Conn → *watchedConn
+	closed                   atomic.Uint64
+
+	times [sweepHistory]time.Time // times[n % sweepHistory]: when sweep n began; sweeper only
+}
+
+type watchedConn struct {
+	phase atomic.Int32
+	since atomic.Int64 // the sweep number when the phase began
+}
+
+func newConnWatch(read, idle time.Duration) *connWatch {
+	w := &connWatch{readTimeout: read, idleTimeout: idle}
+	w.times[0] = time.Now()
+	return w
+}
+
+// connState is the viewer server's fasthttp ConnState hook.
+func (w *connWatch) connState(c net.Conn, state fasthttp.ConnState) {
+	switch state {
+	case fasthttp.StateNew:
+		wc := &watchedConn{}
+		wc.since.Store(w.sweep.Load())
+		w.conns.Store(c, wc)
+	case fasthttp.StateActive:
+		w.set(c, phaseReading)
+	case fasthttp.StateIdle:
+		w.set(c, phaseIdle)
+	case fasthttp.StateHijacked, fasthttp.StateClosed:
+		w.conns.Delete(c)
+	}
+}
+
+// handling marks c's request as read: its answer may take as long as the viewer needs.
+func (w *connWatch) handling(c net.Conn) { w.set(c, phaseHandling) }
+
+func (w *connWatch) set(c net.Conn, phase int32) {
+	v, ok := w.conns.Load(c)
+	if !ok {
+		return
+	}
+	wc := v.(*watchedConn)
+	wc.since.Store(w.sweep.Load())
+	wc.phase.Store(phase)
+}
+
+// run sweeps every tick until stop is closed.
+func (w *connWatch) run(stop <-chan struct{}, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.sweepOnce()
+		}
+	}
+}
+
+// sweepOnce starts a new sweep and closes the connections whose phase is over its limit.
+func (w *connWatch) sweepOnce() {
+	n := w.sweep.Load() + 1
+	w.sweep.Store(n)
+	// Read the time after publishing n: a hook that noted n-1 ran before this instant.
+	now := time.Now()
+	w.times[n%sweepHistory] = now
+	w.conns.Range(func(k, v any) bool {
+		wc := v.(*watchedConn)
+		var limit time.Duration
+		switch wc.phase.Load() {
+		case phaseReading:
+			limit = w.readTimeout
+		case phaseIdle:
+			limit = w.idleTimeout
+		default:
+			return true
+		}
+		next := wc.since.Load() + 1 // the phase began before sweep next began
+		switch {
+		case next >= n:
+			return true // began during the previous sweep, less than a tick ago
+		case n-next < sweepHistory && now.Sub(w.times[next%sweepHistory]) < limit:
+			return true
+		}
+		// A viewer whose request arrives at this very instant loses it, as it would to a
+		// deadline expiring at the same instant.
+		w.closed.Add(1)
+		w.conns.Delete(k)
+		_ = k.(net.Conn).Close()
+		return true
+	})
+}
