@@ -193,3 +193,24 @@ func TestConnWatchNeverClosesEarly(t *testing.T) {
 		t.Fatal("the closed connection still accepts writes")
 	}
 }
+
+// TestSlowOriginOutlastsReadTimeout: a forwarded request whose origin answers after longer
+// than the read timeout is answered, not cut: the read timeout ends when the request is read.
+func TestSlowOriginOutlastsReadTimeout(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Second)
+		_, _ = io.WriteString(w, "created")
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, func(c *Config) { c.ReadTimeout, c.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond })
+	resp, body := h.do(http.MethodPost, "/upload")
+	if resp.StatusCode != http.StatusOK || string(body) != "created" {
+		t.Fatalf("POST through a 1 s origin with a 300 ms read timeout: %d %q", resp.StatusCode, body)
+	}
+}

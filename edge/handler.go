@@ -76,6 +76,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	rq.path, rq.query = path, query
 	rq.primary = cachekey.Key(path, query)
+	// The request is read (a forwarded body streams on, bounded by cache.fill_timeout): from
+	// here the read timeout no longer applies.
+	s.watch.handling(ctx.Conn())
 	switch {
 	case ctx.IsGet():
 		rq.rangeHdr = b2s(ctx.Request.Header.PeekCanonical(hdrRange))
@@ -86,7 +89,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.observe(csPass, start, s.now())
 		return
 	}
-	s.watch.handling(ctx.Conn())
 	cs := s.serveCacheable(ctx, &rq, false)
 	s.applyCORS(ctx)
 	s.m.observe(cs, start, s.now())
