@@ -214,3 +214,26 @@ func TestSlowOriginOutlastsReadTimeout(t *testing.T) {
 		t.Fatalf("POST through a 1 s origin with a 300 ms read timeout: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestViewerTimeoutsConfig: a zero or negative timeout is refused with a message naming the
+// settings, instead of an edge that never closes idle connections.
+func TestViewerTimeoutsConfig(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		read, idle time.Duration
+		ok         bool
+	}{
+		{30 * time.Second, time.Minute, true},
+		{time.Millisecond, time.Millisecond, true},
+		{0, time.Minute, false},
+		{30 * time.Second, -time.Second, false},
+	} {
+		cfg := DefaultConfig()
+		cfg.Origin = OriginConfig{Type: "http", Endpoint: "http://o", Timeout: time.Second}
+		cfg.ReadTimeout, cfg.IdleTimeout = c.read, c.idle
+		err := cfg.Validate()
+		if (err == nil) != c.ok || (err != nil && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "read_timeout and idle_timeout"))) {
+			t.Errorf("read_timeout %v idle_timeout %v: err %v, want ok=%v", c.read, c.idle, err, c.ok)
+		}
+	}
+}
