@@ -139,7 +139,7 @@ func TestStaleIfErrorWithMinIOStopped(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		var b []byte
 		resp, b = h.get("/nosie")
-		if a := fmt.Sprintf("%d %s %q", resp.StatusCode, resp.Header.Get("X-Cache"), b[:min(len(b), 200)]); a != last {
+		if a := fmt.Sprintf("%d %s %q", resp.StatusCode, resp.Header.Get("X-Cache"), b[:min(len(b), 1000)]); a != last {
 			last = a
 			t.Logf("after restart: %s", a) // shown only when the test fails
 		}

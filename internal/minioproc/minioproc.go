@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -386,7 +387,18 @@ func pickAddrs(addr string) (api, console string, err error) {
 			_ = l.Close()
 		}
 	}()
+	// Ports come from below Linux's ephemeral range (32768-60999) when one is free there. A
+	// server stopped to simulate an outage comes back on the same port, and while it is down a
+	// port in the ephemeral range can become the local end of any outgoing connection on the
+	// machine, even of a client dialling that very port (a TCP self-connect).
 	free := func() (string, error) {
+		for range 100 {
+			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(10000+rand.IntN(22000))))
+			if err == nil {
+				probes = append(probes, l)
+				return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+			}
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return "", fmt.Errorf("pick a free port on %s: %w", host, err)
