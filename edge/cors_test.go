@@ -1,9 +1,12 @@
 package edge
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,6 +137,53 @@ func TestCORSConfigValidation(t *testing.T) {
 		err := cfg.Validate()
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrConfig)) {
 			t.Errorf("cors %q max_age %v: err %v, want ok=%v", c.origin, c.maxAge, err, c.ok)
+		}
+	}
+}
+
+// rawHeaderOrigin answers every path with a header map built by hand, names as given: an origin
+// implementation that breaks the canonical-names contract must not break the edge's answers.
+type rawHeaderOrigin struct{ header http.Header }
+
+func (o rawHeaderOrigin) Fetch(context.Context, *origin.Request) (*origin.Response, error) {
+	body := "segment"
+	h := http.Header{}
+	for k, v := range o.header {
+		h[k] = append([]string(nil), v...)
+	}
+	return &origin.Response{Status: http.StatusOK, Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}, nil
+}
+
+// TestStoredHeadersOnHits checks what a hit carries of the origin's headers: every value of a
+// repeated header, in order; other names as sent; and one CORS header, the edge's, even when
+// the origin named its own in lower case.
+func TestStoredHeadersOnHits(t *testing.T) {
+	t.Parallel()
+	o := rawHeaderOrigin{header: http.Header{
+		"Cache-Control":               {"max-age=600"},
+		"Content-Type":                {"video/mp2t"},
+		"link":                        {"</a.ts>; rel=preload", "</b.ts>; rel=preload"},
+		"access-control-allow-origin": {"https://evil.example"},
+		"x-custom":                    {"v1"},
+	}}
+	h := startEdge(t, o, func(c *Config) { c.CORS.AllowOrigin = "https://player.example" })
+	for _, want := range []string{"MISS", "HIT"} {
+		resp, body := h.get("/seg.ts")
+		expect(t, resp, http.StatusOK, want)
+		if string(body) != "segment" {
+			t.Fatalf("%s: body %q", want, body)
+		}
+		if got := resp.Header.Values("Link"); len(got) != 2 || got[0] != "</a.ts>; rel=preload" || got[1] != "</b.ts>; rel=preload" {
+			t.Fatalf("%s: Link %q, want both values in order", want, got)
+		}
+		if got := resp.Header.Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "https://player.example" {
+			t.Fatalf("%s: Access-Control-Allow-Origin %q, want only the edge's", want, got)
+		}
+		if got := resp.Header.Get("X-Custom"); got != "v1" {
+			t.Fatalf("%s: X-Custom %q", want, got)
+		}
+		if got := resp.Header.Get("Content-Type"); got != "video/mp2t" {
+			t.Fatalf("%s: Content-Type %q", want, got)
 		}
 	}
 }

@@ -195,6 +195,9 @@ func initialAge(h http.Header, reqTime, respTime time.Time) time.Duration {
 func storedHeaders(h http.Header) []object.Field {
 	out := make([]object.Field, 0, len(h))
 	for name, vals := range h {
+		// Canonical names let respond hand them to fasthttp as they are, and let the edge's own
+		// headers (CORS, Age) replace an origin's same-named one whatever case it came in.
+		name = http.CanonicalHeaderKey(name)
 		if dropHeaders[name] || strings.HasPrefix(name, "X-Amz-") {
 			continue
 		}

@@ -38,6 +38,9 @@ type request struct {
 // cloned (keys that are stored are cloned where they are stored).
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// s2b is b2s's inverse, for handing a string to fasthttp calls that only read the bytes.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var start time.Time
 	if s.realClock {
@@ -624,8 +627,17 @@ func (b body) close() {
 // from the cached bytes. now is the time the entry's Age is computed at.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus, now time.Time) {
 	rh := &ctx.Response.Header
-	for _, f := range m.Header {
-		rh.Add(f.Name, f.Value)
+	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
+	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
+	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a
+	// repeated name (sorted next to its first) is added after it.
+	for i := range m.Header {
+		f := &m.Header[i]
+		if i > 0 && m.Header[i-1].Name == f.Name {
+			rh.Add(f.Name, f.Value)
+			continue
+		}
+		rh.SetCanonical(s2b(f.Name), s2b(f.Value))
 	}
 	// The edge's own headers go in with names already in canonical form and values rendered
 	// once (status.go): SetCanonical skips fasthttp's per-call copy and normalising of the name.
