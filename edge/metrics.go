@@ -97,6 +97,10 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 	}
 	evictions("memory", func() float64 { return float64(st.mem.Evictions()) })
 	evictions("disk", func() float64 { return float64(st.disk.Stats().Evictions) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "disk_copies_to_memory_total",
+		Help: "Disk hits read into memory and offered to the memory tier (one at a time per object).",
+	}, func() float64 { return float64(st.copies.Load()) })
 	return m
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/memtier"
@@ -41,6 +42,12 @@ type store struct {
 	mem  *memtier.Tier
 	disk *disktier.Store
 	log  *slog.Logger
+
+	// copying holds the keys of disk hits being read into memory: one copy per key at a
+	// time, so a burst of viewers on an object that is only on disk (the second wave of a
+	// flash crowd, once the fill has committed) costs one object-sized buffer, not one each.
+	copying sync.Map // key → struct{}
+	copies  atomic.Uint64
 
 	mu      sync.RWMutex
 	vary    map[string][]string            // primary key → the request headers its responses vary on; guarded by mu
@@ -176,20 +183,34 @@ func (st *store) open(key string) (entry, bool) {
 		}
 		return entry{}, false
 	}
-	m := h.Meta
-	if st.mem.Fits(m.Size) {
-		body := make([]byte, m.Size)
-		if _, err := h.ReadAt(body, 0); err != nil && m.Size > 0 {
-			_ = h.Close()
-			st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
-			return entry{}, false
+	if st.mem.Fits(h.Meta.Size) {
+		if _, busy := st.copying.LoadOrStore(key, struct{}{}); !busy {
+			defer st.copying.Delete(key)
+			if e, ok := st.mem.Get(key); ok { // copied while this viewer opened the file
+				_ = h.Close()
+				return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
+			}
+			return st.copyUp(key, h)
 		}
-		me := &memtier.Entry{Meta: m, Body: body, DiskUsed: h.UsedBit()}
-		_ = h.Close()
-		st.mem.Set(me)
-		return entry{meta: &me.Meta, body: body, tier: "disk"}, true
+		// Another viewer is copying it: this one is served from the file, as a large object is.
 	}
 	return entry{meta: &h.Meta, file: h, tier: "disk"}, true
+}
+
+// copyUp reads a disk hit into memory, offers it to the memory tier, and closes h.
+func (st *store) copyUp(key string, h *disktier.Handle) (entry, bool) {
+	m := h.Meta
+	body := make([]byte, m.Size)
+	if _, err := h.ReadAt(body, 0); err != nil && m.Size > 0 {
+		_ = h.Close()
+		st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
+		return entry{}, false
+	}
+	me := &memtier.Entry{Meta: m, Body: body, DiskUsed: h.UsedBit()}
+	_ = h.Close()
+	st.copies.Add(1)
+	st.mem.Set(me)
+	return entry{meta: &me.Meta, body: body, tier: "disk"}, true
 }
 
 // committed is called after a fill's entry reached disk.
