@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -103,5 +104,51 @@ func TestDiskHitBurstReadsOnce(t *testing.T) {
 	}
 	if _, ok := h.srv.store.mem.Get(uri); !ok {
 		t.Fatal("the burst left the object out of memory")
+	}
+}
+
+// TestCopyOvertakenByPurgeIsDropped: a purge (or a soft purge, which updates the metadata) that
+// lands while a disk hit is being copied into memory wins: the copy does not stay in memory,
+// and the next viewer gets what the purge left, not the old object.
+func TestCopyOvertakenByPurgeIsDropped(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		purge func(st *store, key string) error
+		want  string // the next viewer's Cache-Status forward reason
+	}{
+		{"purge", func(st *store, key string) error { st.remove(key); return nil }, "fwd=uri-miss"},
+		{"soft purge", func(st *store, key string) error {
+			m, _ := st.disk.Get(key)
+			m.FreshFor = 0 // stale from now on: the next viewer must revalidate
+			m.StaleWhileRevalidate, m.StaleIfError = 0, 0
+			return st.updateMeta(m)
+		}, "fwd=stale"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const size = 4096
+			uri := fmt.Sprintf("/obj/7/%d", size)
+			h := startEdge(t, objectOrigin(t), nil)
+			h.get(uri)
+			h.waitCached(uri)
+			st := h.srv.store
+			dh, err := st.disk.Open(uri) // a viewer's disk hit, about to be copied into memory
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.purge(st, uri); err != nil {
+				t.Fatal(err)
+			}
+			e, ok := st.copyUp(uri, dh)
+			if !ok || !bytes.Equal(e.body, randomBytes(size, 7)) {
+				t.Fatal("the viewer who opened the file before the purge did not get its bytes")
+			}
+			if m, ok := st.mem.Get(uri); ok {
+				t.Fatalf("the copy overtaken by the %s stayed in memory (fresh for %v)", c.name, m.Meta.FreshFor)
+			}
+			resp, _ := h.get(uri)
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, c.want) {
+				t.Fatalf("after the %s: Cache-Status %q (X-Cache %s), want %s", c.name, cs, resp.Header.Get("X-Cache"), c.want)
+			}
+		})
 	}
 }

@@ -199,17 +199,23 @@ func (st *store) open(key string) (entry, bool) {
 
 // copyUp reads a disk hit into memory, offers it to the memory tier, and closes h.
 func (st *store) copyUp(key string, h *disktier.Handle) (entry, bool) {
+	defer h.Close()
 	m := h.Meta
 	body := make([]byte, m.Size)
 	if _, err := h.ReadAt(body, 0); err != nil && m.Size > 0 {
-		_ = h.Close()
 		st.log.LogAttrs(context.Background(), slog.LevelWarn, "disk read failed", slog.String("cache_key", key), slog.String("error", err.Error()))
 		return entry{}, false
 	}
 	me := &memtier.Entry{Meta: m, Body: body, DiskUsed: h.UsedBit()}
-	_ = h.Close()
 	st.copies.Add(1)
 	st.mem.Set(me)
+	// A purge or a metadata update (revalidation, soft purge) that reached the disk tier while
+	// the body was read has already been applied to memory, before this copy landed there:
+	// take the copy back out. Checked after the Set, so that whichever comes last of the two
+	// removes it. This viewer still gets the body it opened, as it would from the file.
+	if !h.Current() {
+		st.mem.Del(key)
+	}
 	return entry{meta: &me.Meta, body: body, tier: "disk"}, true
 }
 

@@ -23,7 +23,22 @@ type Handle struct {
 	s      *Store
 	f      *os.File
 	e      *entry
+	gen    uint64 // e.gen as of Open
 	closed atomic.Bool
+}
+
+// Current reports whether the Handle still shows its key's entry as it is: not deleted, evicted
+// or replaced by a newer fill since Open, and its metadata not updated (revalidated, soft
+// purged). A copy made from a Handle that is no longer current must not be kept: the purge or
+// update that overtook it has already been applied to the other tiers.
+func (h *Handle) Current() bool {
+	s := h.s
+	if s.closed.Load() {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byHash[h.e.hash] == h.e && h.e.gen == h.gen
 }
 
 // UsedBit is the entry's CLOCK reference bit. A memory copy made from this Handle keeps it, so
@@ -81,7 +96,7 @@ func (s *Store) Open(key string) (*Handle, error) {
 		e.ref.Store(true)
 	}
 	e.refs.Add(1)
-	meta, size := e.meta, e.size
+	meta, size, gen := e.meta, e.size, e.gen
 	s.mu.RUnlock()
 	f, fsize, _, _, err := openFile(s.path(h))
 	st.RUnlock()
@@ -108,7 +123,7 @@ func (s *Store) Open(key string) (*Handle, error) {
 		s.verifiedN.Add(1)
 	}
 	s.hits.Add(1)
-	return &Handle{Meta: meta, s: s, f: f, e: e}, nil
+	return &Handle{Meta: meta, s: s, f: f, e: e, gen: gen}, nil
 }
 
 // verify checks that f holds size body bytes whose xxhash64 is want.
@@ -228,6 +243,7 @@ func (s *Store) updateMeta(key string, m object.Meta, evicted *[]string) error {
 		}
 		s.mu.Lock()
 		e.meta = meta
+		e.gen++
 		e.size = size
 		s.used += size - cur - res
 		s.reserved -= res

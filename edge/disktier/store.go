@@ -161,6 +161,7 @@ type entry struct {
 
 	// Guarded by Store.mu.
 	meta       object.Meta
+	gen        uint64 // bumped by each UpdateMeta, so a Handle can tell its Meta is out of date
 	size       int64  // the file's size: body + meta + trailer
 	prev, next *entry // CLOCK ring
 	evicting   bool   // picked by an evictor that has not settled it yet

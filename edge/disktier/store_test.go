@@ -1283,3 +1283,61 @@ func TestConcurrentMixedOps(t *testing.T) {
 		readAll(t, s, k) // verifies the body against the checksum
 	}
 }
+
+// TestHandleCurrent: a Handle tells whether what it opened is still the key's entry as it is,
+// so that a copy made from it is not kept after a purge, a metadata update or a newer fill.
+func TestHandleCurrent(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 8<<20)
+	open := func(key string) *Handle {
+		t.Helper()
+		h, err := s.Open(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		return h
+	}
+	put(t, s, "a", body(1000, 1), testMeta("a", 1))
+	h := open("a")
+	if !h.Current() {
+		t.Fatal("a fresh Handle is not current")
+	}
+	put(t, s, "b", body(1000, 2), testMeta("b", 1)) // another key changes nothing
+	if !h.Current() {
+		t.Fatal("a write to another key made the Handle stale")
+	}
+
+	if err := s.UpdateMeta("a", testMeta("a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if h.Current() {
+		t.Fatal("Current after UpdateMeta: a copy would keep the old metadata (a soft purge lost)")
+	}
+	if h2 := open("a"); !h2.Current() {
+		t.Fatal("a Handle opened after the update is not current")
+	}
+
+	h3 := open("a")
+	put(t, s, "a", body(1000, 3), testMeta("a", 3)) // a newer fill replaces the entry
+	if h3.Current() {
+		t.Fatal("Current after a newer fill replaced the entry")
+	}
+
+	h4 := open("a")
+	if !s.Delete("a") {
+		t.Fatal("Delete found nothing")
+	}
+	if h4.Current() {
+		t.Fatal("Current after Delete: a copy would resurrect a purged object")
+	}
+
+	put(t, s, "c", body(1000, 4), testMeta("c", 1))
+	h5 := open("c")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h5.Current() {
+		t.Fatal("Current after the store closed")
+	}
+}
