@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/duetcdn/duet/internal/freeport"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -43,24 +44,21 @@ func TestMain(m *testing.M) {
 var handedOut sync.Map
 
 // freeAddr returns a loopback address nothing listens on, for a role the test starts next. The
-// port is below Linux's ephemeral range (32768-60999): a port taken from there with :0 and closed
-// again can be grabbed, before the role listens, by any outgoing connection of the tests running
-// alongside (the kernel picks their local ports from that range), and then the role cannot start.
+// port stays free until the role listens (see freeport): an ephemeral one could be taken by any
+// outgoing connection of the tests running alongside, and then the role cannot start.
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	for range 1000 {
-		port := 10000 + rand.IntN(22000)
-		if _, taken := handedOut.LoadOrStore(port, true); taken {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		ln, err := freeport.Listen("127.0.0.1")
 		if err != nil {
-			continue
+			t.Fatal(err)
 		}
 		_ = ln.Close()
-		return ln.Addr().String()
+		if _, taken := handedOut.LoadOrStore(ln.Addr().String(), true); !taken {
+			return ln.Addr().String()
+		}
 	}
-	t.Fatal("no free loopback port between 10000 and 32000")
+	t.Fatal("no loopback port left that this process has not handed out")
 	return ""
 }
 

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/duetcdn/duet/internal/freeport"
 )
 
 // Defaults for Config.
@@ -387,21 +388,12 @@ func pickAddrs(addr string) (api, console string, err error) {
 			_ = l.Close()
 		}
 	}()
-	// Ports come from below Linux's ephemeral range (32768-60999) when one is free there. A
-	// server stopped to simulate an outage comes back on the same port, and while it is down a
-	// port in the ephemeral range can become the local end of any outgoing connection on the
-	// machine, even of a client dialling that very port (a TCP self-connect).
+	// Ports stay free to come back to: a server stopped to simulate an outage restarts on the
+	// same port (see freeport).
 	free := func() (string, error) {
-		for range 100 {
-			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(10000+rand.IntN(22000))))
-			if err == nil {
-				probes = append(probes, l)
-				return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-			}
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		l, err := freeport.Listen(host)
 		if err != nil {
-			return "", fmt.Errorf("pick a free port on %s: %w", host, err)
+			return "", err
 		}
 		probes = append(probes, l)
 		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
