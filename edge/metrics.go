@@ -30,7 +30,7 @@ type metrics struct {
 	nOriginFailures  atomic.Uint64 // connection errors, timeouts, 5xx
 }
 
-func newMetrics(reg prometheus.Registerer, st *store) *metrics {
+func newMetrics(reg prometheus.Registerer, st *store, watch *connWatch) *metrics {
 	f := promauto.With(reg)
 	req := f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "duet", Subsystem: "edge", Name: "requests_total",
@@ -101,6 +101,10 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 		Namespace: "duet", Subsystem: "edge", Name: "disk_copies_to_memory_total",
 		Help: "Disk hits read into memory and offered to the memory tier (one at a time per object).",
 	}, func() float64 { return float64(st.copies.Load()) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "duet", Subsystem: "edge", Name: "viewer_timeouts_total",
+		Help: "Viewer connections closed for sending a request too slowly or staying idle too long.",
+	}, func() float64 { return float64(watch.closed.Load()) })
 	return m
 }
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/cachekey"
@@ -156,15 +155,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	st = newStore(mem, disk, log)
 	s.store = st
-	s.m = newMetrics(deps.Registry, st)
-	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	// The sweep runs every second, or ten times per timeout when one is shorter than 10 s.
 	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout)
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
-	promauto.With(deps.Registry).NewCounterFunc(prometheus.CounterOpts{
-		Namespace: "duet", Subsystem: "edge", Name: "viewer_timeouts_total",
-		Help: "Viewer connections closed for sending a request too slowly or staying idle too long.",
-	}, func() float64 { return float64(s.watch.closed.Load()) })
+	s.m = newMetrics(deps.Registry, st, s.watch)
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.viewer = &fasthttp.Server{
 		Handler:     s.handle,
 		Name:        "duet",
