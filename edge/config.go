@@ -38,8 +38,17 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown (drain connections, finish fills).
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// MaxConns bounds concurrent viewer connections. Default 65536.
+	// MaxConns bounds concurrent viewer connections; a connection over it is answered 503 and
+	// closed. Default 0: derived from the open-file limit, which the edge raises to the hard limit
+	// at start (after 64 descriptors for listeners, NATS and logs and the origins' max_conns,
+	// half of the rest, since a connection served from disk holds its cache file open too; at
+	// least a quarter of the limit, at most 65536). A value over what the limit allows is
+	// lowered to it, with a warning. The start log shows the limit and the value in force.
 	MaxConns int `yaml:"max_conns"`
+	// MaxHeaderBytes bounds a request's line and header block together. A longer request line
+	// is answered 414, a larger header block 431, each with the reason. Every viewer connection
+	// holds a read buffer of this size. Default 16KiB; 1KiB to 1MiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
 	// ReadTimeout bounds how long a viewer may take to send a request once it started one, and
 	// how long a new connection may stay silent (slowloris). Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
@@ -192,7 +201,7 @@ func DefaultConfig() Config {
 		Listen:          ":8080",
 		AdminListen:     "127.0.0.1:9090",
 		ShutdownTimeout: 30 * time.Second,
-		MaxConns:        65536,
+		MaxHeaderBytes:  16 << 10,
 		ReadTimeout:     30 * time.Second,
 		IdleTimeout:     60 * time.Second,
 		CORS:            CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
@@ -277,8 +286,11 @@ func (c *Config) Validate() error {
 	if c.Cache.FillTimeout <= 0 || c.Origin.Timeout <= 0 || c.ShutdownTimeout <= 0 {
 		bad("cache.fill_timeout, origin.timeout and shutdown_timeout must be positive")
 	}
-	if c.MaxConns <= 0 {
-		bad("max_conns must be positive")
+	if c.MaxConns < 0 {
+		bad("max_conns must not be negative (0 derives it from the open-file limit)")
+	}
+	if c.MaxHeaderBytes < 1<<10 || c.MaxHeaderBytes > 1<<20 {
+		bad("max_header_bytes must be between 1KiB and 1MiB")
 	}
 	if c.ReadTimeout < time.Millisecond || c.IdleTimeout < time.Millisecond {
 		bad("read_timeout and idle_timeout must be at least 1ms")

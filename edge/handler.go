@@ -50,6 +50,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		start = s.now()
 	}
 	rq := request{start: start}
+	if s.refuseRequest(ctx) {
+		s.m.observe(csError, start, s.now())
+		return
+	}
 	target := b2s(ctx.Request.Header.RequestURI())
 	if i := strings.Index(target, "://"); i >= 0 && i < 6 { // absolute-form: keep the path
 		target = target[i+3:]

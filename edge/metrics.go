@@ -22,6 +22,7 @@ type metrics struct {
 	originBytes   prometheus.Counter
 	collapsed     prometheus.Counter
 	purged        *prometheus.CounterVec
+	acceptErrors  *prometheus.CounterVec
 
 	// Plain counters for the edge's own heartbeat (cheaper to read than the Prometheus ones).
 	nRequests, nHits atomic.Uint64
@@ -72,6 +73,10 @@ func newMetrics(reg prometheus.Registerer, st *store, watch *connWatch) *metrics
 			Namespace: "duet", Subsystem: "edge", Name: "purged_entries_total",
 			Help: "Entries removed (hard) or marked stale (soft) by purges.",
 		}, []string{"mode"}),
+		acceptErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "accept_errors_total",
+			Help: "Failed accepts of viewer connections (retried after a backoff), by reason (emfile, enfile, enobufs, enomem, econnaborted, timeout, other).",
+		}, []string{"reason"}),
 	}
 	for c := range numCacheStatus {
 		m.requests[c] = req.WithLabelValues(c.label())

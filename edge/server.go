@@ -87,10 +87,14 @@ type Server struct {
 	// watchTick is how often it looks.
 	watch     *connWatch
 	watchTick time.Duration
-	closeMu   sync.Mutex
-	closed    bool
-	bgCtx     context.Context // background work (revalidations); cancelled at shutdown
-	bgCancel  context.CancelFunc
+	// maxConns is the max_conns in force, fdLimit the open-file limit it was derived from (0:
+	// unknown).
+	maxConns int
+	fdLimit  uint64
+	closeMu  sync.Mutex
+	closed   bool
+	bgCtx    context.Context // background work (revalidations); cancelled at shutdown
+	bgCancel context.CancelFunc
 }
 
 // New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted
@@ -160,20 +164,37 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
 	s.m = newMetrics(deps.Registry, st, s.watch)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		log.Warn("open-file limit not raised", "error", err)
+	}
+	var clamped bool
+	s.fdLimit = fdLimit
+	s.maxConns, clamped = maxConns(cfg.MaxConns, connBudget(fdLimit, cfg.originConns()))
+	if clamped {
+		log.Warn("max_conns lowered to what the open-file limit allows", "max_conns", cfg.MaxConns,
+			"open_files_limit", fdLimit, "allowed", s.maxConns)
+	}
 	s.viewer = &fasthttp.Server{
-		Handler:     s.handle,
-		Name:        "duet",
-		Concurrency: cfg.MaxConns,
+		Handler:      s.handle,
+		ErrorHandler: s.errorHandler,
+		Name:         "duet",
+		// Over max_conns fasthttp answers a new connection 503 and closes it at once, so
+		// viewer connections alone never exhaust the descriptors.
+		Concurrency: s.maxConns,
+		// The read buffer bounds the request line and header block: over it fasthttp reports
+		// ErrSmallBuffer, answered 414 or 431 by errorHandler.
+		ReadBufferSize: int(cfg.MaxHeaderBytes),
 		// Read and idle timeouts are enforced by s.watch, which is cheaper than fasthttp's
 		// per-request deadlines. There is no write timeout: large objects to slow viewers take
 		// long.
-		ConnState:                     s.watch.connState,
+		ConnState:                     s.connState,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultContentType:          true,
 		NoDefaultServerHeader:         false,
 		ReduceMemoryUsage:             false,
 		StreamRequestBody:             true,
-		MaxRequestBodySize:            64 << 20,
+		MaxRequestBodySize:            maxRequestBodyBytes,
 		Logger:                        fasthttpLogger{log},
 	}
 	return s, nil
@@ -188,7 +209,8 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	go s.watch.run(stopWatch, s.watchTick)
-	go func() { errc <- s.viewer.Serve(ln) }()
+	vl := newViewerListener(ln, s.log, s.m.acceptErrors, int(s.cfg.MaxHeaderBytes))
+	go func() { errc <- s.viewer.Serve(vl) }()
 	go func() {
 		if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -199,7 +221,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	s.ready.Store(true)
 	s.log.Info("edge serving", "listen", ln.Addr().String(), "admin", admin.Addr().String(),
 		"memory_bytes", s.cfg.Memory.MaxBytes.String(), "disk_bytes", s.cfg.Disk.MaxBytes.String(),
-		"disk_entries", s.store.disk.Len())
+		"disk_entries", s.store.disk.Len(), "open_files_limit", s.fdLimit, "max_conns", s.maxConns)
 
 	var serveErr error
 	select {
@@ -268,6 +290,20 @@ func (s *Server) SetCacheTrusted(trusted bool) { s.untrusted.Store(!trusted) }
 
 // CacheTrusted reports the current setting.
 func (s *Server) CacheTrusted() bool { return !s.untrusted.Load() }
+
+// MaxConns is the max_conns in force: configured or derived from the open-file limit, and
+// clamped to it.
+func (s *Server) MaxConns() int { return s.maxConns }
+
+// connState is the viewer server's ConnState hook.
+func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
+	s.watch.connState(c, state)
+	if state == fasthttp.StateIdle {
+		if vc, ok := c.(*viewerConn); ok {
+			vc.rearm()
+		}
+	}
+}
 
 // Ready reports whether the edge takes traffic.
 func (s *Server) Ready() bool { return s.ready.Load() }

@@ -135,7 +135,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	done := make(chan struct{}, 2)
 	go func() { _ = cons.Run(bg); done <- struct{}{} }()
 	go func() {
-		acfg := announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(cfg.MaxConns)}
+		acfg := announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(srv.MaxConns())}
 		if group != nil {
 			acfg.Origins = func() []bus.OriginHealth { return originHealth(group) }
 		}

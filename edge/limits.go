@@ -1,0 +1,136 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// File descriptors and max_conns. Every viewer connection is a descriptor, and one served from
+// the disk tier or a fill holds a second one (the cache file) while its answer lasts; idle
+// origin connections, the listeners, the epoll instance, stdio, NATS and the disk tier's journal
+// take the rest. When the process runs out, accept fails with EMFILE, and so do opening cache
+// files and dialling origins.
+const (
+	// fdReserve is kept for everything but viewer connections, their cache files and origin
+	// connections.
+	fdReserve = 64
+	// derivedMaxConnsCap bounds a derived max_conns: the default before it was derived (an
+	// operator may set more).
+	derivedMaxConnsCap = 65536
+)
+
+// connBudget is how many viewer connections fit in an open-file limit of fdLimit descriptors when
+// originConns are kept open to origins: half of what fdReserve and the origin connections leave
+// (a connection and its cache file), and never less than a quarter of the limit, so that an edge
+// under a very low limit still serves. 0 means no known limit.
+func connBudget(fdLimit uint64, originConns int) int {
+	if fdLimit == 0 || fdLimit > 1<<30 {
+		return 1 << 30
+	}
+	n := (int(fdLimit) - fdReserve - originConns) / 2
+	return max(n, int(fdLimit)/4, 1)
+}
+
+// maxConns is the max_conns in force: the configured one (0: derived, up to derivedMaxConnsCap),
+// clamped to the budget; clamped reports that the configured value was over it.
+func maxConns(configured, budget int) (n int, clamped bool) {
+	if configured == 0 {
+		return min(budget, derivedMaxConnsCap), false
+	}
+	if configured > budget {
+		return budget, true
+	}
+	return configured, false
+}
+
+// originConns is the idle connections the configured origins may keep open.
+func (c *Config) originConns() int {
+	n := 0
+	for _, o := range append([]OriginConfig{c.Origin}, c.Origin.Fallbacks...) {
+		if o.MaxConns > 0 {
+			n += o.MaxConns
+		} else {
+			n += 256 // the origin's default
+		}
+	}
+	return n
+}
+
+// errorHandler answers a request fasthttp could not read, with a status and a plain-text reason,
+// and lingers on close so that the viewer reads the answer instead of a reset.
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	vc, _ := ctx.Conn().(*viewerConn)
+	if vc != nil {
+		vc.linger.Store(true)
+	}
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small) && vc != nil && vc.longLine:
+		s.fail(ctx, fasthttp.StatusRequestURITooLong, fmt.Sprintf("the request line is longer than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
+	case errors.As(err, &small):
+		s.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request header is larger than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
+	case errors.Is(err, errBareLF), errors.Is(err, errBareCR):
+		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: "+errBareLF.Error())
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", maxRequestBodyBytes))
+	case errors.As(err, &ne) && ne.Timeout():
+		s.fail(ctx, fasthttp.StatusRequestTimeout, "the request took too long to arrive")
+	default:
+		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: the request could not be parsed")
+	}
+}
+
+// maxRequestBodyBytes bounds the body of a request the edge forwards to the origin.
+const maxRequestBodyBytes = 64 << 20
+
+// refuseRequest answers, and returns true for, a request the edge must not act on because of
+// how it is framed: Transfer-Encoding together with Content-Length (RFC 9112 §6.1: a request an
+// origin or another proxy may delimit differently, the classic request smuggling), or a declared
+// body over maxRequestBodyBytes (413 at once, before any of it is read).
+func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	cl := h.ContentLength()
+	if cl == -1 && hasHeader(h.RawHeaders(), "content-length") { // chunked, and a length too
+		s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: Transfer-Encoding and Content-Length together")
+		return true
+	}
+	if cl > maxRequestBodyBytes {
+		s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body ("+strconv.Itoa(cl)+
+			" bytes) is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
+		return true
+	}
+	return false
+}
+
+// refuse answers with an error and closes the connection (lingering): the request's body, if
+// any, is not read.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, status int, reason string) {
+	s.fail(ctx, status, reason)
+	ctx.SetConnectionClose()
+	if vc, ok := ctx.Conn().(*viewerConn); ok {
+		vc.linger.Store(true)
+	}
+}
+
+// hasHeader reports whether a raw header block has a field named name (lower case).
+func hasHeader(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		k, _, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
+			return true
+		}
+	}
+	return false
+}

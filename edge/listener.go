@@ -1,0 +1,247 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Accept backoff: fasthttp's Server.Serve returns on any accept error that is not a timeout, and
+// the edge would then stop. Out of file descriptors (EMFILE, ENFILE), buffers or memory, or a
+// connection aborted before it was accepted are temporary: the listener waits and tries again,
+// from acceptBackoffMin doubling up to acceptBackoffMax, as net/http does.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// acceptReasons are the label values of duet_edge_accept_errors_total (bounded).
+var acceptReasons = []string{"emfile", "enfile", "enobufs", "enomem", "econnaborted", "timeout", "other"}
+
+// acceptReason names an accept error for the metric.
+func acceptReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case syscall.EMFILE:
+			return "emfile"
+		case syscall.ENFILE:
+			return "enfile"
+		case syscall.ENOBUFS:
+			return "enobufs"
+		case syscall.ENOMEM:
+			return "enomem"
+		case syscall.ECONNABORTED:
+			return "econnaborted"
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "other"
+}
+
+// viewerListener is the viewer listener as fasthttp sees it. Its Accept returns an error only
+// once the listener is closed: every other accept error is counted, logged at most once a
+// second, and retried after a backoff. Each accepted connection is a viewerConn.
+type viewerListener struct {
+	net.Listener
+	log       *slog.Logger
+	errs      map[string]prometheus.Counter // by acceptReason
+	maxHeader int                           // Config.MaxHeaderBytes
+
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	// Accept's own state (fasthttp calls Accept from one goroutine).
+	lastLog    time.Time
+	suppressed int
+}
+
+func newViewerListener(ln net.Listener, log *slog.Logger, errs *prometheus.CounterVec, maxHeader int) *viewerListener {
+	l := &viewerListener{Listener: ln, log: log, errs: map[string]prometheus.Counter{}, maxHeader: maxHeader,
+		closed: make(chan struct{})}
+	for _, r := range acceptReasons {
+		l.errs[r] = errs.WithLabelValues(r)
+	}
+	return l
+}
+
+func (l *viewerListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return newViewerConn(c, l.maxHeader), nil
+		}
+		select {
+		case <-l.closed:
+			return nil, err
+		default:
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		reason := acceptReason(err)
+		l.errs[reason].Inc()
+		backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+		if now := time.Now(); now.Sub(l.lastLog) >= time.Second {
+			l.log.Warn("accepting viewer connections failed, retrying", "error", err, "reason", reason,
+				"backoff", backoff, "suppressed", l.suppressed)
+			l.lastLog, l.suppressed = now, 0
+		} else {
+			l.suppressed++
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-l.closed:
+			t.Stop()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// Close closes the listener and ends an Accept waiting out a backoff.
+func (l *viewerListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// Line-ending errors found by viewerConn (answered 400 by errorHandler).
+var (
+	errBareLF = errors.New("line ending is a bare LF: request lines and header lines must end with CRLF")
+	errBareCR = errors.New("a CR not followed by LF in the request header")
+)
+
+// Lingering close: a connection answered with an error while the viewer may still be sending
+// (an oversized header, a refused body) is shut for writing, then read and discarded for up to
+// lingerTimeout or lingerBytes before it is closed. Closing a socket with unread bytes sends a
+// reset, and the viewer's kernel then drops the answer before the viewer reads it.
+const (
+	lingerTimeout = time.Second
+	lingerBytes   = 256 << 10
+)
+
+// viewerConn is one viewer connection. It checks the line endings of each request's header
+// block as it arrives: fasthttp accepts a bare LF in a line but waits for CRLFCRLF to end the
+// block, so a request sent with bare LFs would wait for the read timeout instead of getting its
+// 400. It also notes whether the request line alone outgrew the header limit (414 rather than
+// 431), and can close lingering.
+//
+// The check covers a connection's first request, and each later one that starts after
+// everything read before was a header block ending exactly where a read ended (a keep-alive
+// viewer that sends a request and waits for the answer): only then is it certain that the next
+// byte read starts a request and not a body or a pipelined request fasthttp has buffered.
+//
+// Read and rearm run on the connection's own goroutine; linger may be set from anywhere.
+type viewerConn struct {
+	net.Conn
+	limit int
+
+	scan     bool // within a header block
+	first    bool // on its request line
+	lineLen  int  // bytes of the current line read so far (its CR included)
+	lastCR   bool // the last byte read was a CR
+	clean    bool // the last header block ended at the end of a read, and nothing was read since
+	longLine bool // the request line reached limit bytes without ending
+
+	linger atomic.Bool
+}
+
+func newViewerConn(c net.Conn, limit int) *viewerConn {
+	return &viewerConn{Conn: c, limit: limit, scan: true, first: true}
+}
+
+func (c *viewerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if cerr := c.check(p[:n]); cerr != nil {
+			c.scan = false
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+// check follows the header block's lines through b, the bytes just read.
+func (c *viewerConn) check(b []byte) error {
+	if !c.scan {
+		c.clean = false
+		return nil
+	}
+	if c.lastCR && b[0] != '\n' {
+		return errBareCR
+	}
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if j := bytes.IndexByte(b, '\r'); j >= 0 && j < len(b)-1 {
+				return errBareCR
+			}
+			c.lineLen += len(b)
+			c.lastCR = b[len(b)-1] == '\r'
+			if c.first && c.lineLen >= c.limit {
+				c.longLine = true
+			}
+			return nil
+		}
+		lineLen := c.lineLen + i // bytes before the LF
+		if i > 0 && b[i-1] != '\r' || i == 0 && !c.lastCR {
+			return errBareLF
+		}
+		if j := bytes.IndexByte(b[:i], '\r'); j >= 0 && j < i-1 {
+			return errBareCR
+		}
+		if c.first && lineLen+1 >= c.limit { // the line and its LF fill the read buffer
+			c.longLine = true
+		}
+		b = b[i+1:]
+		c.lineLen, c.lastCR = 0, false
+		switch {
+		case lineLen > 1:
+			c.first = false
+		case !c.first: // the empty line ending the block (empty lines before a request line are skipped)
+			c.scan = false
+			c.clean = len(b) == 0
+			return nil
+		}
+	}
+	return nil
+}
+
+// rearm starts checking the next request when it is certain to start at the next byte read.
+// Called when the connection turns idle.
+func (c *viewerConn) rearm() {
+	if c.clean {
+		c.scan, c.first, c.lineLen, c.lastCR, c.longLine = true, true, 0, false, false
+	}
+}
+
+// Close closes the connection; lingering (see lingerTimeout) when linger is set.
+func (c *viewerConn) Close() error {
+	if c.linger.Swap(false) {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
+		}
+	}
+	return c.Conn.Close()
+}
+
+// ReadFrom keeps the socket's own ReadFrom (sendfile, splice) for bodies served from files.
+func (c *viewerConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
