@@ -74,7 +74,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	rawPath, rawQuery, _ := strings.Cut(target, "?")
 	path, query, err := s.keys.Normalize(rawPath, rawQuery)
 	if err != nil {
-		s.fail(ctx, fasthttp.StatusBadRequest, "bad request path: "+err.Error())
+		status := fasthttp.StatusBadRequest
+		if errors.Is(err, cachekey.ErrTooLong) {
+			status = fasthttp.StatusRequestURITooLong
+		}
+		s.fail(ctx, status, "bad request path: "+err.Error())
 		if ctx.IsGet() || ctx.IsHead() {
 			s.applyCORS(ctx)
 		}
