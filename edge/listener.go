@@ -61,6 +61,8 @@ type viewerListener struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// wake ends a backoff early: a viewer connection closed, so a descriptor is free.
+	wake chan struct{}
 
 	// Accept's own state (fasthttp calls Accept from one goroutine).
 	lastLog    time.Time
@@ -69,7 +71,7 @@ type viewerListener struct {
 
 func newViewerListener(ln net.Listener, log *slog.Logger, errs *prometheus.CounterVec, maxHeader int) *viewerListener {
 	l := &viewerListener{Listener: ln, log: log, errs: map[string]prometheus.Counter{}, maxHeader: maxHeader,
-		closed: make(chan struct{})}
+		closed: make(chan struct{}), wake: make(chan struct{}, 1)}
 	for _, r := range acceptReasons {
 		l.errs[r] = errs.WithLabelValues(r)
 	}
@@ -81,7 +83,7 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			return newViewerConn(c, l.maxHeader), nil
+			return newViewerConn(c, l.maxHeader, l.wake), nil
 		}
 		select {
 		case <-l.closed:
@@ -104,6 +106,8 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
+		case <-l.wake:
+			t.Stop()
 		case <-l.closed:
 			t.Stop()
 			return nil, net.ErrClosed
@@ -156,10 +160,11 @@ type viewerConn struct {
 	longLine bool // the request line reached limit bytes without ending
 
 	linger atomic.Bool
+	wake   chan<- struct{} // the listener's: see viewerListener.wake
 }
 
-func newViewerConn(c net.Conn, limit int) *viewerConn {
-	return &viewerConn{Conn: c, limit: limit, scan: true, first: true}
+func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
+	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake}
 }
 
 func (c *viewerConn) Read(p []byte) (int, error) {
@@ -235,7 +240,12 @@ func (c *viewerConn) Close() error {
 			_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
 		}
 	}
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 // ReadFrom keeps the socket's own ReadFrom (sendfile, splice) for bodies served from files.

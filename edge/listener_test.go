@@ -207,7 +207,7 @@ func TestViewerConnLineEndings(t *testing.T) {
 		{name: "long header", chunks: []string{"GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 80)}, scan: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newViewerConn(nil, 64)
+			c := newViewerConn(nil, 64, nil)
 			var err error
 			for _, ch := range tc.chunks {
 				if err = c.check([]byte(ch)); err != nil {
