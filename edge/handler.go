@@ -579,8 +579,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 	fctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
 	var reqBody io.Reader = bytes.NewReader(nil)
+	var capped *bodyCap
 	if ctx.Request.IsBodyStream() {
-		reqBody = ctx.RequestBodyStream()
+		capped = &bodyCap{r: ctx.RequestBodyStream(), left: maxRequestBodyBytes}
+		reqBody = capped
 	} else if b := ctx.Request.Body(); len(b) > 0 {
 		reqBody = bytes.NewReader(b)
 	}
@@ -588,6 +590,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	resp, err := fw.Forward(fctx, b2s(ctx.Method()), rq.path, rq.query, h, reqBody)
 	if err != nil {
 		cancel()
+		if capped != nil && capped.over {
+			s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
+			return
+		}
 		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 
@@ -133,4 +134,34 @@ func hasHeader(raw []byte, name string) bool {
 		}
 	}
 	return false
+}
+
+// errBodyTooLarge ends a forwarded body that outgrew maxRequestBodyBytes.
+var errBodyTooLarge = errors.New("request body too large")
+
+// bodyCap passes at most left bytes of a streamed request body (a chunked one, whose size is not
+// declared) and then fails, noting it in over.
+type bodyCap struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (b *bodyCap) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body that ends exactly at the cap from a larger one.
+		var one [1]byte
+		n, err := b.r.Read(one[:])
+		if n > 0 {
+			b.over = true
+			return 0, errBodyTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }

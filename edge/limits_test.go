@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,4 +240,48 @@ func TestMalformedRequestsAnswered(t *testing.T) {
 			t.Errorf("%s: answered after %v", tc.name, a.after)
 		}
 	}
+}
+
+// TestChunkedBodyOverLimit: a chunked request body (no declared size) that outgrows 64 MiB is
+// cut and answered 413; one within it reaches the origin whole.
+func TestChunkedBodyOverLimit(t *testing.T) {
+	var got atomic.Int64
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Store(n)
+		_, _ = io.WriteString(w, "stored")
+	}))
+	defer o.Close()
+	ho, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: o.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, ho, nil)
+	post := func(size int64) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, h.url+"/up", io.LimitReader(zeros{}, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = -1 // chunked
+		resp, err := h.client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(1 << 20); code != 200 || body != "stored" || got.Load() != 1<<20 {
+		t.Fatalf("1 MiB chunked: %d %q, origin got %d bytes", code, body, got.Load())
+	}
+	if code, body := post(maxRequestBodyBytes + 1<<20); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("65 MiB chunked: %d %q, want 413", code, body)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

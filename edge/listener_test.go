@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,4 +232,118 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// FuzzViewerConnCheck: the header line check sees the same request however the network splits
+// it into reads, and never fails a block that ends every line with CRLF.
+func FuzzViewerConnCheck(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint8(3), uint8(7))
+	f.Add([]byte("GET / HTTP/1.1\nHost: x\n\n"), uint8(1), uint8(1))
+	f.Add([]byte("\r\n\r\nGET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), uint8(2), uint8(60))
+	f.Add([]byte("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), uint8(16), uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, a, b uint8) {
+		if len(data) == 0 {
+			return
+		}
+		type result struct {
+			err              error
+			scan, first, lon bool
+			lineLen          int
+			lastCR           bool
+		}
+		run := func(chunks [][]byte) result {
+			c := newViewerConn(nil, 64, nil)
+			for _, ch := range chunks {
+				if err := c.check(ch); err != nil {
+					return result{err: err}
+				}
+				if !c.scan {
+					break
+				}
+			}
+			return result{scan: c.scan, first: c.first, lon: c.longLine, lineLen: c.lineLen, lastCR: c.lastCR}
+		}
+		whole := run([][]byte{data})
+		// Split at up to two points, and byte by byte.
+		i, j := int(a)%len(data), int(b)%len(data)
+		i, j = min(i, j), max(i, j)
+		var parts [][]byte
+		for _, p := range [][]byte{data[:i], data[i:j], data[j:]} {
+			if len(p) > 0 {
+				parts = append(parts, p)
+			}
+		}
+		var bytewise [][]byte
+		for k := range data {
+			bytewise = append(bytewise, data[k:k+1])
+		}
+		for name, got := range map[string]result{"split": run(parts), "bytewise": run(bytewise)} {
+			if !errors.Is(got.err, whole.err) || got.err == nil && got != whole {
+				t.Fatalf("%q: %s %+v, whole %+v", data, name, got, whole)
+			}
+		}
+		// A block whose lines all end in CRLF passes.
+		crlf := bytes.ReplaceAll(bytes.ReplaceAll(data, []byte("\r"), nil), []byte("\n"), []byte("\r\n"))
+		if r := run([][]byte{crlf}); r.err != nil {
+			t.Fatalf("%q: %v", crlf, r.err)
+		}
+	})
+}
+
+// FuzzRawRequest sends raw bytes to a live edge, then shuts the connection for writing: the
+// edge answers (or closes) at once, never with a reset or a 5xx of its own making, and keeps
+// serving.
+func FuzzRawRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\nHost: x\n\n",
+		"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 20<<10) + "\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "hello")
+	}))
+	f.Cleanup(o.Close)
+	ho, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: o.URL})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := startEdge(f, ho, nil)
+	addr := strings.TrimPrefix(h.url, "http://")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(data); err != nil {
+			return // the edge answered and closed before reading it all
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		out, err := io.ReadAll(c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%q: no answer or close within 10 s (got %q)", data, out)
+		}
+		for rest := out; len(rest) > 0; {
+			i := bytes.Index(rest, []byte("HTTP/1.1 "))
+			if i < 0 {
+				break
+			}
+			code, _ := strconv.Atoi(string(rest[i+9 : min(i+12, len(rest))]))
+			if code >= 500 {
+				t.Fatalf("%q: answered %d: %q", data, code, out)
+			}
+			rest = rest[i+12:]
+		}
+		if code, body := fetch(t, h.client, h.url+"/a"); code != 200 || body != "hello" {
+			t.Fatalf("after %q: %d %q", data, code, body)
+		}
+	})
 }
