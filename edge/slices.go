@@ -504,7 +504,19 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string, first, total int64) {
 	defer s.fl.leave(f)
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	defer cancel()
+	handedOn := false
+	defer func() {
+		if !handedOn {
+			cancel()
+		}
+	}()
+	pass := func(resp *origin.Response) {
+		// The viewer reads the body after this returns: its end, not ours, ends the fetch.
+		handedOn = true
+		resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
+		f.out, f.pass = outPass, resp
+		close(f.ready)
+	}
 	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
 	if settled {
@@ -517,8 +529,7 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
 	if !d.storable || (resp.Status != http.StatusOK && resp.Status != http.StatusPartialContent) {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		pass(resp)
 		return
 	}
 	if oreq.IfMatch != "" && d.meta.ETag != oreq.IfMatch {
@@ -529,8 +540,7 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 	switch resp.Status {
 	case http.StatusOK:
 		if resp.ContentLength > s.sliceAbove || resp.ContentLength < 0 && s.store.isSliced(primary) {
-			f.out, f.pass = outPass, resp
-			close(f.ready)
+			pass(resp) // too large to store whole, and the origin does not do ranges
 			return
 		}
 	case http.StatusPartialContent:
