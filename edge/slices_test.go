@@ -106,7 +106,10 @@ next:
 	for _, v := range versions {
 		for _, p := range parts {
 			start, end, total, err := byterange.ParseContentRange(p.cr)
-			if err != nil || total != int64(len(v)) || start < 0 || !bytes.Equal(p.body, v[start:end+1]) {
+			// The total is the origin's word (one that lies about it is passed on); the bytes
+			// are the edge's job.
+			_ = total
+			if err != nil || start < 0 || end >= int64(len(v)) || !bytes.Equal(p.body, v[start:end+1]) {
 				continue next
 			}
 		}
@@ -145,28 +148,30 @@ func TestSliceAnswersThatMissTheSlice(t *testing.T) {
 	obj := []byte("0123456789")
 	cases := []struct {
 		name, viewerRange string
-		answer            func(w http.ResponseWriter, r *http.Request)
+		// mayCut: the fault shows only mid-body, after the status went out.
+		mayCut bool
+		answer func(w http.ResponseWriter, r *http.Request)
 	}{
-		{"starts elsewhere", "bytes=0-4", func(w http.ResponseWriter, r *http.Request) {
+		{"starts elsewhere", "bytes=0-4", false, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Range", "bytes 4-9/10")
 			w.Header().Set("Content-Length", "6")
 			w.WriteHeader(http.StatusPartialContent)
 			_, _ = w.Write(obj[4:])
 		}},
-		{"short", "bytes=5-9", func(w http.ResponseWriter, r *http.Request) {
+		{"short", "bytes=5-9", false, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Range", "bytes 0-4/10")
 			w.Header().Set("Content-Length", "5")
 			w.WriteHeader(http.StatusPartialContent)
 			_, _ = w.Write(obj[:5])
 		}},
-		{"body shorter than its length", "bytes=2-9", func(w http.ResponseWriter, r *http.Request) {
+		{"body shorter than its length", "bytes=2-9", true, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Range", "bytes 0-9/10")
 			w.Header().Set("Content-Length", "10")
 			w.WriteHeader(http.StatusPartialContent)
 			_, _ = w.Write(obj[:5])
 			panic(http.ErrAbortHandler)
 		}},
-		{"416 for a range that exists", "bytes=2-3", func(w http.ResponseWriter, r *http.Request) {
+		{"416 for a range that exists", "bytes=2-3", false, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Range", "bytes */10")
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		}},
@@ -184,6 +189,9 @@ func TestSliceAnswersThatMissTheSlice(t *testing.T) {
 				resp, body, cut, hang := viewerGet(t.Context(), h.client, h.url+"/v.mp4", tc.viewerRange)
 				if hang {
 					t.Fatalf("viewer got no answer: %v", cut)
+				}
+				if cut != nil && !tc.mayCut {
+					t.Fatalf("connection cut instead of an answer: %v", cut)
 				}
 				if cut == nil {
 					if err := checkAnswer(resp, body, obj); err != nil {
