@@ -237,13 +237,13 @@ var skipRequestHeaders = map[string]bool{
 func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
 	defer s.fl.leave(f)
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	defer cancel()
 	primary = strings.Clone(primary)
 	reqPath = strings.Clone(reqPath)
 
 	// Another flight may have committed the key between the viewer's lookup and this flight.
 	if stale == nil {
 		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
+			cancel()
 			f.out = outRefreshed
 			close(f.ready)
 			return
@@ -251,8 +251,12 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	}
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
 	if settled {
+		cancel()
 		return
 	}
+	// The fetch ends with its body (not with this function): a pass-through answer is read by
+	// its viewer after the fill returned, and was cut short when the fill cancelled it.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable

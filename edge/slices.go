@@ -504,23 +504,17 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string, first, total int64) {
 	defer s.fl.leave(f)
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	handedOn := false
-	defer func() {
-		if !handedOn {
-			cancel()
-		}
-	}()
-	pass := func(resp *origin.Response) {
-		// The viewer reads the body after this returns: its end, not ours, ends the fetch.
-		handedOn = true
-		resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
-		f.out, f.pass = outPass, resp
-		close(f.ready)
-	}
 	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
 	if settled {
+		cancel()
 		return
+	}
+	// The fetch ends with its body, which a pass-through answer reads after this returns.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
+	pass := func(resp *origin.Response) {
+		f.out, f.pass = outPass, resp
+		close(f.ready)
 	}
 	fail := func(status int, err error) {
 		_ = resp.Body.Close()

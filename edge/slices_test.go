@@ -277,3 +277,24 @@ func TestLargeObjectNoRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLargeUncacheableWhole: a large answer that may not be stored (private) reaches the viewer
+// whole: the fetch stays alive until the viewer has the body.
+func TestLargeUncacheableWhole(t *testing.T) {
+	t.Parallel()
+	obj := randomBytes(16<<20, 6)
+	o := httpOriginFor(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private")
+		w.Header().Set("Content-Length", strconv.Itoa(len(obj)))
+		for b := obj; len(b) > 0; b = b[min(len(b), 1<<20):] {
+			_, _ = w.Write(b[:min(len(b), 1<<20)])
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond) // the body outlives the fill that received its headers
+		}
+	})
+	h := startEdge(t, o, nil)
+	resp, body := h.get("/p.bin")
+	if resp.StatusCode != 200 || !bytes.Equal(body, obj) {
+		t.Fatalf("%d with %d of %d bytes", resp.StatusCode, len(body), len(obj))
+	}
+}
