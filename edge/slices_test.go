@@ -13,9 +13,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/byterange"
 	"github.com/duetcdn/duet/internal/testenv"
@@ -296,5 +299,45 @@ func TestLargeUncacheableWhole(t *testing.T) {
 	resp, body := h.get("/p.bin")
 	if resp.StatusCode != 200 || !bytes.Equal(body, obj) {
 		t.Fatalf("%d with %d of %d bytes", resp.StatusCode, len(body), len(obj))
+	}
+}
+
+// TestSliceFetchesOutliveTheHandler: slices resolved while the body is written, after the
+// handler returned, are fetched with the viewer's request as it was: fasthttp may reset and
+// reuse a RequestCtx once its handler returned, which the wrapper here does at once.
+func TestSliceFetchesOutliveTheHandler(t *testing.T) {
+	t.Parallel()
+	const slice = 64 << 10
+	obj := randomBytes(10*slice, 7)
+	var mu sync.Mutex
+	probes := map[string]int{}
+	o := httpOriginFor(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		probes[r.Header.Get("X-Probe")]++
+		mu.Unlock()
+		w.Header().Set("ETag", `"v"`)
+		w.Header().Set("Cache-Control", "max-age=3600")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj))
+	})
+	cfg := testConfig(t)
+	cfg.Cache.SliceBytes, cfg.Cache.SliceAbove = slice, slice
+	h := startEdgeConfig(t, o, cfg, func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+		return func(ctx *fasthttp.RequestCtx) {
+			next(ctx)
+			ctx.Request.Header.Set("X-Probe", "recycled")
+		}
+	})
+	for _, rg := range []string{"bytes=0-", "bytes=0-10,100-"} { // single range, multipart
+		resp, body := h.get("/r.bin", "Range", rg, "X-Probe", "viewer")
+		if err := checkAnswer(resp, body, obj); err != nil || resp.StatusCode != 206 {
+			t.Fatalf("Range %s: %d, %v", rg, resp.StatusCode, err)
+		}
+		h.flightsIdle()
+		h.srv.dropSlices("/r.bin")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if probes["recycled"] > 0 || probes["viewer"] == 0 {
+		t.Errorf("origin requests by X-Probe: %v; want every slice fetched with the viewer's headers", probes)
 	}
 }
