@@ -255,6 +255,16 @@ func TestLargeObjectWhole(t *testing.T) {
 	if d := h.srv.store.disk.Stats(); d.Bytes > d.MaxBytes {
 		t.Errorf("disk tier holds %d bytes of %d", d.Bytes, d.MaxBytes)
 	}
+	// A restarted edge knows from its disk tier that the object is sliced: no request for
+	// the whole object goes to the origin.
+	h.stop()
+	h = startEdgeConfig(t, o, h.cfg)
+	if resp, _ := h.do(http.MethodHead, "/big.mp4"); resp.StatusCode != 200 || resp.ContentLength != int64(len(obj)) {
+		t.Errorf("HEAD after restart: %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
+	}
+	if n := fullGets.Load(); n != 1 {
+		t.Errorf("after a restart the origin got a request for the whole object again (%d in all)", n)
+	}
 }
 
 // TestLargeObjectNoRanges: an origin that ignores ranges and sends an object too large to store
