@@ -351,3 +351,38 @@ func TestSliceFetchesOutliveTheHandler(t *testing.T) {
 		t.Errorf("origin requests by X-Probe: %v; want every slice fetched with the viewer's headers", probes)
 	}
 }
+
+// TestLargeObjectNoLength: an object sent without Content-Length that runs past what the disk
+// tier stores whole cannot be told apart from a small one when its answer starts; once it ran
+// past, its requests go to slices (or, when the origin ignores ranges, stream through).
+func TestLargeObjectNoLength(t *testing.T) {
+	t.Parallel()
+	obj := randomBytes(12<<20, 8)
+	for _, ranges := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ranges=%v", ranges), func(t *testing.T) {
+			o := httpOriginFor(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("ETag", `"nolen"`)
+				w.Header().Set("Cache-Control", "max-age=3600")
+				if ranges && r.Header.Get("Range") != "" {
+					http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj))
+					return
+				}
+				w.(http.Flusher).Flush() // no Content-Length
+				_, _ = w.Write(obj)
+			})
+			h := startEdge(t, o, func(c *Config) { c.Disk.MaxBytes = 64 << 20 })
+			// The first answer is cut where the disk tier gave up (chunked: the viewer sees the
+			// transfer fail, never a complete-looking short body).
+			if resp, body, cut, hang := viewerGet(t.Context(), h.client, h.url+"/n.bin", ""); hang || cut == nil && (resp.StatusCode != 200 || !bytes.Equal(body, obj)) {
+				t.Fatalf("first GET: hang %v, cut %v", hang, cut)
+			}
+			h.flightsIdle()
+			for i := range 2 {
+				resp, body := h.get("/n.bin")
+				if resp.StatusCode != 200 || !bytes.Equal(body, obj) {
+					t.Fatalf("GET %d: %d with %d bytes", i, resp.StatusCode, len(body))
+				}
+			}
+		})
+	}
+}
