@@ -188,6 +188,12 @@ type CacheConfig struct {
 	// SliceBytes is the unit in which range requests on uncached objects are fetched, so a seek
 	// into a large file does not pull the whole file. Default 4MiB.
 	SliceBytes ByteSize `yaml:"slice_bytes"`
+	// SliceAbove: an object whose full GET announces more bytes than this is not stored whole
+	// but fetched, cached and served as slices of slice_bytes, each evicted on its own, so
+	// that a file of any size is delivered within the disk budget and a seek fetches only the
+	// slices it touches. Objects larger than the disk tier stores whole (disk.max_bytes/8) are
+	// always sliced. Default 64MiB.
+	SliceAbove ByteSize `yaml:"slice_above"`
 	// FillTimeout bounds a whole origin fetch, body included. Default 5m.
 	FillTimeout time.Duration `yaml:"fill_timeout"`
 	// PassTTL is how long a key whose response could not be shared skips request collapsing
@@ -214,6 +220,7 @@ func DefaultConfig() Config {
 			PlaylistTTL:     2 * time.Second,
 			SegmentTTL:      24 * time.Hour,
 			SliceBytes:      4 << 20,
+			SliceAbove:      64 << 20,
 			FillTimeout:     5 * time.Minute,
 			PassTTL:         10 * time.Second,
 		},
@@ -272,6 +279,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.SliceBytes < 64<<10 {
 		bad("cache.slice_bytes must be at least 64KiB")
+	}
+	if c.Cache.SliceAbove < c.Cache.SliceBytes {
+		bad("cache.slice_above must be at least cache.slice_bytes")
 	}
 	for name, d := range map[string]time.Duration{
 		"cache.default_ttl": c.Cache.DefaultTTL, "cache.negative_ttl": c.Cache.NegativeTTL,

@@ -28,6 +28,9 @@ const (
 	// outFailed: no usable answer (connection error, timeout, 5xx). Waiters may fall back to a
 	// stale entry under stale-if-error.
 	outFailed
+	// outSliced: the object is too large to store whole (a 200 above Server.sliceAbove); the
+	// origin's answer was dropped and every waiter answers from slices.
+	outSliced
 )
 
 // spool is where a flight's body bytes go while readers follow: the disk tier's writer.

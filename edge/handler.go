@@ -151,7 +151,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		stale = &m
 		e.close()
 	}
-	if rq.rangeHdr != "" && stale == nil {
+	if (rq.rangeHdr != "" || s.store.isSliced(rq.primary)) && stale == nil {
 		if _, inFlight := s.fl.get(key); !inFlight {
 			return s.serveSlices(ctx, rq)
 		}
@@ -202,6 +202,8 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 			return s.passThrough(ctx, rq, f.pass)
 		}
 		return s.passThrough(ctx, rq, nil)
+	case outSliced:
+		return s.serveSlices(ctx, rq)
 	default: // outFailed
 		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
 			if e, ok := s.store.open(key); ok {
@@ -243,13 +245,13 @@ var skipRequestHeaders = map[string]bool{
 func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
 	defer s.fl.leave(f)
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	defer cancel()
 	primary = strings.Clone(primary)
 	reqPath = strings.Clone(reqPath)
 
 	// Another flight may have committed the key between the viewer's lookup and this flight.
 	if stale == nil {
 		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
+			cancel()
 			f.out = outRefreshed
 			close(f.ready)
 			return
@@ -257,8 +259,12 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	}
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
 	if settled {
+		cancel()
 		return
 	}
+	// The fetch ends with its body (not with this function): a pass-through answer is read by
+	// its viewer after the fill returned, and was cut short when the fill cancelled it.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
@@ -272,6 +278,19 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
 		f.out, f.pass = outPass, resp
+		close(f.ready)
+		return
+	}
+	if resp.Status == http.StatusOK && resp.ContentLength > s.sliceAbove {
+		// Too large to store whole: the object is cached, and served, as slices. Its viewers
+		// fetch them at once; this answer is dropped (a read of the first slices from it would
+		// save a round trip, at the cost of a second way to fill slices).
+		_ = resp.Body.Close()
+		if stale != nil {
+			s.store.remove(stale.Key)
+		}
+		s.store.markSliced(primary)
+		f.out = outSliced
 		close(f.ready)
 		return
 	}
@@ -366,6 +385,11 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	_ = resp.Body.Close()
 	if bodyErr == nil && resp.ContentLength >= 0 && written != resp.ContentLength {
 		bodyErr = fmt.Errorf("origin body ended after %d of %d bytes", written, resp.ContentLength)
+	}
+	if errors.Is(bodyErr, disktier.ErrTooLarge) && meta.Offset == 0 && meta.Total == 0 {
+		// An object that announced no length ran past what the disk tier stores whole: its
+		// next requests go to slices (an origin that ignores ranges then streams it through).
+		s.store.markSliced(primaryOf(meta.Key))
 	}
 	if bodyErr != nil {
 		s.m.originErrors.WithLabelValues("body").Inc()

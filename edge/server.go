@@ -72,6 +72,9 @@ type Server struct {
 	rewriter ManifestRewriter
 	// cors are the pre-rendered CORS headers (off when cors.allow_origin is empty).
 	cors corsHeaders
+	// sliceAbove is the Content-Length above which a full GET is not stored whole but answered,
+	// and cached, as slices: cache.slice_above, capped by what the disk tier stores whole.
+	sliceAbove int64
 	// realClock is set when now is time.Now: the handler then takes fasthttp's own reading of
 	// the request's arrival instead of reading the clock again (docs/performance.md).
 	realClock bool
@@ -157,7 +160,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		mem.Close()
 		return nil, fmt.Errorf("open disk tier %s: %w", cfg.Disk.Dir, err)
 	}
-	st = newStore(mem, disk, log)
+	// Objects above cache.slice_above, or too large for the disk tier to hold whole (with room
+	// for the metadata), are cached as slices.
+	maxObject := int64(cfg.Disk.MaxBytes) / disktier.MaxObjectFraction
+	s.sliceAbove = min(int64(cfg.Cache.SliceAbove), maxObject-min(64<<10, maxObject/2))
+	st = newStore(mem, disk, log, s.sliceAbove)
 	s.store = st
 	// The sweep runs every second, or ten times per timeout when one is shorter than 10 s.
 	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout)

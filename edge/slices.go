@@ -95,14 +95,44 @@ type fillError struct {
 func (e *fillError) Error() string { return e.err.Error() }
 func (e *fillError) Unwrap() error { return e.err }
 
+// sliceFetch is what slice fetches need from the viewer's request, copied out of the
+// *fasthttp.RequestCtx while the handler runs: slices are resolved while the body is written
+// (for multipart answers on another goroutine), when fasthttp may already have recycled the ctx
+// for another request.
+type sliceFetch struct {
+	path, primary, rangeHdr string
+	// oreq is the origin request without range and validators; its Header is never written
+	// (request hands out copies).
+	oreq origin.Request
+}
+
+func (s *Server) newSliceFetch(ctx *fasthttp.RequestCtx, rq *request) *sliceFetch {
+	o := s.originRequest(ctx, rq)
+	return &sliceFetch{path: o.Path, primary: strings.Clone(rq.primary), rangeHdr: strings.Clone(rq.rangeHdr), oreq: *o}
+}
+
+// request returns a new origin request with its own header map.
+func (sf *sliceFetch) request() *origin.Request {
+	o := sf.oreq
+	o.Header = sf.oreq.Header.Clone()
+	return &o
+}
+
 func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, error) {
+	sf := s.newSliceFetch(ctx, rq)
 	size := int64(s.cfg.Cache.SliceBytes)
 	first := max(firstByte(rq.rangeHdr), 0)
-	sl, err := s.getSlice(ctx, rq, first/size, "")
+	sl, err := s.getSlice(sf, first/size, "", -1, true)
 	if err != nil {
 		return csError, err
 	}
 	if sl.pass != nil {
+		if sl.pass.Status == http.StatusRequestedRangeNotSatisfiable && rq.rangeHdr == "" {
+			// The viewer asked for the whole object: a 416 to the edge's own range is not its answer.
+			_ = sl.pass.Body.Close()
+			s.store.unmarkSliced(sf.primary)
+			return csError, &fillError{status: http.StatusBadGateway, err: errors.New("origin refused the range of the object's first slice (416)")}
+		}
 		return s.passThrough(ctx, rq, sl.pass), nil
 	}
 	if sl.whole {
@@ -113,18 +143,31 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 		return sl.cs, nil
 	}
 	total, etag := sl.meta.Total, sl.meta.ETag
+	rh := &ctx.Response.Header
+	if notModified(&ctx.Request.Header, &sl.meta) {
+		sl.release()
+		for _, f := range sl.meta.Header {
+			rh.Add(f.Name, f.Value)
+		}
+		ctx.SetStatusCode(http.StatusNotModified)
+		ctx.Response.SkipBody = true
+		return sl.cs, nil
+	}
 	ranges, perr := byterange.Parse(rq.rangeHdr, total)
-	if errors.Is(perr, byterange.ErrUnsatisfiable) {
+	whole := rq.rangeHdr == "" || !ifRangeHolds(&ctx.Request.Header, &sl.meta)
+	if errors.Is(perr, byterange.ErrUnsatisfiable) && !whole {
 		sl.release()
 		ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(total, 10))
 		s.failRange(ctx)
 		return csHit, nil
 	}
-	if perr != nil || len(ranges) == 0 {
-		// Unreadable Range: RFC 9110 lets us ignore it and send the whole object.
+	if whole || perr != nil || len(ranges) == 0 {
+		// No Range, an If-Range that does not hold, or an unreadable Range (RFC 9110 §14.2 lets
+		// us ignore it): the whole object.
+		whole = true
 		ranges = []byterange.Range{{Start: 0, End: total - 1}}
 	}
-	ra := &sliceReader{s: s, ctx: ctx, rq: *rq, etag: etag, size: size, total: total,
+	ra := &sliceReader{s: s, sf: sf, etag: etag, size: size, total: total,
 		got: map[int64]*slice{first / size: sl}}
 	// Resolve the first few slices now: a changed object is best found before any byte is sent.
 	resolved := 0
@@ -137,12 +180,11 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 			resolved++
 		}
 	}
-	if len(ranges) == 1 && ranges[0].Start == 0 && ranges[0].End == total-1 && perr != nil {
+	if whole {
 		ctx.SetStatusCode(http.StatusOK)
 	} else {
 		ctx.SetStatusCode(http.StatusPartialContent)
 	}
-	rh := &ctx.Response.Header
 	for _, f := range sl.meta.Header {
 		rh.Add(f.Name, f.Value)
 	}
@@ -152,10 +194,16 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 	rh.Set("X-Cache", sl.cs.xcache())
 	if len(ranges) == 1 {
 		r := ranges[0]
-		if ctx.Response.StatusCode() == http.StatusPartialContent {
+		if !whole {
 			rh.Set("Content-Range", byterange.ContentRange(r, total))
 		}
-		ctx.SetBodyStream(&sectionCloser{SectionReader: io.NewSectionReader(ra, r.Start, r.Len()), c: ra}, int(r.Len()))
+		if rq.head {
+			ra.Close()
+			ctx.Response.SkipBody = true
+			rh.SetContentLength(int(r.Len()))
+			return sl.cs, nil
+		}
+		ctx.SetBodyStream(&sliceBody{r: ra, off: r.Start, end: r.End + 1}, int(r.Len()))
 		return sl.cs, nil
 	}
 	ct := string(rh.ContentType())
@@ -171,25 +219,24 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 	return sl.cs, nil
 }
 
-type sectionCloser struct {
-	*io.SectionReader
-	c io.Closer
-}
-
-func (s *sectionCloser) Close() error { return s.c.Close() }
+// maxOpenSlices bounds the slices a reader holds open: a 5 GiB object read from start to end
+// must not keep 1,280 files (and their disk space, which eviction cannot free while they are
+// open) until the answer ends. Slices the reader moved past are released; one read again
+// (multipart ranges out of order) is resolved again.
+const maxOpenSlices = preResolveSlices + 2
 
 // sliceReader reads a sliced object at any offset, resolving slices as it goes. A slice whose
 // ETag differs from the first one's fails the read (the viewer sees a cut connection, never
 // mixed bytes) and drops the object's slices.
 type sliceReader struct {
 	s           *Server
-	ctx         *fasthttp.RequestCtx
-	rq          request
+	sf          *sliceFetch
 	etag        string
 	size, total int64
 
-	mu  sync.Mutex
-	got map[int64]*slice // guarded by mu
+	mu     sync.Mutex
+	got    map[int64]*slice // guarded by mu
+	closed bool             // guarded by mu
 }
 
 func (r *sliceReader) slice(i int64) (*slice, error) {
@@ -199,22 +246,54 @@ func (r *sliceReader) slice(i int64) (*slice, error) {
 	if ok {
 		return sl, nil
 	}
-	sl, err := r.s.getSlice(r.ctx, &r.rq, i, r.etag)
+	sl, err := r.s.getSlice(r.sf, i, r.etag, r.total, false)
 	if err != nil {
 		return nil, err
-	}
-	if sl.pass != nil {
-		_ = sl.pass.Body.Close()
-		return nil, &fillError{status: http.StatusBadGateway, err: fmt.Errorf("slice %d: origin answered %d", i, sl.pass.Status)}
 	}
 	if sl.whole || sl.meta.ETag != r.etag || sl.meta.Total != r.total {
 		sl.release()
 		return nil, errPinBroken
 	}
+	var drop []*slice
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		sl.release()
+		return nil, errors.New("slice reader closed")
+	}
 	r.got[i] = sl
+	if len(r.got) > maxOpenSlices {
+		for j, o := range r.got {
+			if j < i-1 || j > i+preResolveSlices {
+				drop = append(drop, o)
+				delete(r.got, j)
+			}
+		}
+	}
 	r.mu.Unlock()
+	for _, o := range drop {
+		o.release()
+	}
 	return sl, nil
+}
+
+// at resolves the slice holding byte off and returns it with off's position in it.
+func (r *sliceReader) at(off int64) (*slice, int64, error) {
+	i := off / r.size
+	sl, err := r.slice(i)
+	if err != nil {
+		if errors.Is(err, errPinBroken) {
+			r.s.dropSlices(r.sf.primary)
+		}
+		return nil, 0, err
+	}
+	local := off - sl.meta.Offset
+	if local < 0 || local >= sl.meta.Size {
+		// Slices are checked when they are fetched; this guards against anything else (a
+		// changed slice size) ever turning into a read that makes no progress.
+		return nil, 0, fmt.Errorf("slice %d holds %d bytes at %d, not byte %d", i, sl.meta.Size, sl.meta.Offset, off)
+	}
+	return sl, local, nil
 }
 
 func (r *sliceReader) ReadAt(p []byte, off int64) (int, error) {
@@ -223,21 +302,19 @@ func (r *sliceReader) ReadAt(p []byte, off int64) (int, error) {
 		if off >= r.total {
 			return n, io.EOF
 		}
-		i := off / r.size
-		sl, err := r.slice(i)
+		sl, local, err := r.at(off)
 		if err != nil {
-			if errors.Is(err, errPinBroken) {
-				r.s.dropSlices(r.rq.primary)
-			}
 			return n, err
 		}
-		local := off - sl.meta.Offset
 		want := min(int64(len(p)-n), sl.meta.Size-local)
 		m, err := sl.src.readAt(p[n:n+int(want)], local)
 		n += m
 		off += int64(m)
 		if err != nil && !(errors.Is(err, io.EOF) && int64(m) == want) {
 			return n, err
+		}
+		if m == 0 {
+			return n, fmt.Errorf("slice read at %d: %w", off, io.ErrNoProgress)
 		}
 	}
 	return n, nil
@@ -247,12 +324,85 @@ func (r *sliceReader) ReadAt(p []byte, off int64) (int, error) {
 func (r *sliceReader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	for i, sl := range r.got {
 		sl.release()
 		delete(r.got, i)
 	}
 	return nil
 }
+
+// sliceBody streams [off, end) of a sliced object: fasthttp calls WriteTo, which sends each
+// slice from its file with sendfile (or from the flight filling it) instead of copying the
+// object through user space in small reads.
+type sliceBody struct {
+	r        *sliceReader
+	off, end int64
+}
+
+func (b *sliceBody) Read(p []byte) (int, error) {
+	if b.off >= b.end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), b.end-b.off)]
+	n, err := b.r.ReadAt(p, b.off)
+	b.off += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (b *sliceBody) Close() error { return b.r.Close() }
+
+func (b *sliceBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for b.off < b.end {
+		sl, local, err := b.r.at(b.off)
+		if err != nil {
+			return total, err
+		}
+		n := min(b.end-b.off, sl.meta.Size-local)
+		m, err := sl.src.writeTo(w, local, n)
+		b.off += m
+		total += m
+		if err != nil {
+			return total, err
+		}
+		if m < n {
+			return total, io.ErrUnexpectedEOF
+		}
+	}
+	return total, nil
+}
+
+// writeTo sends n bytes at off of an entry or a flight to w.
+func (b body) writeTo(w io.Writer, off, n int64) (int64, error) {
+	switch {
+	case b.e.meta != nil && b.e.body != nil:
+		m, err := w.Write(b.e.body[off : off+n])
+		return int64(m), err
+	case b.e.meta != nil && b.e.file != nil:
+		rf, ok := w.(io.ReaderFrom)
+		if !ok {
+			break
+		}
+		// The handle is this reader's own: its file offset is free to move.
+		if _, err := b.e.file.File().Seek(off, io.SeekStart); err != nil {
+			return 0, err
+		}
+		return rf.ReadFrom(&io.LimitedReader{R: b.e.file.File(), N: n})
+	case b.f != nil:
+		fr := b.f.newReader(off, off+n)
+		defer fr.Close()
+		return fr.WriteTo(w)
+	}
+	return io.CopyBuffer(w, io.NewSectionReader(readerAtFunc(b.readAt), off, n), make([]byte, 64<<10))
+}
+
+type readerAtFunc func(p []byte, off int64) (int, error)
+
+func (f readerAtFunc) ReadAt(p []byte, off int64) (int, error) { return f(p, off) }
 
 // dropSlices removes every slice of an object (its version changed).
 func (s *Server) dropSlices(primary string) {
@@ -263,29 +413,36 @@ func (s *Server) dropSlices(primary string) {
 }
 
 // getSlice finds slice i in the tiers or fetches it (collapsed with other viewers of the slice).
-func (s *Server) getSlice(ctx *fasthttp.RequestCtx, rq *request, i int64, pin string) (*slice, error) {
-	key := sliceKey(rq.primary, i)
+// pin and total, when known (not "" and -1), are the ETag and size every slice must have. first
+// is set for the slice a request starts with: an answer that cannot be shared is then fetched
+// for this viewer alone and handed to it; for later slices it is an error.
+func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, first bool) (*slice, error) {
+	key := sliceKey(sf.primary, i)
+	size := int64(s.cfg.Cache.SliceBytes)
 	var stale *object.Meta
 	if e, ok := s.store.open(key); ok {
-		if pin != "" && e.meta.ETag != pin {
+		m := e.meta
+		switch {
+		case pin != "" && m.ETag != pin, total >= 0 && m.Total != total,
+			m.Offset != i*size || m.Size != min(size, m.Total-m.Offset):
+			// Another version, or a slice of another size (cache.slice_bytes changed).
 			e.close()
 			s.store.remove(key)
-		} else if freshnessOf(e.meta, s.now()) != expired && !s.untrusted.Load() {
-			return &slice{meta: *e.meta, src: body{e: e}, cs: csHit}, nil
-		} else {
-			m := *e.meta
-			stale = &m
+		case freshnessOf(m, s.now()) != expired && !s.untrusted.Load():
+			return &slice{meta: *m, src: body{e: e}, cs: csHit}, nil
+		default:
+			st := *m
+			stale = &st
 			e.close()
 		}
 	}
 	f, leader := s.fl.join(key)
 	defer f.unpin()
 	if leader {
-		oreq := s.originRequest(ctx, rq)
-		size := int64(s.cfg.Cache.SliceBytes)
+		oreq := sf.request()
 		oreq.Range = "bytes=" + strconv.FormatInt(i*size, 10) + "-" + strconv.FormatInt((i+1)*size-1, 10)
 		oreq.IfMatch = pin
-		go s.fillSlice(f, oreq, stale, rq.path, rq.primary)
+		go s.fillSlice(f, oreq, stale, sf.path, sf.primary, i*size, total)
 	} else {
 		s.m.collapsed.Inc()
 	}
@@ -305,12 +462,19 @@ func (s *Server) getSlice(ctx *fasthttp.RequestCtx, rq *request, i int64, pin st
 		}
 		return &slice{meta: *e.meta, src: body{e: e}, cs: csRevalidated}, nil
 	case outPass:
+		if !first {
+			if leader && f.pass != nil {
+				_ = f.pass.Body.Close()
+				return nil, &fillError{status: http.StatusBadGateway, err: fmt.Errorf("slice %d: origin answered %d", i, f.pass.Status)}
+			}
+			return nil, &fillError{status: http.StatusBadGateway, err: fmt.Errorf("slice %d: the origin's answer cannot be shared", i)}
+		}
 		if leader && f.pass != nil {
 			return &slice{pass: f.pass}, nil
 		}
 		// Not shareable: fetch this slice's range for this viewer alone.
-		oreq := s.originRequest(ctx, rq)
-		oreq.Range = rq.rangeHdr
+		oreq := sf.request()
+		oreq.Range = sf.rangeHdr
 		fctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
 		resp, err := s.fetch(fctx, oreq)
 		if err != nil {
@@ -332,35 +496,71 @@ func (s *Server) getSlice(ctx *fasthttp.RequestCtx, rq *request, i int64, pin st
 	}
 }
 
-// fillSlice fetches one slice. An origin that ignores ranges (200), or an object that fits in
-// one slice, is stored whole under the object's own key instead.
-func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
+// fillSlice fetches one slice, the bytes from first on, of an object of total bytes (-1 when
+// not known yet). An origin that ignores ranges (200), or an object that fits in one slice, is
+// stored whole under the object's own key instead, unless it is too large to store whole: then
+// it goes to the viewer that asked, uncached. Every other answer must be exactly the range
+// asked for, with the pinned ETag and total: anything else fails the slice with a reason.
+func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string, first, total int64) {
 	defer s.fl.leave(f)
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	defer cancel()
 	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
 	if settled {
+		cancel()
 		return
+	}
+	// The fetch ends with its body, which a pass-through answer reads after this returns.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
+	pass := func(resp *origin.Response) {
+		f.out, f.pass = outPass, resp
+		close(f.ready)
+	}
+	fail := func(status int, err error) {
+		_ = resp.Body.Close()
+		f.out, f.status, f.err = outFailed, status, err
+		close(f.ready)
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
 	if !d.storable || (resp.Status != http.StatusOK && resp.Status != http.StatusPartialContent) {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		pass(resp)
 		return
 	}
-	if resp.Status == http.StatusPartialContent {
-		start, end, total, err := byterange.ParseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil || total < 0 || end < start {
-			_ = resp.Body.Close()
-			f.out, f.status, f.err = outFailed, http.StatusBadGateway, fmt.Errorf("origin sent a bad Content-Range %q", resp.Header.Get("Content-Range"))
-			close(f.ready)
+	if oreq.IfMatch != "" && d.meta.ETag != oreq.IfMatch {
+		// The origin ignored If-Match and sent another version.
+		fail(http.StatusPreconditionFailed, errPinBroken)
+		return
+	}
+	switch resp.Status {
+	case http.StatusOK:
+		if resp.ContentLength > s.sliceAbove || resp.ContentLength < 0 && s.store.isSliced(primary) {
+			pass(resp) // too large to store whole, and the origin does not do ranges
 			return
 		}
-		if start == 0 && end == total-1 {
+	case http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		start, end, size, err := byterange.ParseContentRange(cr)
+		if err != nil || size < 0 || start < 0 {
+			fail(http.StatusBadGateway, fmt.Errorf("origin sent a bad Content-Range %q", cr))
+			return
+		}
+		wantEnd := min(first+int64(s.cfg.Cache.SliceBytes), size) - 1
+		switch {
+		case start != first || end != wantEnd:
+			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q to %s", cr, oreq.Range))
+			return
+		case total >= 0 && size != total:
+			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q for an object of %d bytes with the same ETag", cr, total))
+			return
+		case resp.ContentLength >= 0 && resp.ContentLength != end-start+1:
+			fail(http.StatusBadGateway, fmt.Errorf("origin sent %d bytes of body for %q", resp.ContentLength, cr))
+			return
+		}
+		resp.ContentLength = end - start + 1 // spoolBody holds the body to it
+		if start == 0 && end == size-1 {
 			d.meta.Status = http.StatusOK // the slice is the whole object
 		} else {
-			d.meta.Key, d.meta.Offset, d.meta.Total = f.key, start, total
+			d.meta.Key, d.meta.Offset, d.meta.Total = f.key, start, size
 		}
 	}
 	if stale != nil && stale.ETag != d.meta.ETag {

@@ -49,16 +49,29 @@ type store struct {
 	copying sync.Map // key → struct{}
 	copies  atomic.Uint64
 
+	// sliceAbove is the size above which an object is cached as slices (Server.sliceAbove).
+	sliceAbove int64
+
 	mu      sync.RWMutex
 	vary    map[string][]string            // primary key → the request headers its responses vary on; guarded by mu
 	tags    map[string]map[string]struct{} // surrogate key → cache keys; guarded by mu
 	keyTags map[string][]string            // cache key → its surrogate keys, to unindex on removal; guarded by mu
+	// sliced holds the primary keys of objects too large to store whole, so that their requests
+	// go to the slices at once instead of asking the origin for the whole object first. Rebuilt
+	// at start from the slices on disk; a key leaves it when its entries are removed (purge,
+	// new version). Guarded by mu.
+	sliced map[string]struct{}
 }
 
-func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger) *store {
+// maxSlicedKeys bounds store.sliced; past it, the set starts over (the cost is one origin
+// request per large object, answered by switching to slices again).
+const maxSlicedKeys = 100_000
+
+func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger, sliceAbove int64) *store {
 	st := &store{
-		mem: mem, disk: disk, log: log,
+		mem: mem, disk: disk, log: log, sliceAbove: sliceAbove,
 		vary: map[string][]string{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
+		sliced: map[string]struct{}{},
 	}
 	// A restarted edge rebuilds its secondary indexes from the disk tier's metadata.
 	disk.Keys("", func(m object.Meta) bool {
@@ -70,6 +83,9 @@ func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger) *store 
 
 // index records an entry's vary headers and surrogate keys.
 func (st *store) index(m *object.Meta) {
+	if m.Total > st.sliceAbove && strings.Contains(m.Key, sliceSep) {
+		st.markSliced(primaryOf(m.Key))
+	}
 	names := varyNames(m.Header)
 	if len(names) == 0 && len(m.Tags) == 0 {
 		return
@@ -111,6 +127,32 @@ func (st *store) evicted(key string) {
 	st.mu.Lock()
 	st.unindexLocked(key)
 	st.mu.Unlock()
+}
+
+// markSliced records that primary's object is stored as slices.
+func (st *store) markSliced(primary string) {
+	st.mu.Lock()
+	if _, ok := st.sliced[primary]; !ok {
+		if len(st.sliced) >= maxSlicedKeys {
+			clear(st.sliced)
+		}
+		st.sliced[strings.Clone(primary)] = struct{}{}
+	}
+	st.mu.Unlock()
+}
+
+func (st *store) unmarkSliced(primary string) {
+	st.mu.Lock()
+	delete(st.sliced, primary)
+	st.mu.Unlock()
+}
+
+// isSliced reports whether primary's object is stored as slices.
+func (st *store) isSliced(primary string) bool {
+	st.mu.RLock()
+	_, ok := st.sliced[primary]
+	st.mu.RUnlock()
+	return ok
 }
 
 // varyOf returns the headers the primary key's responses vary on, if any.
@@ -248,6 +290,7 @@ func (st *store) remove(key string) bool {
 	st.mem.Del(key)
 	st.mu.Lock()
 	st.unindexLocked(key)
+	delete(st.sliced, primaryOf(key))
 	st.mu.Unlock()
 	return ok
 }
@@ -263,6 +306,7 @@ func (st *store) removeMany(keys []string) int {
 	st.mu.Lock()
 	for _, k := range keys {
 		st.unindexLocked(k)
+		delete(st.sliced, primaryOf(k))
 	}
 	st.mu.Unlock()
 	return n
