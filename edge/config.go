@@ -158,7 +158,8 @@ type CacheConfig struct {
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	// MaxHeuristicTTL caps the Last-Modified heuristic (10% of the object's age). Default 24h.
 	MaxHeuristicTTL time.Duration `yaml:"max_heuristic_ttl"`
-	// NegativeTTL is how long a 404 or 410 without explicit freshness is cached. Default 10s.
+	// NegativeTTL is how long a 404 or 410 (or another heuristically cacheable error: 405, 414, 501)
+	// without explicit freshness is cached. Default 10s.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// PlaylistTTL is the freshness of .m3u8/.mpd without explicit freshness: short, because
 	// live playlists change every segment. Default 2s.

@@ -3,6 +3,8 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -124,8 +126,16 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 	if retried {
 		now = s.now()
 	}
+	// A request with credentials may use only an entry whose response allows it (RFC 9111
+	// §3.5), and fetches in a flight of its own (see authFlightKey).
+	auth := len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) > 0
 	var stale *object.Meta
-	if e, ok := s.store.open(key); ok {
+	e, ok := s.store.open(key)
+	if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
+		e.close()
+		ok = false
+	}
+	if ok {
 		fr := freshnessOf(e.meta, now)
 		if s.untrusted.Load() {
 			fr = expired // purges may be missing: the origin must confirm the entry first
@@ -143,6 +153,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		stale = &m
 		e.close()
 	}
+	if auth && rq.rangeHdr != "" && stale == nil {
+		// Slices are stored as they arrive, before anyone could tell whether this viewer's
+		// credentials allow sharing them: a range with credentials passes.
+		return s.passThrough(ctx, rq, nil)
+	}
 	if rq.rangeHdr != "" && stale == nil {
 		if _, inFlight := s.fl.get(key); !inFlight {
 			return s.serveSlices(ctx, rq)
@@ -152,7 +167,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		return s.passThrough(ctx, rq, nil)
 	}
 
-	f, leader := s.fl.join(key)
+	fkey := key
+	if auth {
+		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
+	}
+	f, leader := s.fl.join(fkey)
 	defer f.unpin()
 	if leader {
 		oreq := s.originRequest(ctx, rq)
@@ -176,13 +195,16 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		s.respond(ctx, rq, &f.meta, body{f: f}, cs, s.now())
 		return cs
 	case outRefreshed:
-		if e, ok := s.store.open(key); ok {
+		if e, ok := s.store.open(key); ok && (!auth || e.meta.Flags&object.AuthReusable != 0) {
 			cs := csRevalidated
 			if stale == nil {
 				cs = csHit
 			}
 			s.respond(ctx, rq, e.meta, body{e: e}, cs, s.now())
 			return cs
+		}
+		if ok {
+			e.close()
 		}
 		if !retried {
 			return s.serveCacheable(ctx, rq, true)
@@ -201,14 +223,37 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 				return csStaleIfError
 			}
 		}
-		s.fail(ctx, f.status, "origin unavailable: "+f.err.Error())
+		if f.errResp != nil {
+			s.writeBuffered(ctx, f.errResp, rq.head)
+			return csPass
+		}
+		s.fail(ctx, f.status, failReason(f.status))
 		return csError
 	}
 }
 
+// authFlightKey is the flight key of a request with credentials: one flight per key and
+// credentials, so that a response fetched with them reaches only requests that carry the same
+// ones, and anonymous requests never wait for it (what it stores, when RFC 9111 §3.5 allows,
+// goes under the ordinary key for everyone).
+func authFlightKey(key string, authorization []byte) string {
+	sum := sha256.Sum256(authorization)
+	return key + "\x00auth=" + hex.EncodeToString(sum[:16])
+}
+
+// failReason is the viewer's reason for an edge-made 502 or 504. It never names the origin
+// (its address is the operator's business); the log has the detail.
+func failReason(status int) string {
+	if status == fasthttp.StatusGatewayTimeout {
+		return "origin timed out"
+	}
+	return "origin unavailable"
+}
+
 // originRequest builds the origin read for a viewer's request. End-to-end request headers go
-// along (a response may vary on any of them), minus credentials, cookies and the validators
-// and ranges the edge sets itself; Accept-Encoding is normalised so that one origin response
+// along (a response may vary on any of them), Authorization included (a protected origin needs
+// it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
+// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is normalised so that one origin response
 // serves a whole variant.
 func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Request {
 	h := http.Header{}
@@ -225,7 +270,7 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Re
 
 // skipRequestHeaders are viewer request headers never forwarded on a cacheable fetch.
 var skipRequestHeaders = map[string]bool{
-	"Host": true, "Authorization": true, "Cookie": true, "Range": true, "If-Range": true,
+	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
 	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
 	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
 }
@@ -252,6 +297,14 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		return
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
+	if d.storable && oreq.Header.Get("Authorization") != "" && d.meta.Flags&object.AuthReusable == 0 {
+		d.storable, d.reason = false, "authorization" // RFC 9111 §3.5
+	}
+	if !d.storable && resp.Status >= 500 {
+		// An uncacheable 5xx goes to every viewer of the flight as the origin sent it.
+		s.settleError(f, resp)
+		return
+	}
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
 	}
@@ -260,7 +313,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
-		if d.reason != "" && d.reason != "server-error" {
+		if d.reason != "" && d.reason != "authorization" {
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
 		f.out, f.pass = outPass, resp
@@ -388,9 +441,12 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 }
 
 // exchange runs a fill's origin request, conditional when a stale entry is being revalidated.
-// It settles the flight itself (settled is true) when the origin fails (connection, timeout,
-// 5xx, a broken If-Match) or confirms the stale entry (304); otherwise the caller gets the
-// response. withdraw removes the stale entry when a 304 forbids storing it any longer.
+// It settles the flight itself (settled is true) when the origin gives no answer (connection,
+// timeout), a broken If-Match, a 5xx while the stale entry may stand in for it (stale-if-error),
+// or answers the revalidation (304); otherwise the caller gets the response, 5xx included.
+// withdraw removes the stale entry when a 304 forbids storing it any longer; the viewers then
+// fetch on their own (the stored body is still the representation, but refetching is what
+// the origin's no-store or private asks of a shared cache, and keeps this path simple).
 func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, stale *object.Meta, reqPath string, withdraw func()) (resp *origin.Response, reqTime, respTime time.Time, settled bool) {
 	if stale != nil {
 		oreq.IfNoneMatch = stale.ETag
@@ -407,14 +463,21 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	}
 	switch {
 	case err != nil:
+		s.log.Warn("origin fetch failed", "cache_key", f.key, "error", err)
 		fail(statusForError(err), err)
 	case resp.Status == http.StatusNotModified && stale != nil:
 		_ = resp.Body.Close()
 		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if oreq.Header.Get("Authorization") != "" && m.Flags&object.AuthReusable == 0 {
+			ok = false // RFC 9111 §3.5: the entry no longer allows requests with credentials
+		}
 		if !ok {
-			// The 304's headers forbid storing (no-store, private...): the old entry must go.
+			// The 304's headers forbid storing (no-store, private...): the old entry must go,
+			// and every viewer fetches the object for itself.
 			withdraw()
-			fail(http.StatusBadGateway, errors.New("origin withdrew the entry's cacheability in a 304"))
+			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			f.out = outPass
+			close(f.ready)
 			break
 		}
 		if err := s.store.updateMeta(m); err != nil {
@@ -422,7 +485,11 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 		}
 		f.out = outRefreshed
 		close(f.ready)
-	case resp.Status == http.StatusPreconditionFailed, resp.Status >= 500:
+	case resp.Status == http.StatusPreconditionFailed:
+		_ = resp.Body.Close()
+		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
+	case resp.Status >= 500 && stale != nil && !s.untrusted.Load() && usableOnError(stale, respTime):
+		// stale-if-error (RFC 5861 §4): the stale entry answers instead of the 5xx.
 		_ = resp.Body.Close()
 		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
 	default:
@@ -504,7 +571,8 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 		resp, err = s.fetch(fctx, oreq)
 		if err != nil {
 			cancel()
-			s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
+			s.log.Warn("origin fetch failed", "path", rq.path, "error", err)
+			s.fail(ctx, statusForError(err), failReason(statusForError(err)))
 			return csError
 		}
 	}
@@ -539,6 +607,46 @@ func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Resp
 		return
 	}
 	ctx.SetBodyStream(&closeFunc{ReadCloser: resp.Body, done: done}, int(resp.ContentLength))
+}
+
+// maxBufferedError bounds the origin 5xx body a flight copies for its waiters.
+const maxBufferedError = 64 << 10
+
+// bufferedResponse is a small origin answer held whole, to be written to many viewers.
+type bufferedResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// settleError ends a flight whose answer is an uncacheable 5xx: its waiters all get a copy when
+// the body is small, instead of all asking the origin again at once (a storm on an origin that
+// is already failing). A larger body streams to the leader, and each waiter fetches its own.
+func (s *Server) settleError(f *flight, resp *origin.Response) {
+	if resp.ContentLength > maxBufferedError {
+		f.out, f.pass = outPass, resp
+		close(f.ready)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedError+1))
+	_ = resp.Body.Close()
+	switch {
+	case err != nil:
+		s.log.Warn("read origin error body", "cache_key", f.key, "error", err)
+		f.out, f.status, f.err = outFailed, http.StatusBadGateway, fmt.Errorf("read origin %d body: %w", resp.Status, err)
+	case len(b) > maxBufferedError:
+		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d with a large body", resp.Status)
+	default:
+		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
+		f.errResp = &bufferedResponse{status: resp.Status, header: resp.Header, body: b}
+	}
+	close(f.ready)
+}
+
+// writeBuffered writes a buffered origin answer as writeOriginResponse writes a streamed one.
+func (s *Server) writeBuffered(ctx *fasthttp.RequestCtx, b *bufferedResponse, head bool) {
+	resp := &origin.Response{Status: b.status, Header: b.header, Body: io.NopCloser(bytes.NewReader(b.body)), ContentLength: int64(len(b.body))}
+	s.writeOriginResponse(ctx, resp, head, func() {}, cacheStatusInfo[csPass].header, cacheStatusInfo[csPass].xcache)
 }
 
 type closeFunc struct {
@@ -580,7 +688,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	resp, err := fw.Forward(fctx, b2s(ctx.Method()), rq.path, rq.query, h, reqBody)
 	if err != nil {
 		cancel()
-		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
+		s.log.Warn("origin forward failed", "path", rq.path, "error", err)
+		s.fail(ctx, statusForError(err), failReason(statusForError(err)))
 		return
 	}
 	if resp.Status < 400 {
@@ -627,12 +736,21 @@ func (b body) close() {
 // from the cached bytes. now is the time the entry's Age is computed at.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus, now time.Time) {
 	rh := &ctx.Response.Header
+	if !preconditionsHold(&ctx.Request.Header, m) {
+		// Before any of the entry's headers: a 412 must not carry its Cache-Control.
+		src.close()
+		s.fail(ctx, fasthttp.StatusPreconditionFailed, "precondition failed")
+		return
+	}
 	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
 	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
 	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a
 	// repeated name (sorted next to its first) is added after it.
 	for i := range m.Header {
 		f := &m.Header[i]
+		if f.Name == "Content-Range" && m.Status != http.StatusPartialContent {
+			continue // a whole object stored from a 206 that covered it: respond sets its own
+		}
 		if i > 0 && m.Header[i-1].Name == f.Name {
 			rh.Add(f.Name, f.Value)
 			continue
@@ -761,6 +879,25 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 		pw.CloseWithError(err)
 	}()
 	ctx.SetBodyStream(pr, int(mp.Len()))
+}
+
+// preconditionsHold evaluates If-Match, then If-Unmodified-Since, against a stored response
+// (RFC 9110 §13.2.2 steps 1 and 2); false means 412. If-Match compares strongly and fails for
+// a response that is not a 2xx representation; If-Unmodified-Since is ignored when If-Match is
+// present, when its value is not a valid date, or when the response has no Last-Modified (as
+// Go's net/http does: the condition cannot be evaluated).
+func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
+	if im := b2s(h.PeekCanonical(hdrIfMatch)); im != "" {
+		if m.Status < 200 || m.Status > 299 {
+			return false
+		}
+		return strings.TrimSpace(im) == "*" || etagListMatches(im, m.ETag, true)
+	}
+	if ius := h.PeekCanonical(hdrIfUnmodSince); len(ius) > 0 && !m.LastModified.IsZero() {
+		t, err := http.ParseTime(strings.TrimSpace(string(ius)))
+		return err != nil || !m.LastModified.Truncate(time.Second).After(t)
+	}
+	return true
 }
 
 // notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
