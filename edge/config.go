@@ -185,6 +185,12 @@ type CacheConfig struct {
 	// PassTTL is how long a key whose response could not be shared skips request collapsing
 	// ("hit-for-pass"). Default 10s.
 	PassTTL time.Duration `yaml:"pass_ttl"`
+	// RevalidateOnViewerNoCache makes a viewer's "Cache-Control: no-cache" (or max-age=0, or
+	// "Pragma: no-cache" without Cache-Control) revalidate a fresh entry with the origin before
+	// it is served (RFC 9111 §5.2.1.4). Default false: like most CDNs, the edge ignores it, since
+	// any viewer could send it to hammer the origin (a browser's reload does). When true, the
+	// revalidations of one key still collapse into one origin request at a time.
+	RevalidateOnViewerNoCache bool `yaml:"revalidate_on_viewer_no_cache"`
 }
 
 // DefaultConfig returns the defaults every field comment names.

@@ -85,7 +85,7 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 	m := &d.meta
 	m.Header = storedHeaders(h)
 	m.ETag = h.Get("Etag")
-	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+	if lm, ok := httpdate.Parse(strings.TrimSpace(h.Get("Last-Modified")), respTime); ok {
 		m.LastModified = lm
 	}
 	m.Tags = surrogateKeys(h)
@@ -176,7 +176,7 @@ func (s *Server) defaultFreshness(reqPath string, status int, h http.Header, res
 	case kindSegment:
 		return c.SegmentTTL
 	}
-	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+	if lm, ok := httpdate.Parse(strings.TrimSpace(h.Get("Last-Modified")), respTime); ok {
 		if since := dateOf(h, respTime).Sub(lm); since > 0 {
 			return min(since/heuristicFraction, c.MaxHeuristicTTL)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/byterange"
+	"github.com/duetcdn/duet/edge/cachecontrol"
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
@@ -140,6 +141,9 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		if s.untrusted.Load() {
 			fr = expired // purges may be missing: the origin must confirm the entry first
 		}
+		if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
+			fr = expired
+		}
 		switch fr {
 		case fresh:
 			s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
@@ -230,6 +234,25 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		s.fail(ctx, f.status, failReason(f.status))
 		return csError
 	}
+}
+
+// viewerNoCache tells whether a request asks for revalidation: Cache-Control no-cache or
+// max-age=0, or, without Cache-Control, Pragma: no-cache (RFC 9111 §5.4).
+func viewerNoCache(h *fasthttp.RequestHeader) bool {
+	if cc := h.PeekAll("Cache-Control"); len(cc) > 0 {
+		vals := make([]string, len(cc))
+		for i, v := range cc {
+			vals[i] = string(v)
+		}
+		d := cachecontrol.Parse(vals...)
+		return d.NoCache || (d.HasMaxAge && d.MaxAge == 0)
+	}
+	for _, v := range h.PeekAll("Pragma") {
+		if strings.Contains(strings.ToLower(string(v)), "no-cache") {
+			return true
+		}
+	}
+	return false
 }
 
 // authFlightKey is the flight key of a request with credentials: one flight per key and

@@ -431,14 +431,17 @@ func TestOrigin5xxPassedThrough(t *testing.T) {
 		}()
 	}
 	testenv.Eventually(t, 5*time.Second, func() bool { return h.origin.fetches("/crowd") >= 1 }, "crowd never reached the origin")
-	time.Sleep(100 * time.Millisecond) // let the crowd join the flight (a late one fetches again: still correct)
+	// Wait until the crowd has joined the flight: then exactly one origin request serves all.
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return testutilCounter(t, h, "duet_edge_collapsed_requests_total") >= crowd-1
+	}, "the crowd never collapsed")
 	close(gate)
 	wg.Wait()
 	close(errs)
 	for e := range errs {
 		t.Errorf("crowd member got %s", e)
 	}
-	if f := h.origin.fetches("/crowd"); f > crowd/2 {
+	if f := h.origin.fetches("/crowd"); f != 1 {
 		t.Errorf("origin asked %d times for a crowd of %d: the 5xx was not shared", f, crowd)
 	}
 }
@@ -574,5 +577,44 @@ func TestPreconditionsOnCachedResponses(t *testing.T) {
 	}
 	if n := h.origin.fetches("/p"); n != 1 {
 		t.Fatalf("preconditions reached the origin: %d fetches", n)
+	}
+}
+
+// TestViewerNoCache: a viewer's no-cache is ignored by default, and with
+// cache.revalidate_on_viewer_no_cache revalidates the entry with the origin.
+func TestViewerNoCache(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		var conditional atomic.Int32
+		h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=600")
+			w.Header().Set("Etag", `"1"`)
+			if r.Header.Get("If-None-Match") == `"1"` {
+				conditional.Add(1)
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			_, _ = io.WriteString(w, "body")
+		}, func(c *Config) { c.Cache.RevalidateOnViewerNoCache = on })
+		h.get("/n")
+		h.waitCached("/n")
+		for _, hdr := range [][]string{{"Cache-Control", "no-cache"}, {"Cache-Control", "max-age=0"}, {"Pragma", "no-cache"}} {
+			resp, body := h.get("/n", hdr...)
+			want := "HIT"
+			if on {
+				want = "REVALIDATED"
+			}
+			expect(t, resp, 200, want)
+			if string(body) != "body" {
+				t.Fatalf("%v: %q", hdr, body)
+			}
+		}
+		resp, _ := h.get("/n", "Cache-Control", "no-cache", "Pragma", "no-cache")
+		if on && resp.Header.Get("X-Cache") != "REVALIDATED" {
+			t.Fatalf("both: %s", resp.Header.Get("X-Cache"))
+		}
+		if want := map[bool]int32{false: 0, true: 4}[on]; conditional.Load() != want {
+			t.Fatalf("switch %v: %d revalidations, want %d", on, conditional.Load(), want)
+		}
 	}
 }
