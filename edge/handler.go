@@ -276,8 +276,8 @@ func failReason(status int) string {
 // originRequest builds the origin read for a viewer's request. End-to-end request headers go
 // along (a response may vary on any of them), Authorization included (a protected origin needs
 // it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
-// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is normalised so that one origin response
-// serves a whole variant.
+// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is
+// normalised so that one origin response serves a whole variant.
 func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Request {
 	h := http.Header{}
 	for k, v := range ctx.Request.Header.All() {

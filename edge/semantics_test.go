@@ -618,3 +618,35 @@ func TestViewerNoCache(t *testing.T) {
 		}
 	}
 }
+
+// TestSliceAnswersCarryTheirOwnContentRange: slices keep the origin's Content-Range in storage,
+// but an answer built from them carries only the Content-Range of what it sends (none on a 200
+// or a multipart/byteranges).
+func TestSliceAnswersCarryTheirOwnContentRange(t *testing.T) {
+	t.Parallel()
+	const slice = 64 << 10
+	body := randomBytes(3*slice, 9)
+	h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Etag", `"s"`)
+		http.ServeContent(w, r, "obj.bin", time.Time{}, strings.NewReader(string(body)))
+	}, func(c *Config) { c.Cache.SliceBytes = slice })
+	resp, got := h.get("/obj.bin", "Range", "bytes=10-19")
+	if resp.StatusCode != 206 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 10-19/%d", len(body)) || string(got) != string(body[10:20]) {
+		t.Fatalf("single range: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ = h.get("/obj.bin", "Range", fmt.Sprintf("bytes=0-9,%d-%d", slice+1, slice+5))
+	if resp.StatusCode != 206 || resp.Header.Get("Content-Range") != "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") {
+		t.Fatalf("multiple ranges: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, got = h.get("/obj.bin", "Range", fmt.Sprintf("bytes=0-%d", len(body)-1))
+	if resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 0-%d/%d", len(body)-1, len(body)) && resp.Header.Get("Content-Range") != "" {
+		t.Fatalf("whole range: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp.StatusCode == 200 && resp.Header.Get("Content-Range") != "" {
+		t.Fatalf("a 200 with Content-Range: %v", resp.Header)
+	}
+	if string(got) != string(body) {
+		t.Fatal("whole range: other bytes")
+	}
+}
