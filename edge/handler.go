@@ -52,6 +52,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if start.IsZero() {
 		start = s.now()
 	}
+	setDate(&ctx.Response.Header, "", start) // see date.go
 	rq := request{start: start}
 	target := b2s(ctx.Request.Header.RequestURI())
 	if i := strings.Index(target, "://"); i >= 0 && i < 6 { // absolute-form: keep the path
@@ -606,6 +607,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 // writeOriginResponse streams an origin response to the viewer unchanged but for hop-by-hop
 // headers; done runs once the body has been sent (or dropped).
 func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Response, head bool, done func(), cacheStatus, xcache string) {
+	setDate(&ctx.Response.Header, resp.Header.Get("Date"), s.now())
 	ctx.SetStatusCode(resp.Status)
 	for name, vals := range resp.Header {
 		if dropHeaders[name] && name != "Set-Cookie" && name != "Content-Range" && name != "Accept-Ranges" {
@@ -765,6 +767,8 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		s.fail(ctx, fasthttp.StatusPreconditionFailed, "precondition failed")
 		return
 	}
+	// The stored Date goes with the Age computed from it (RFC 9111 §4, §5.1).
+	setDate(rh, storedDate(m.Header), now)
 	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
 	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
 	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a
@@ -926,7 +930,8 @@ func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
 // notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
 func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
 	if inm := b2s(h.PeekCanonical(hdrIfNoneMatch)); inm != "" {
-		return etagListMatches(inm, m.ETag, false)
+		// "*" matches any current representation, with or without an ETag.
+		return strings.TrimSpace(inm) == "*" || etagListMatches(inm, m.ETag, false)
 	}
 	if ims := h.PeekCanonical(hdrIfModifiedSince); len(ims) > 0 && !m.LastModified.IsZero() {
 		t, err := http.ParseTime(string(ims))

@@ -650,3 +650,43 @@ func TestSliceAnswersCarryTheirOwnContentRange(t *testing.T) {
 		t.Fatal("whole range: other bytes")
 	}
 }
+
+// TestDateOnTheWire: a hit sends the stored Date with its Age, a miss and a pass the origin's
+// Date, and an edge-made answer the edge's own clock.
+func TestDateOnTheWire(t *testing.T) {
+	t.Parallel()
+	const originDate = "Mon, 07 Dec 2026 01:00:00 GMT"
+	h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", originDate)
+		if r.URL.Path == "/pass" {
+			w.Header().Set("Cache-Control", "no-store")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=999999999")
+		}
+		_, _ = io.WriteString(w, "x")
+	}, nil)
+	for _, p := range []string{"/a", "/a", "/pass"} {
+		resp, _ := h.get(p)
+		if resp.Header.Get("Date") != originDate || len(resp.Header.Values("Date")) != 1 {
+			t.Fatalf("%s (%s): Date %q, want the origin's %q", p, resp.Header.Get("X-Cache"), resp.Header.Values("Date"), originDate)
+		}
+	}
+	h.waitCached("/a")
+	resp, _ := h.get("/a")
+	expect(t, resp, 200, "HIT")
+	if resp.Header.Get("Date") != originDate || resp.Header.Get("Age") == "0" {
+		t.Fatalf("hit: Date %q Age %q", resp.Header.Get("Date"), resp.Header.Get("Age"))
+	}
+	resp, _ = h.get("/a", "If-None-Match", "*")
+	if resp.StatusCode != 304 || resp.Header.Get("Date") != originDate {
+		t.Fatalf("304: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ = h.get("/../x")
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err != nil || time.Since(d) > time.Minute {
+		t.Fatalf("edge answer: Date %q", resp.Header.Get("Date"))
+	}
+	resp, _ = h.get("/.well-known/duet/ready")
+	if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+		t.Fatalf("ready: Date %q", resp.Header.Get("Date"))
+	}
+}
