@@ -167,7 +167,8 @@ type CacheConfig struct {
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	// MaxHeuristicTTL caps the Last-Modified heuristic (10% of the object's age). Default 24h.
 	MaxHeuristicTTL time.Duration `yaml:"max_heuristic_ttl"`
-	// NegativeTTL is how long a 404 or 410 without explicit freshness is cached. Default 10s.
+	// NegativeTTL is how long a 404 or 410 (or another heuristically cacheable error: 405, 414, 501)
+	// without explicit freshness is cached. Default 10s.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// PlaylistTTL is the freshness of .m3u8/.mpd without explicit freshness: short, because
 	// live playlists change every segment. Default 2s.
@@ -199,6 +200,12 @@ type CacheConfig struct {
 	// PassTTL is how long a key whose response could not be shared skips request collapsing
 	// ("hit-for-pass"). Default 10s.
 	PassTTL time.Duration `yaml:"pass_ttl"`
+	// RevalidateOnViewerNoCache makes a viewer's "Cache-Control: no-cache" (or max-age=0, or
+	// "Pragma: no-cache" without Cache-Control) revalidate a fresh entry with the origin before
+	// it is served (RFC 9111 §5.2.1.4). Default false: like most CDNs, the edge ignores it, since
+	// any viewer could send it to hammer the origin (a browser's reload does). When true, the
+	// revalidations of one key still collapse into one origin request at a time.
+	RevalidateOnViewerNoCache bool `yaml:"revalidate_on_viewer_no_cache"`
 }
 
 // DefaultConfig returns the defaults every field comment names.

@@ -51,6 +51,9 @@ type flight struct {
 	pass   *origin.Response // outPass: the response for the leader
 	status int              // outFailed: the status to report (502, 504 or the origin's 5xx)
 	err    error            // outFailed: why
+	// errResp, with outFailed, is the origin's own uncacheable 5xx, small enough to hand every
+	// waiter a copy (rather than sending them all to the origin at once).
+	errResp *bufferedResponse
 
 	mu      sync.Mutex
 	cond    *sync.Cond

@@ -3,11 +3,11 @@ package edge
 import (
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/duetcdn/duet/edge/cachecontrol"
+	"github.com/duetcdn/duet/edge/httpdate"
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/origin"
 )
@@ -17,10 +17,12 @@ const heuristicFraction = 10
 
 // dropHeaders are never stored with an entry nor forwarded from a stored entry: hop-by-hop
 // headers, framing the edge recomputes, and the surrogate headers the edge consumes itself.
+// Date and Content-Range are not among them: a stored response keeps the origin's (RFC 9111
+// §3.1), Date for Age and Expires arithmetic downstream, Content-Range for a stored 206.
 var dropHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
 	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Content-Length": true, "Content-Range": true, "Age": true, "Date": true, "Accept-Ranges": true,
+	"Content-Length": true, "Age": true, "Accept-Ranges": true,
 	"Cdn-Cache-Control": true, "Surrogate-Control": true, "Surrogate-Key": true, "Set-Cookie": true,
 	"Server": true,
 }
@@ -62,10 +64,13 @@ type storeDecision struct {
 }
 
 // directivesOf returns the directives that govern the edge: CDN-Cache-Control wins over
-// Cache-Control when present (RFC 9213 §2.1).
+// Cache-Control when present and valid (RFC 9213 §2.1); one that is not a valid Structured
+// Field Dictionary is ignored as a whole.
 func directivesOf(h http.Header) (cachecontrol.Directives, bool) {
 	if v := h.Values("Cdn-Cache-Control"); len(v) > 0 {
-		return cachecontrol.Parse(v...), true
+		if d, ok := cachecontrol.ParseCDN(v...); ok {
+			return d, true
+		}
 	}
 	return cachecontrol.Parse(h.Values("Cache-Control")...), false
 }
@@ -80,7 +85,7 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 	m := &d.meta
 	m.Header = storedHeaders(h)
 	m.ETag = h.Get("Etag")
-	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+	if lm, ok := httpdate.Parse(strings.TrimSpace(h.Get("Last-Modified")), respTime); ok {
 		m.LastModified = lm
 	}
 	m.Tags = surrogateKeys(h)
@@ -94,6 +99,9 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 		m.StaleIfError = cc.StaleIfError
 	}
 	m.MustRevalidate = cc.MustRevalidate || cc.ProxyRevalidate || cc.HasSMaxAge || cc.NoCache
+	if authShareable(h) {
+		m.Flags |= object.AuthReusable
+	}
 
 	switch {
 	case cc.NoStore:
@@ -108,10 +116,9 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 	case hasVaryStar(h):
 		d.reason = "vary-star"
 		return d
-	case r.Status >= 500:
-		d.reason = "server-error"
-		return d
 	}
+	// A 5xx is stored like any other status when the origin gives it explicit freshness (RFC
+	// 9111 §3); 501 is heuristically cacheable and gets the negative TTL.
 
 	explicit := true
 	switch {
@@ -121,12 +128,14 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 		m.FreshFor = cc.SMaxAge
 	case cc.HasMaxAge:
 		m.FreshFor = cc.MaxAge
-	case h.Get("Expires") != "":
-		exp, err := http.ParseTime(h.Get("Expires"))
-		date := dateOf(h, respTime)
-		if err == nil && exp.After(date) {
-			m.FreshFor = exp.Sub(date)
-		} // an invalid or past Expires means "already stale" (RFC 9111 §5.3)
+	case len(h.Values("Expires")) > 0:
+		// An invalid or past Expires, or several Expires lines, mean "already stale" (RFC
+		// 9111 §5.3 and §4.2.1).
+		if exp, ok := expiresOf(h, respTime); ok {
+			if date := dateOf(h, respTime); exp.After(date) {
+				m.FreshFor = exp.Sub(date)
+			}
+		}
 	default:
 		explicit = false
 	}
@@ -141,11 +150,24 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 	return d
 }
 
-// defaultFreshness applies, in order: negative caching for 404/410, the video defaults by
+// authShareable tells whether a response to a request with Authorization may be stored and
+// reused for other requests (RFC 9111 §3.5): its Cache-Control (or CDN-Cache-Control) must
+// say public, s-maxage or must-revalidate.
+func authShareable(h http.Header) bool {
+	ok := func(d cachecontrol.Directives) bool { return d.Public || d.HasSMaxAge || d.MustRevalidate }
+	if cdn, isCDN := directivesOf(h); isCDN && ok(cdn) {
+		return true
+	}
+	return ok(cachecontrol.Parse(h.Values("Cache-Control")...))
+}
+
+// defaultFreshness applies, in order: negative caching for 4xx and 5xx, the video defaults by
 // content kind, the Last-Modified heuristic, then the configured default.
 func (s *Server) defaultFreshness(reqPath string, status int, h http.Header, respTime time.Time) time.Duration {
 	c := &s.cfg.Cache
-	if status == http.StatusNotFound || status == http.StatusGone {
+	if status >= 400 {
+		// 404, 410, and the other heuristically cacheable errors (405, 414, 501): never the
+		// segment TTL of the path they were asked for.
 		return c.NegativeTTL
 	}
 	switch kindOf(reqPath) {
@@ -154,7 +176,7 @@ func (s *Server) defaultFreshness(reqPath string, status int, h http.Header, res
 	case kindSegment:
 		return c.SegmentTTL
 	}
-	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+	if lm, ok := httpdate.Parse(strings.TrimSpace(h.Get("Last-Modified")), respTime); ok {
 		if since := dateOf(h, respTime).Sub(lm); since > 0 {
 			return min(since/heuristicFraction, c.MaxHeuristicTTL)
 		}
@@ -173,20 +195,60 @@ func hasVaryStar(h http.Header) bool {
 	return false
 }
 
+// dateOf is the response's Date, or fallback (the time it was received, RFC 9110 §6.6.1) when
+// it has none, several, or an invalid one.
 func dateOf(h http.Header, fallback time.Time) time.Time {
-	if d, err := http.ParseTime(h.Get("Date")); err == nil {
-		return d
+	if v := h.Values("Date"); len(v) == 1 {
+		if d, ok := httpdate.Parse(strings.TrimSpace(v[0]), fallback); ok {
+			return d
+		}
 	}
 	return fallback
+}
+
+// expiresOf reads Expires strictly: exactly one field line holding one HTTP-date (RFC 9110
+// §5.6.7 and RFC 9111 §5.3). ok is false for anything else, which the caller reads as
+// "already expired". A list such as "Thu, 01 Dec 2026 16:00:00 GMT, 0" is not a date either.
+func expiresOf(h http.Header, now time.Time) (time.Time, bool) {
+	v := h.Values("Expires")
+	if len(v) != 1 {
+		return time.Time{}, false
+	}
+	return httpdate.Parse(strings.TrimSpace(v[0]), now)
+}
+
+// ageOf reads the Age field as RFC 9111 §5.1 says: a non-negative integer of seconds
+// (1*DIGIT, any length: a huge value saturates at 2^31 s instead of failing to parse and
+// making the response look new). Of a list, a comma-separated value or several lines
+// ("7200, 0"), the first member counts. ok is false when there is no Age or its first member
+// is not 1*DIGIT ("-5", "1.5", "+3", ""), and the field is then ignored, as §5.1 says: the
+// age then comes from Date and the request's round trip alone, never less than that.
+func ageOf(values []string) (a time.Duration, ok bool) {
+	if len(values) == 0 {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(values[0], ",")
+	first = strings.Trim(first, " \t")
+	if first == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(first); i++ {
+		c := first[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n < 1<<31 {
+			n = n*10 + int64(c-'0')
+		}
+	}
+	return time.Duration(min(n, 1<<31)) * time.Second, true
 }
 
 // initialAge is RFC 9111 §4.2.3's corrected_initial_age.
 func initialAge(h http.Header, reqTime, respTime time.Time) time.Duration {
 	apparent := max(0, respTime.Sub(dateOf(h, respTime)))
-	var ageValue time.Duration
-	if a, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && a > 0 {
-		ageValue = time.Duration(min(a, 1<<31)) * time.Second
-	}
+	ageValue, _ := ageOf(h.Values("Age"))
 	corrected := ageValue + respTime.Sub(reqTime)
 	return max(apparent, corrected)
 }
@@ -283,6 +345,6 @@ func (s *Server) merge304(old object.Meta, reqPath string, reqTime, respTime tim
 	if m.LastModified.IsZero() {
 		m.LastModified = old.LastModified
 	}
-	m.Flags = old.Flags &^ object.SoftPurged
+	m.Flags = old.Flags&^(object.SoftPurged|object.AuthReusable) | d.meta.Flags&object.AuthReusable
 	return m, d.storable
 }

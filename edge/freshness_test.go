@@ -36,7 +36,10 @@ func TestDecideFreshness(t *testing.T) {
 		{"private", "/a", 200, map[string]string{"Cache-Control": "private, max-age=60"}, false, 0, false},
 		{"set-cookie", "/a", 200, map[string]string{"Cache-Control": "max-age=60", "Set-Cookie": "a=b"}, false, 0, false},
 		{"vary star", "/a", 200, map[string]string{"Cache-Control": "max-age=60", "Vary": "*"}, false, 0, false},
-		{"5xx", "/a", 503, map[string]string{"Cache-Control": "max-age=60"}, false, 0, false},
+		// RFC 9111 §3: any status with explicit freshness may be stored (was: a 5xx never was).
+		{"5xx with max-age", "/a", 503, map[string]string{"Cache-Control": "max-age=60"}, true, 60 * time.Second, false},
+		{"5xx without freshness", "/a", 503, nil, false, 0, false},
+		{"501 heuristic is negative", "/v/a.ts", 501, nil, true, 10 * time.Second, false},
 		{"heuristic 10% of Last-Modified age", "/doc.html", 200, map[string]string{"Date": date, "Last-Modified": now.Add(-10 * time.Hour).Format(http.TimeFormat)}, true, time.Hour, false},
 		{"heuristic capped", "/doc.html", 200, map[string]string{"Date": date, "Last-Modified": now.Add(-10000 * time.Hour).Format(http.TimeFormat)}, true, 24 * time.Hour, false},
 		{"playlist default", "/live/index.m3u8", 200, map[string]string{"Last-Modified": date}, true, 2 * time.Second, false},

@@ -3,6 +3,8 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/byterange"
+	"github.com/duetcdn/duet/edge/cachecontrol"
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
@@ -49,6 +52,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if start.IsZero() {
 		start = s.now()
 	}
+	setDate(&ctx.Response.Header, "", start) // see date.go
 	rq := request{start: start}
 	if s.refuseRequest(ctx) {
 		s.m.observe(csError, start, s.now())
@@ -132,11 +136,22 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 	if retried {
 		now = s.now()
 	}
+	// A request with credentials may use only an entry whose response allows it (RFC 9111
+	// §3.5), and fetches in a flight of its own (see authFlightKey).
+	auth := len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) > 0
 	var stale *object.Meta
-	if e, ok := s.store.open(key); ok {
+	e, ok := s.store.open(key)
+	if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
+		e.close()
+		ok = false
+	}
+	if ok {
 		fr := freshnessOf(e.meta, now)
 		if s.untrusted.Load() {
 			fr = expired // purges may be missing: the origin must confirm the entry first
+		}
+		if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
+			fr = expired
 		}
 		switch fr {
 		case fresh:
@@ -151,7 +166,13 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		stale = &m
 		e.close()
 	}
-	if (rq.rangeHdr != "" || s.store.isSliced(rq.primary)) && stale == nil {
+	sliced := rq.rangeHdr != "" || s.store.isSliced(rq.primary)
+	if auth && sliced && stale == nil {
+		// Slices are stored as they arrive, before anyone could tell whether this viewer's
+		// credentials allow sharing them: a range (or a sliced object) with credentials passes.
+		return s.passThrough(ctx, rq, nil)
+	}
+	if sliced && stale == nil {
 		if _, inFlight := s.fl.get(key); !inFlight {
 			return s.serveSlices(ctx, rq)
 		}
@@ -160,7 +181,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		return s.passThrough(ctx, rq, nil)
 	}
 
-	f, leader := s.fl.join(key)
+	fkey := key
+	if auth {
+		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
+	}
+	f, leader := s.fl.join(fkey)
 	defer f.unpin()
 	if leader {
 		oreq := s.originRequest(ctx, rq)
@@ -184,13 +209,16 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 		s.respond(ctx, rq, &f.meta, body{f: f}, cs, s.now())
 		return cs
 	case outRefreshed:
-		if e, ok := s.store.open(key); ok {
+		if e, ok := s.store.open(key); ok && (!auth || e.meta.Flags&object.AuthReusable != 0) {
 			cs := csRevalidated
 			if stale == nil {
 				cs = csHit
 			}
 			s.respond(ctx, rq, e.meta, body{e: e}, cs, s.now())
 			return cs
+		}
+		if ok {
+			e.close()
 		}
 		if !retried {
 			return s.serveCacheable(ctx, rq, true)
@@ -211,15 +239,57 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 				return csStaleIfError
 			}
 		}
-		s.fail(ctx, f.status, "origin unavailable: "+f.err.Error())
+		if f.errResp != nil {
+			s.writeBuffered(ctx, f.errResp, rq.head)
+			return csPass
+		}
+		s.fail(ctx, f.status, failReason(f.status))
 		return csError
 	}
 }
 
+// viewerNoCache tells whether a request asks for revalidation: Cache-Control no-cache or
+// max-age=0, or, without Cache-Control, Pragma: no-cache (RFC 9111 §5.4).
+func viewerNoCache(h *fasthttp.RequestHeader) bool {
+	if cc := h.PeekAll("Cache-Control"); len(cc) > 0 {
+		vals := make([]string, len(cc))
+		for i, v := range cc {
+			vals[i] = string(v)
+		}
+		d := cachecontrol.Parse(vals...)
+		return d.NoCache || (d.HasMaxAge && d.MaxAge == 0)
+	}
+	for _, v := range h.PeekAll("Pragma") {
+		if strings.Contains(strings.ToLower(string(v)), "no-cache") {
+			return true
+		}
+	}
+	return false
+}
+
+// authFlightKey is the flight key of a request with credentials: one flight per key and
+// credentials, so that a response fetched with them reaches only requests that carry the same
+// ones, and anonymous requests never wait for it (what it stores, when RFC 9111 §3.5 allows,
+// goes under the ordinary key for everyone).
+func authFlightKey(key string, authorization []byte) string {
+	sum := sha256.Sum256(authorization)
+	return key + "\x00auth=" + hex.EncodeToString(sum[:16])
+}
+
+// failReason is the viewer's reason for an edge-made 502 or 504. It never names the origin
+// (its address is the operator's business); the log has the detail.
+func failReason(status int) string {
+	if status == fasthttp.StatusGatewayTimeout {
+		return "origin timed out"
+	}
+	return "origin unavailable"
+}
+
 // originRequest builds the origin read for a viewer's request. End-to-end request headers go
-// along (a response may vary on any of them), minus credentials, cookies and the validators
-// and ranges the edge sets itself; Accept-Encoding is normalised so that one origin response
-// serves a whole variant.
+// along (a response may vary on any of them), Authorization included (a protected origin needs
+// it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
+// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is
+// normalised so that one origin response serves a whole variant.
 func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Request {
 	h := http.Header{}
 	for k, v := range ctx.Request.Header.All() {
@@ -235,7 +305,7 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Re
 
 // skipRequestHeaders are viewer request headers never forwarded on a cacheable fetch.
 var skipRequestHeaders = map[string]bool{
-	"Host": true, "Authorization": true, "Cookie": true, "Range": true, "If-Range": true,
+	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
 	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
 	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
 }
@@ -266,6 +336,14 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	// its viewer after the fill returned, and was cut short when the fill cancelled it.
 	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
+	if d.storable && oreq.Header.Get("Authorization") != "" && d.meta.Flags&object.AuthReusable == 0 {
+		d.storable, d.reason = false, "authorization" // RFC 9111 §3.5
+	}
+	if !d.storable && resp.Status >= 500 {
+		// An uncacheable 5xx goes to every viewer of the flight as the origin sent it.
+		s.settleError(f, resp)
+		return
+	}
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
 	}
@@ -274,7 +352,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
-		if d.reason != "" && d.reason != "server-error" {
+		if d.reason != "" && d.reason != "authorization" {
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
 		f.out, f.pass = outPass, resp
@@ -420,9 +498,12 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 }
 
 // exchange runs a fill's origin request, conditional when a stale entry is being revalidated.
-// It settles the flight itself (settled is true) when the origin fails (connection, timeout,
-// 5xx, a broken If-Match) or confirms the stale entry (304); otherwise the caller gets the
-// response. withdraw removes the stale entry when a 304 forbids storing it any longer.
+// It settles the flight itself (settled is true) when the origin gives no answer (connection,
+// timeout), a broken If-Match, a 5xx while the stale entry may stand in for it (stale-if-error),
+// or answers the revalidation (304); otherwise the caller gets the response, 5xx included.
+// withdraw removes the stale entry when a 304 forbids storing it any longer; the viewers then
+// fetch on their own (the stored body is still the representation, but refetching is what
+// the origin's no-store or private asks of a shared cache, and keeps this path simple).
 func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, stale *object.Meta, reqPath string, withdraw func()) (resp *origin.Response, reqTime, respTime time.Time, settled bool) {
 	if stale != nil {
 		oreq.IfNoneMatch = stale.ETag
@@ -439,14 +520,21 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	}
 	switch {
 	case err != nil:
+		s.log.Warn("origin fetch failed", "cache_key", f.key, "error", err)
 		fail(statusForError(err), err)
 	case resp.Status == http.StatusNotModified && stale != nil:
 		_ = resp.Body.Close()
 		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if oreq.Header.Get("Authorization") != "" && m.Flags&object.AuthReusable == 0 {
+			ok = false // RFC 9111 §3.5: the entry no longer allows requests with credentials
+		}
 		if !ok {
-			// The 304's headers forbid storing (no-store, private...): the old entry must go.
+			// The 304's headers forbid storing (no-store, private...): the old entry must go,
+			// and every viewer fetches the object for itself.
 			withdraw()
-			fail(http.StatusBadGateway, errors.New("origin withdrew the entry's cacheability in a 304"))
+			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			f.out = outPass
+			close(f.ready)
 			break
 		}
 		if err := s.store.updateMeta(m); err != nil {
@@ -454,7 +542,11 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 		}
 		f.out = outRefreshed
 		close(f.ready)
-	case resp.Status == http.StatusPreconditionFailed, resp.Status >= 500:
+	case resp.Status == http.StatusPreconditionFailed:
+		_ = resp.Body.Close()
+		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
+	case resp.Status >= 500 && stale != nil && !s.untrusted.Load() && usableOnError(stale, respTime):
+		// stale-if-error (RFC 5861 §4): the stale entry answers instead of the 5xx.
 		_ = resp.Body.Close()
 		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
 	default:
@@ -536,7 +628,8 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 		resp, err = s.fetch(fctx, oreq)
 		if err != nil {
 			cancel()
-			s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
+			s.log.Warn("origin fetch failed", "path", rq.path, "error", err)
+			s.fail(ctx, statusForError(err), failReason(statusForError(err)))
 			return csError
 		}
 	}
@@ -547,6 +640,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 // writeOriginResponse streams an origin response to the viewer unchanged but for hop-by-hop
 // headers; done runs once the body has been sent (or dropped).
 func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Response, head bool, done func(), cacheStatus, xcache string) {
+	setDate(&ctx.Response.Header, resp.Header.Get("Date"), s.now())
 	ctx.SetStatusCode(resp.Status)
 	for name, vals := range resp.Header {
 		if dropHeaders[name] && name != "Set-Cookie" && name != "Content-Range" && name != "Accept-Ranges" {
@@ -571,6 +665,46 @@ func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Resp
 		return
 	}
 	ctx.SetBodyStream(&closeFunc{ReadCloser: resp.Body, done: done}, int(resp.ContentLength))
+}
+
+// maxBufferedError bounds the origin 5xx body a flight copies for its waiters.
+const maxBufferedError = 64 << 10
+
+// bufferedResponse is a small origin answer held whole, to be written to many viewers.
+type bufferedResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// settleError ends a flight whose answer is an uncacheable 5xx: its waiters all get a copy when
+// the body is small, instead of all asking the origin again at once (a storm on an origin that
+// is already failing). A larger body streams to the leader, and each waiter fetches its own.
+func (s *Server) settleError(f *flight, resp *origin.Response) {
+	if resp.ContentLength > maxBufferedError {
+		f.out, f.pass = outPass, resp
+		close(f.ready)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedError+1))
+	_ = resp.Body.Close()
+	switch {
+	case err != nil:
+		s.log.Warn("read origin error body", "cache_key", f.key, "error", err)
+		f.out, f.status, f.err = outFailed, http.StatusBadGateway, fmt.Errorf("read origin %d body: %w", resp.Status, err)
+	case len(b) > maxBufferedError:
+		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d with a large body", resp.Status)
+	default:
+		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
+		f.errResp = &bufferedResponse{status: resp.Status, header: resp.Header, body: b}
+	}
+	close(f.ready)
+}
+
+// writeBuffered writes a buffered origin answer as writeOriginResponse writes a streamed one.
+func (s *Server) writeBuffered(ctx *fasthttp.RequestCtx, b *bufferedResponse, head bool) {
+	resp := &origin.Response{Status: b.status, Header: b.header, Body: io.NopCloser(bytes.NewReader(b.body)), ContentLength: int64(len(b.body))}
+	s.writeOriginResponse(ctx, resp, head, func() {}, cacheStatusInfo[csPass].header, cacheStatusInfo[csPass].xcache)
 }
 
 type closeFunc struct {
@@ -618,7 +752,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 			s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
 			return
 		}
-		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
+		s.log.Warn("origin forward failed", "path", rq.path, "error", err)
+		s.fail(ctx, statusForError(err), failReason(statusForError(err)))
 		return
 	}
 	if resp.Status < 400 {
@@ -665,12 +800,23 @@ func (b body) close() {
 // from the cached bytes. now is the time the entry's Age is computed at.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus, now time.Time) {
 	rh := &ctx.Response.Header
+	if !preconditionsHold(&ctx.Request.Header, m) {
+		// Before any of the entry's headers: a 412 must not carry its Cache-Control.
+		src.close()
+		s.fail(ctx, fasthttp.StatusPreconditionFailed, "precondition failed")
+		return
+	}
+	// The stored Date goes with the Age computed from it (RFC 9111 §4, §5.1).
+	setDate(rh, storedDate(m.Header), now)
 	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
 	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
 	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a
 	// repeated name (sorted next to its first) is added after it.
 	for i := range m.Header {
 		f := &m.Header[i]
+		if f.Name == "Content-Range" && m.Status != http.StatusPartialContent {
+			continue // a whole object stored from a 206 that covered it: respond sets its own
+		}
 		if i > 0 && m.Header[i-1].Name == f.Name {
 			rh.Add(f.Name, f.Value)
 			continue
@@ -801,10 +947,30 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 	ctx.SetBodyStream(pr, int(mp.Len()))
 }
 
+// preconditionsHold evaluates If-Match, then If-Unmodified-Since, against a stored response
+// (RFC 9110 §13.2.2 steps 1 and 2); false means 412. If-Match compares strongly and fails for
+// a response that is not a 2xx representation; If-Unmodified-Since is ignored when If-Match is
+// present, when its value is not a valid date, or when the response has no Last-Modified (as
+// Go's net/http does: the condition cannot be evaluated).
+func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
+	if im := b2s(h.PeekCanonical(hdrIfMatch)); im != "" {
+		if m.Status < 200 || m.Status > 299 {
+			return false
+		}
+		return strings.TrimSpace(im) == "*" || etagListMatches(im, m.ETag, true)
+	}
+	if ius := h.PeekCanonical(hdrIfUnmodSince); len(ius) > 0 && !m.LastModified.IsZero() {
+		t, err := http.ParseTime(strings.TrimSpace(string(ius)))
+		return err != nil || !m.LastModified.Truncate(time.Second).After(t)
+	}
+	return true
+}
+
 // notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
 func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
 	if inm := b2s(h.PeekCanonical(hdrIfNoneMatch)); inm != "" {
-		return etagListMatches(inm, m.ETag, false)
+		// "*" matches any current representation, with or without an ETag.
+		return strings.TrimSpace(inm) == "*" || etagListMatches(inm, m.ETag, false)
 	}
 	if ims := h.PeekCanonical(hdrIfModifiedSince); len(ims) > 0 && !m.LastModified.IsZero() {
 		t, err := http.ParseTime(string(ims))

@@ -198,6 +198,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		ConnState:                     s.connState,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultContentType:          true,
+		NoDefaultDate:                 true, // the handler sets Date (date.go)
 		NoDefaultServerHeader:         false,
 		ReduceMemoryUsage:             false,
 		StreamRequestBody:             true,

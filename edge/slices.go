@@ -186,6 +186,9 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 		ctx.SetStatusCode(http.StatusPartialContent)
 	}
 	for _, f := range sl.meta.Header {
+		if f.Name == "Content-Range" {
+			continue // the first slice's, stored with it: this answer sets its own below
+		}
 		rh.Add(f.Name, f.Value)
 	}
 	rh.Set("Accept-Ranges", "bytes")

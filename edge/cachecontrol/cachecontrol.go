@@ -30,11 +30,8 @@
 //     directive.
 //   - Boolean directives ignore any value they are given.
 //
-// CDN-Cache-Control is defined by RFC 9213 as a Structured Field Dictionary. Its usual forms
-// (lower-case names, integer values, bare booleans, quoted field lists) read the same under
-// both syntaxes. Parse applies the lenient rules above to it too, rather than discarding a
-// whole field that is not a valid Structured Field, and does not interpret Structured Field
-// parameters or explicit boolean values: "no-store=?0" still sets NoStore, the safe reading.
+// CDN-Cache-Control is defined by RFC 9213 as a Structured Field Dictionary: ParseCDN reads it
+// strictly, as that RFC requires, and Parse is for Cache-Control only.
 package cachecontrol
 
 import (

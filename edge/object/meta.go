@@ -17,6 +17,9 @@ const (
 	// SoftPurged marks an entry that a soft purge made stale: it must be revalidated before it
 	// is served again, but may still be served under stale-if-error.
 	SoftPurged Flags = 1 << iota
+	// AuthReusable marks a response whose Cache-Control lets a shared cache reuse it for a
+	// request with Authorization (public, s-maxage or must-revalidate; RFC 9111 §3.5).
+	AuthReusable
 )
 
 // Meta is everything about a cached response except its body. A Meta is immutable once it has
