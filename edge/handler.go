@@ -255,9 +255,12 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
 	}
-	if names := varyNames(d.meta.Header); len(names) > 0 {
+	if names := varyNames(d.meta.Header); len(names) == 0 {
+		// The URL no longer varies: lookups must find this response under the primary key.
+		s.store.forgetVary(primary)
+	} else if d.storable {
 		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
-		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})
+		defer s.store.beginVary(primary, names)()
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
 		if d.reason != "" && d.reason != "server-error" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,11 @@ type store struct {
 	copying sync.Map // key → struct{}
 	copies  atomic.Uint64
 
-	mu      sync.RWMutex
-	vary    map[string][]string            // primary key → the request headers its responses vary on; guarded by mu
+	mu sync.RWMutex
+	// vary is the Vary index: primary key → the request headers its responses vary on, and the
+	// variants stored under it. An entry lives while a variant is stored or a fill is about to
+	// store one, and no longer: the map is bounded by what the tiers hold. Guarded by mu.
+	vary    map[string]*varyEntry
 	tags    map[string]map[string]struct{} // surrogate key → cache keys; guarded by mu
 	keyTags map[string][]string            // cache key → its surrogate keys, to unindex on removal; guarded by mu
 }
@@ -58,7 +62,7 @@ type store struct {
 func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger) *store {
 	st := &store{
 		mem: mem, disk: disk, log: log,
-		vary: map[string][]string{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
+		vary: map[string]*varyEntry{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
 	}
 	// A restarted edge rebuilds its secondary indexes from the disk tier's metadata.
 	disk.Keys("", func(m object.Meta) bool {
@@ -66,6 +70,15 @@ func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger) *store 
 		return true
 	})
 	return st
+}
+
+// varyEntry is one primary key's line in the Vary index.
+type varyEntry struct {
+	names []string
+	// stored holds the variant keys the tiers hold; pending counts fills that will store one
+	// (their viewers look the variant up before it is committed).
+	stored  map[string]struct{}
+	pending int
 }
 
 // index records an entry's vary headers and surrogate keys.
@@ -76,9 +89,6 @@ func (st *store) index(m *object.Meta) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if len(names) > 0 {
-		st.vary[primaryOf(m.Key)] = names
-	}
 	if len(m.Tags) > 0 {
 		st.unindexLocked(m.Key)
 		for _, t := range m.Tags {
@@ -91,9 +101,77 @@ func (st *store) index(m *object.Meta) {
 		}
 		st.keyTags[m.Key] = m.Tags
 	}
+	// After the tags: unindexLocked above also takes the key out of the Vary index.
+	if len(names) > 0 && !slices.Contains(names, "*") && strings.Contains(m.Key, variantSep) {
+		v := st.varyLocked(primaryOf(m.Key), names)
+		v.stored[m.Key] = struct{}{}
+	}
+}
+
+// varyLocked returns the primary key's Vary entry, created when missing, with names as the
+// headers its responses now vary on. st.mu held.
+func (st *store) varyLocked(primary string, names []string) *varyEntry {
+	v := st.vary[primary]
+	if v == nil {
+		v = &varyEntry{stored: map[string]struct{}{}}
+		st.vary[primary] = v
+	}
+	v.names = names
+	return v
+}
+
+// beginVary records, before a fill stores it, that the primary key's responses vary on names,
+// so that the fill's viewers find the variant they share. done ends the fill's hold: the
+// entry goes when no variant was stored.
+func (st *store) beginVary(primary string, names []string) (done func()) {
+	st.mu.Lock()
+	st.varyLocked(primary, names).pending++
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		if v := st.vary[primary]; v != nil {
+			v.pending--
+			st.dropVaryIfEmptyLocked(primary, v)
+		}
+		st.mu.Unlock()
+	}
+}
+
+func (st *store) dropVaryIfEmptyLocked(primary string, v *varyEntry) {
+	if len(v.stored) == 0 && v.pending <= 0 {
+		delete(st.vary, primary)
+	}
+}
+
+// forgetVary is for a response without Vary for the primary key: lookups go to the primary
+// key again, and the variants stored under it, which no lookup reaches any more, are removed.
+func (st *store) forgetVary(primary string) {
+	st.mu.Lock()
+	v := st.vary[primary]
+	delete(st.vary, primary)
+	st.mu.Unlock()
+	if v == nil {
+		return
+	}
+	if keys := st.keysWithPrefix(primary + variantSep); len(keys) > 0 {
+		st.removeMany(keys)
+	}
+}
+
+// varyLen is the number of primary keys in the Vary index.
+func (st *store) varyLen() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return len(st.vary)
 }
 
 func (st *store) unindexLocked(key string) {
+	if i := strings.Index(key, variantSep); i >= 0 {
+		if v := st.vary[key[:i]]; v != nil {
+			delete(v.stored, key)
+			st.dropVaryIfEmptyLocked(key[:i], v)
+		}
+	}
 	for _, t := range st.keyTags[key] {
 		if set := st.tags[t]; set != nil {
 			delete(set, key)
@@ -116,9 +194,11 @@ func (st *store) evicted(key string) {
 // varyOf returns the headers the primary key's responses vary on, if any.
 func (st *store) varyOf(primary string) []string {
 	st.mu.RLock()
-	v := st.vary[primary]
-	st.mu.RUnlock()
-	return v
+	defer st.mu.RUnlock()
+	if v := st.vary[primary]; v != nil {
+		return v.names
+	}
+	return nil
 }
 
 // lookupKey is the key a request reads: the primary key, or a variant of it.
