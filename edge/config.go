@@ -173,9 +173,10 @@ type CacheConfig struct {
 	// IgnoreParams are query parameters left out of the cache key and the origin request
 	// (signed-URL tokens, player session ids); a trailing "*" matches a prefix.
 	IgnoreParams []string `yaml:"ignore_params"`
-	// DropQuery leaves the whole query out of the cache key and the origin request: right for
-	// S3 origins, whose objects have no query. Default false.
-	DropQuery bool `yaml:"drop_query"`
+	// DropQuery leaves the whole query out of the cache key and the origin request. Default:
+	// true when the origin and every fallback are S3 (an object in S3 has no query: keeping it
+	// in the key would let any new query string fetch the object again), false otherwise.
+	DropQuery *bool `yaml:"drop_query"`
 	// SliceBytes is the unit in which range requests on uncached objects are fetched, so a seek
 	// into a large file does not pull the whole file. Default 4MiB.
 	SliceBytes ByteSize `yaml:"slice_bytes"`
@@ -184,6 +185,22 @@ type CacheConfig struct {
 	// PassTTL is how long a key whose response could not be shared skips request collapsing
 	// ("hit-for-pass"). Default 10s.
 	PassTTL time.Duration `yaml:"pass_ttl"`
+}
+
+// QueryDropped is cache.drop_query as set, or its default for the configured origins.
+func (c *Config) QueryDropped() bool {
+	if c.Cache.DropQuery != nil {
+		return *c.Cache.DropQuery
+	}
+	if c.Origin.Type != "s3" {
+		return false
+	}
+	for _, f := range c.Origin.Fallbacks {
+		if f.Type != "s3" {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultConfig returns the defaults every field comment names.

@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if realClock {
 		deps.Now = time.Now
 	}
-	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.Cache.DropQuery})
+	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.QueryDropped()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
