@@ -148,6 +148,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 			return s.serveSlices(ctx, rq)
 		}
 	}
+	if rq.head && stale == nil {
+		if _, inFlight := s.fl.get(key); !inFlight {
+			return s.headThrough(ctx, rq)
+		}
+	}
 	if s.pass.has(key, now) {
 		return s.passThrough(ctx, rq, nil)
 	}
@@ -503,6 +508,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 		if rq.rangeHdr != "" {
 			oreq.Range = rq.rangeHdr
 		}
+		oreq.Head = rq.head
 		var err error
 		resp, err = s.fetch(fctx, oreq)
 		if err != nil {
