@@ -185,6 +185,17 @@ type CacheConfig struct {
 	// PassTTL is how long a key whose response could not be shared skips request collapsing
 	// ("hit-for-pass"). Default 10s.
 	PassTTL time.Duration `yaml:"pass_ttl"`
+	// BackgroundFillPercent decides what becomes of a fill whose viewers have all gone (closed
+	// the connection, seeked elsewhere) before its end, like Traffic Server's background fill:
+	// a fill at least this many percent done completes and is cached; one less far along is
+	// stopped, caches nothing, and the origin sends no more. 0 completes every fill (an origin
+	// read is never wasted, but one viewer can make the origin send a whole large file); 100
+	// completes only those within BackgroundFillMinBytes of their end. Default 50.
+	BackgroundFillPercent int `yaml:"background_fill_percent"`
+	// BackgroundFillMinBytes: a fill with at most this many bytes still to come always
+	// completes (cheaper than fetching it again); one whose origin sent no length completes
+	// while it has received at most this much. Default 4MiB.
+	BackgroundFillMinBytes ByteSize `yaml:"background_fill_min_bytes"`
 }
 
 // QueryDropped is cache.drop_query as set, or its default for the configured origins.
@@ -224,6 +235,9 @@ func DefaultConfig() Config {
 			SliceBytes:      4 << 20,
 			FillTimeout:     5 * time.Minute,
 			PassTTL:         10 * time.Second,
+
+			BackgroundFillPercent:  50,
+			BackgroundFillMinBytes: 4 << 20,
 		},
 	}
 }
@@ -280,6 +294,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.SliceBytes < 64<<10 {
 		bad("cache.slice_bytes must be at least 64KiB")
+	}
+	if c.Cache.BackgroundFillPercent < 0 || c.Cache.BackgroundFillPercent > 100 {
+		bad("cache.background_fill_percent %d must be between 0 and 100", c.Cache.BackgroundFillPercent)
+	}
+	if c.Cache.BackgroundFillMinBytes < 0 {
+		bad("cache.background_fill_min_bytes must not be negative")
 	}
 	for name, d := range map[string]time.Duration{
 		"cache.default_ttl": c.Cache.DefaultTTL, "cache.negative_ttl": c.Cache.NegativeTTL,

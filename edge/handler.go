@@ -281,6 +281,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if s.rewriter != nil && resp.Status == http.StatusOK && kindOf(reqPath) == kindPlaylist {
 		resp = s.rewriteManifest(reqPath, resp)
 	}
+	f.cancel = cancel // the body may be abandoned when its last viewer leaves (abandonIfUnread)
 	s.spoolBody(f, resp, d.meta)
 }
 
@@ -335,7 +336,10 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	}
 	f.sp = w
 	f.release = w.Abort
+	f.mu.Lock()
 	f.expect = resp.ContentLength
+	f.streaming = true
+	f.mu.Unlock()
 	meta.Size = resp.ContentLength
 	f.meta = meta
 	f.out = outBody
@@ -366,6 +370,13 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	_ = resp.Body.Close()
 	if bodyErr == nil && resp.ContentLength >= 0 && written != resp.ContentLength {
 		bodyErr = fmt.Errorf("origin body ended after %d of %d bytes", written, resp.ContentLength)
+	}
+	if bodyErr != nil && f.isAbandoned() {
+		s.m.fillsAbandoned.Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "fill abandoned: no viewer left",
+			slog.String("cache_key", meta.Key), slog.Int64("bytes", written), slog.Int64("length", resp.ContentLength))
+		f.finish(fmt.Errorf("fill abandoned after %d bytes: no viewer left", written))
+		return
 	}
 	if bodyErr != nil {
 		s.m.originErrors.WithLabelValues("body").Inc()

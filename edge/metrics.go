@@ -21,7 +21,9 @@ type metrics struct {
 	originLatency prometheus.Histogram
 	originBytes   prometheus.Counter
 	collapsed     prometheus.Counter
-	purged        *prometheus.CounterVec
+	// fillsAbandoned counts fills stopped because their last viewer left (bgFill).
+	fillsAbandoned prometheus.Counter
+	purged         *prometheus.CounterVec
 
 	// Plain counters for the edge's own heartbeat (cheaper to read than the Prometheus ones).
 	nRequests, nHits atomic.Uint64
@@ -67,6 +69,10 @@ func newMetrics(reg prometheus.Registerer, st *store, watch *connWatch) *metrics
 		collapsed: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "duet", Subsystem: "edge", Name: "collapsed_requests_total",
 			Help: "Requests that joined an origin fetch another request had started.",
+		}),
+		fillsAbandoned: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "fills_abandoned_total",
+			Help: "Origin fetches stopped because their last viewer left long before the end (cache.background_fill_percent).",
 		}),
 		purged: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "duet", Subsystem: "edge", Name: "purged_entries_total",

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -8,7 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -110,11 +113,20 @@ type bigOrigin struct {
 	size  int64
 	mu    sync.Mutex
 	byMet map[string]int
+	// With pauseAt set, a GET stops after pauseAt bytes until resume is closed (or its client
+	// went away). ended counts the GET handlers that returned.
+	pauseAt int64
+	resume  chan struct{}
+	ended   atomic.Int32
 }
 
 func newBigOrigin(t *testing.T, size int64) *bigOrigin {
+	return newPausingOrigin(t, size, 0)
+}
+
+func newPausingOrigin(t *testing.T, size, pauseAt int64) *bigOrigin {
 	t.Helper()
-	bo := &bigOrigin{size: size, byMet: map[string]int{}}
+	bo := &bigOrigin{size: size, byMet: map[string]int{}, pauseAt: pauseAt, resume: make(chan struct{})}
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bo.mu.Lock()
 		bo.byMet[r.Method]++
@@ -126,10 +138,21 @@ func newBigOrigin(t *testing.T, size int64) *bigOrigin {
 		if r.Method == http.MethodHead {
 			return
 		}
+		defer bo.ended.Add(1)
 		buf := make([]byte, 32<<10)
 		fl := w.(http.Flusher)
 		for sent := int64(0); sent < size; {
+			if bo.pauseAt > 0 && sent == bo.pauseAt {
+				select {
+				case <-bo.resume:
+				case <-r.Context().Done():
+					return
+				}
+			}
 			n := min(int64(len(buf)), size-sent)
+			if bo.pauseAt > sent {
+				n = min(n, bo.pauseAt-sent)
+			}
 			if _, err := w.Write(buf[:n]); err != nil {
 				return
 			}
@@ -216,5 +239,157 @@ func TestHeadMissS3(t *testing.T) {
 	expect(t, resp, 200, "HIT")
 	if resp.ContentLength != int64(len(body)) {
 		t.Fatalf("HEAD hit: Content-Length %d", resp.ContentLength)
+	}
+}
+
+// readAndLeave is a viewer that reads the first n bytes of a GET and closes the connection.
+func (h *harness) readAndLeave(path string, n int) {
+	h.t.Helper()
+	tr := &http.Transport{DisableCompression: true, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get(h.url + path)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", path, err)
+	}
+	if resp.StatusCode != 200 {
+		h.t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, n)); err != nil {
+		h.t.Fatalf("GET %s: read %d bytes: %v", path, n, err)
+	}
+	_ = resp.Body.Close() // before the end: the transport closes the connection
+}
+
+// TestAbandonedFillStops: a viewer that reads 100 bytes of a cold 50 MB object and leaves
+// does not make the origin send the other 50 MB: the fill nobody reads stops (it was less
+// than cache.background_fill_percent along), caches nothing, and the next viewer starts a
+// fill of its own. On 718ea16 the fill ran to the end.
+func TestAbandonedFillStops(t *testing.T) {
+	t.Parallel()
+	const size = 50 << 20
+	// The origin pauses after 2 MiB, so the edge's decision does not race a loopback that could
+	// deliver all 50 MB before the viewer's close is seen; it resumes once the fill is gone.
+	bo := newPausingOrigin(t, size, 2<<20)
+	h := bo.edge(t, func(c *Config) { c.Disk.MaxBytes = 1 << 30 }) // objects up to 128 MiB
+	h.readAndLeave("/cold.mp4", 100)
+	gone := func() bool { _, ok := h.srv.fl.get("/cold.mp4"); return !ok }
+	for i := 0; i < 500 && !gone(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(bo.resume)
+	testenv.Eventually(t, 30*time.Second, func() bool { return bo.ended.Load() == 1 }, "origin handler never returned")
+	if n := bo.wire.n.Load(); n > 16<<20 {
+		t.Fatalf("the origin sent %d MiB for a viewer that read 100 bytes", n>>20)
+	}
+	if _, ok := h.srv.store.peek("/cold.mp4"); ok {
+		t.Fatal("an abandoned fill was cached")
+	}
+	// The next viewer gets the whole object from a fill of its own.
+	resp, b := h.get("/cold.mp4")
+	if resp.StatusCode != 200 || len(b) != size {
+		t.Fatalf("after the abandoned fill: status %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if n := bo.requests(http.MethodGet); n != 2 {
+		t.Fatalf("origin got %d GETs, want 2", n)
+	}
+	h.waitCached("/cold.mp4")
+}
+
+// TestFillPastThresholdCompletes: a fill more than cache.background_fill_percent along when its
+// viewer leaves completes and is cached.
+func TestFillPastThresholdCompletes(t *testing.T) {
+	t.Parallel()
+	const size = 20 << 20
+	bo := newPausingOrigin(t, size, 12<<20) // 60 %
+	h := bo.edge(t, nil)
+	tr := &http.Transport{DisableCompression: true, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(h.url + "/warm.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		f, ok := h.srv.fl.get("/warm.mp4")
+		if !ok {
+			return false
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.written == 12<<20
+	}, "fill never reached the origin's pause")
+	_ = resp.Body.Close()
+	time.Sleep(50 * time.Millisecond) // let the edge see the viewer go before the origin goes on
+	close(bo.resume)
+	h.waitCached("/warm.mp4")
+	resp2, b := h.get("/warm.mp4")
+	expect(t, resp2, 200, "HIT")
+	if len(b) != size || bo.requests(http.MethodGet) != 1 {
+		t.Fatalf("%d bytes, %d origin GETs; want %d, 1", len(b), bo.requests(http.MethodGet), size)
+	}
+}
+
+// TestAbandonedFillsS3: three viewers that each read 100 bytes of a cold 50 MB S3 object, with
+// a new query string each, cost the origin far less than one whole fetch. On 718ea16 they cost
+// three whole fetches (157 MB).
+func TestAbandonedFillsS3(t *testing.T) {
+	t.Parallel()
+	const size = 50 << 20
+	env := newS3Env(t)
+	env.put(t, "big.mp4", randomBytes(size, 9), "max-age=600", nil)
+	co := newCounting(env.origin)
+	var read atomic.Int64
+	// Throttled to about 16 MB/s, so that the bytes the edge read before it saw a viewer leave
+	// measure its reaction, not the speed of loopback.
+	co.slowBody = func(rc io.ReadCloser) io.ReadCloser { return &throttled{ReadCloser: rc, n: &read} }
+	h := startEdge(t, co, s3EdgeConfig(env))
+	for _, q := range []string{"?a=1", "?b=2", "?c=3"} {
+		h.readAndLeave("/big.mp4"+q, 100)
+		testenv.Eventually(t, 30*time.Second, func() bool { _, ok := h.srv.fl.get("/big.mp4"); return !ok }, "fill still running")
+	}
+	h.srv.fl.wait(t.Context())
+	t.Logf("the edge read %d KiB from the origin", read.Load()>>10)
+	if n := read.Load(); n > 25<<20 {
+		t.Fatalf("three viewers of 100 bytes made the edge read %d MiB from the origin", n>>20)
+	}
+}
+
+type throttled struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (t *throttled) Read(p []byte) (int, error) {
+	time.Sleep(2 * time.Millisecond)
+	n, err := t.ReadCloser.Read(p[:min(len(p), 32<<10)])
+	t.n.Add(int64(n))
+	return n, err
+}
+
+func TestBgFillCompletes(t *testing.T) {
+	p := bgFill{percent: 50, minBytes: 4 << 20}
+	for _, c := range []struct {
+		written, expect int64
+		want            bool
+	}{
+		{100, 50 << 20, false},
+		{25 << 20, 50 << 20, true},
+		{24 << 20, 50 << 20, false},
+		{47 << 20, 50 << 20, true}, // 3 MiB left
+		{0, 4 << 20, true},         // small object
+		{1 << 20, -1, true},        // unknown length, under the bound
+		{5 << 20, -1, false},
+	} {
+		if got := p.completes(c.written, c.expect); got != c.want {
+			t.Errorf("completes(%d, %d) = %v, want %v", c.written, c.expect, got, c.want)
+		}
+	}
+	if !(bgFill{percent: 0}).completes(0, 1<<40) || !(bgFill{percent: 0}).completes(1<<40, -1) {
+		t.Error("percent 0 must complete every fill")
+	}
+	if (bgFill{percent: 100}).completes(99, 100<<20) {
+		t.Error("percent 100 completed a fill far from its end")
 	}
 }

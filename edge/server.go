@@ -127,6 +127,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
 		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
 	s.fl.m = map[string]*flight{}
+	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}
 	s.pass.m = map[string]time.Time{}
 
 	var st *store
