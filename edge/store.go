@@ -81,16 +81,15 @@ type varyEntry struct {
 	pending int
 }
 
-// index records an entry's vary headers and surrogate keys.
+// index records an entry's vary headers and surrogate keys. A new version of a key replaces the
+// old one's surrogate keys, also when it has none: a tag purge must not reach an entry that no
+// longer carries the tag.
 func (st *store) index(m *object.Meta) {
 	names := varyNames(m.Header)
-	if len(names) == 0 && len(m.Tags) == 0 {
-		return
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.unindexTagsLocked(m.Key)
 	if len(m.Tags) > 0 {
-		st.unindexLocked(m.Key)
 		for _, t := range m.Tags {
 			set := st.tags[t]
 			if set == nil {
@@ -101,7 +100,6 @@ func (st *store) index(m *object.Meta) {
 		}
 		st.keyTags[m.Key] = m.Tags
 	}
-	// After the tags: unindexLocked above also takes the key out of the Vary index.
 	if len(names) > 0 && !slices.Contains(names, "*") && strings.Contains(m.Key, variantSep) {
 		v := st.varyLocked(primaryOf(m.Key), names)
 		v.stored[m.Key] = struct{}{}
@@ -165,6 +163,7 @@ func (st *store) varyLen() int {
 	return len(st.vary)
 }
 
+// unindexLocked takes a removed key out of the secondary indexes. st.mu held.
 func (st *store) unindexLocked(key string) {
 	if i := strings.Index(key, variantSep); i >= 0 {
 		if v := st.vary[key[:i]]; v != nil {
@@ -172,6 +171,10 @@ func (st *store) unindexLocked(key string) {
 			st.dropVaryIfEmptyLocked(key[:i], v)
 		}
 	}
+	st.unindexTagsLocked(key)
+}
+
+func (st *store) unindexTagsLocked(key string) {
 	for _, t := range st.keyTags[key] {
 		if set := st.tags[t]; set != nil {
 			delete(set, key)

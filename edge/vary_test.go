@@ -6,7 +6,9 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -149,4 +151,45 @@ func TestVaryIndexForgets(t *testing.T) {
 	if n := h2.srv.store.varyLen(); n != 0 {
 		t.Fatalf("Vary index holds %d URLs none of which is stored", n)
 	}
+}
+
+// TestTagsReplacedOnRefill: a new version of an object that no longer carries a surrogate key
+// is not reached by a purge of that key. On 718ea16 the tag index kept the old version's tags,
+// and the purge removed the new version.
+func TestTagsReplacedOnRefill(t *testing.T) {
+	t.Parallel()
+	var tagged atomic.Bool
+	tagged.Store(true)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tagged.Load() {
+			w.Header().Set("Surrogate-Key", "old-tag")
+			w.Header().Set("Cache-Control", "max-age=0") // stored, stale at once
+		} else {
+			w.Header().Set("Cache-Control", "max-age=600")
+		}
+		fmt.Fprint(w, "body")
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, nil)
+	h.get("/a")
+	h.waitCached("/a")
+	tagged.Store(false)
+	h.get("/a") // stale: refetched, stored without the tag
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		resp, _ := h.get("/a")
+		return resp.Header.Get("X-Cache") == "HIT"
+	}, "the refetched version is never a hit")
+	res, err := h.srv.Purge(t.Context(), PurgeRequest{Tags: []string{"old-tag"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Entries != 0 {
+		t.Fatalf("a purge of a tag the stored version does not carry removed %d entries", res.Entries)
+	}
+	resp, _ := h.get("/a")
+	expect(t, resp, 200, "HIT")
 }
