@@ -183,9 +183,10 @@ type CacheConfig struct {
 	// IgnoreParams are query parameters left out of the cache key and the origin request
 	// (signed-URL tokens, player session ids); a trailing "*" matches a prefix.
 	IgnoreParams []string `yaml:"ignore_params"`
-	// DropQuery leaves the whole query out of the cache key and the origin request: right for
-	// S3 origins, whose objects have no query. Default false.
-	DropQuery bool `yaml:"drop_query"`
+	// DropQuery leaves the whole query out of the cache key and the origin request. Default:
+	// true when the origin and every fallback are S3 (an object in S3 has no query: keeping it
+	// in the key would let any new query string fetch the object again), false otherwise.
+	DropQuery *bool `yaml:"drop_query"`
 	// SliceBytes is the unit in which range requests on uncached objects are fetched, so a seek
 	// into a large file does not pull the whole file. Default 4MiB.
 	SliceBytes ByteSize `yaml:"slice_bytes"`
@@ -206,6 +207,33 @@ type CacheConfig struct {
 	// any viewer could send it to hammer the origin (a browser's reload does). When true, the
 	// revalidations of one key still collapse into one origin request at a time.
 	RevalidateOnViewerNoCache bool `yaml:"revalidate_on_viewer_no_cache"`
+	// BackgroundFillPercent decides what becomes of a fill whose viewers have all gone (closed
+	// the connection, seeked elsewhere) before its end, like Traffic Server's background fill:
+	// a fill at least this many percent done completes and is cached; one less far along is
+	// stopped, caches nothing, and the origin sends no more. 0 completes every fill (an origin
+	// read is never wasted, but one viewer can make the origin send a whole large file); 100
+	// completes only those within BackgroundFillMinBytes of their end. Default 50.
+	BackgroundFillPercent int `yaml:"background_fill_percent"`
+	// BackgroundFillMinBytes: a fill with at most this many bytes still to come always
+	// completes (cheaper than fetching it again); one whose origin sent no length completes
+	// while it has received at most this much. Default 4MiB.
+	BackgroundFillMinBytes ByteSize `yaml:"background_fill_min_bytes"`
+}
+
+// QueryDropped is cache.drop_query as set, or its default for the configured origins.
+func (c *Config) QueryDropped() bool {
+	if c.Cache.DropQuery != nil {
+		return *c.Cache.DropQuery
+	}
+	if c.Origin.Type != "s3" {
+		return false
+	}
+	for _, f := range c.Origin.Fallbacks {
+		if f.Type != "s3" {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultConfig returns the defaults every field comment names.
@@ -230,6 +258,9 @@ func DefaultConfig() Config {
 			SliceAbove:      64 << 20,
 			FillTimeout:     5 * time.Minute,
 			PassTTL:         10 * time.Second,
+
+			BackgroundFillPercent:  50,
+			BackgroundFillMinBytes: 4 << 20,
 		},
 	}
 }
@@ -289,6 +320,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.SliceAbove < c.Cache.SliceBytes {
 		bad("cache.slice_above must be at least cache.slice_bytes")
+	}
+	if c.Cache.BackgroundFillPercent < 0 || c.Cache.BackgroundFillPercent > 100 {
+		bad("cache.background_fill_percent %d must be between 0 and 100", c.Cache.BackgroundFillPercent)
+	}
+	if c.Cache.BackgroundFillMinBytes < 0 {
+		bad("cache.background_fill_min_bytes must not be negative")
 	}
 	for name, d := range map[string]time.Duration{
 		"cache.default_ttl": c.Cache.DefaultTTL, "cache.negative_ttl": c.Cache.NegativeTTL,

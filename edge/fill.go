@@ -75,6 +75,15 @@ type flight struct {
 	// noStore is set by a purge that arrives while the flight runs: its bytes may be the old
 	// version, so they reach the viewers already waiting but are never committed.
 	noStore atomic.Bool
+	// fs is the registry the flight is in. cancel, set by the fill before the body streams,
+	// stops the origin read; streaming is set (under mu) once the body streams into the spool.
+	// abandoned is set, under fs.mu and mu, when the last reader left a fill that was not going
+	// to finish soon: the fill is cancelled, the flight leaves the registry (a later request
+	// starts a new fill) and nothing is stored.
+	fs        *flights
+	cancel    context.CancelFunc
+	streaming bool
+	abandoned bool
 }
 
 func newFlight(key string) *flight {
@@ -104,10 +113,76 @@ func (f *flight) progress(n int) {
 		f.wakePending = true
 		time.AfterFunc(wakeDelay, f.wakeReaders)
 	}
+	// A body of unknown length that nobody reads may grow past the bound only now.
+	unread := f.unreadLocked()
 	f.mu.Unlock()
 	if wake {
 		f.cond.Broadcast()
 	}
+	if unread {
+		f.abandonIfUnread()
+	}
+}
+
+// unreadLocked reports whether nobody reads a body still streaming that the policy would not
+// let complete: the cheap test before abandonIfUnread takes the locks in order. f.mu held.
+func (f *flight) unreadLocked() bool {
+	return f.readers == 0 && f.streaming && f.cancel != nil && !f.abandoned && !f.done && f.bodyErr == nil &&
+		f.fs != nil && !f.fs.bg.completes(f.written, f.expect)
+}
+
+// abandonIfUnread stops a fill whose last reader has gone, unless it will finish soon (see
+// bgFill): a viewer who closes after 100 bytes of a cold 5 GB object must not make the origin
+// send all of it. The flight leaves the registry under fs.mu, before any new request can join
+// it, so that the next request starts a fill of its own instead of reading a cancelled body.
+func (f *flight) abandonIfUnread() {
+	fs := f.fs
+	fs.mu.Lock()
+	f.mu.Lock()
+	stop := f.unreadLocked()
+	if stop {
+		f.abandoned = true
+		if fs.m[f.key] == f {
+			delete(fs.m, f.key)
+		}
+	}
+	f.mu.Unlock()
+	fs.mu.Unlock()
+	if stop {
+		f.cancel()
+	}
+}
+
+// isAbandoned reports whether the fill was stopped for want of readers.
+func (f *flight) isAbandoned() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.abandoned
+}
+
+// bgFill is the policy for a fill whose viewers have all gone (Traffic Server's background
+// fill): it completes, and is cached, when it is far enough along or little is left; otherwise
+// it is stopped.
+type bgFill struct {
+	// percent: a fill at least this far along (of a known length) completes. 0: every fill
+	// completes.
+	percent int
+	// minBytes: a fill with at most this many bytes left completes; one of unknown length
+	// completes while it has received no more than this.
+	minBytes int64
+}
+
+// completes reports whether a fill with written of expect bytes (-1: unknown) goes on alone.
+func (p bgFill) completes(written, expect int64) bool {
+	switch {
+	case p.percent == 0:
+		return true
+	case expect < 0:
+		return written <= p.minBytes
+	case expect-written <= p.minBytes:
+		return true
+	}
+	return written*100 >= expect*int64(p.percent)
 }
 
 // wakeReaders is progress's delayed wake.
@@ -282,15 +357,24 @@ func (r *flightReader) Close() error {
 		return nil
 	}
 	r.closed = true
-	f := r.f
+	r.f.leaveReader()
+	return nil
+}
+
+// leaveReader gives back a reader's or a pin's hold: the spool is released when the body is
+// over, and a fill nobody reads any more may be stopped.
+func (f *flight) leaveReader() {
 	f.mu.Lock()
 	f.readers--
 	rel := f.maybeRelease()
+	unread := f.unreadLocked()
 	f.mu.Unlock()
 	if rel != nil {
 		rel()
 	}
-	return nil
+	if unread {
+		f.abandonIfUnread()
+	}
 }
 
 // flights collapses concurrent fetches of one key into one.
@@ -298,6 +382,7 @@ type flights struct {
 	mu sync.Mutex
 	m  map[string]*flight // guarded by mu
 	wg sync.WaitGroup     // running fills, waited for at shutdown
+	bg bgFill             // what becomes of a fill nobody reads; set before the first join
 }
 
 // join returns the flight for key, creating it when there is none; leader is true for the
@@ -310,6 +395,7 @@ func (fs *flights) join(key string) (f *flight, leader bool) {
 	f, ok := fs.m[key]
 	if !ok {
 		f = newFlight(key)
+		f.fs = fs
 		fs.m[key] = f
 		fs.wg.Add(1)
 	}
@@ -320,15 +406,7 @@ func (fs *flights) join(key string) (f *flight, leader bool) {
 }
 
 // unpin gives back the pin join took.
-func (f *flight) unpin() {
-	f.mu.Lock()
-	f.readers--
-	rel := f.maybeRelease()
-	f.mu.Unlock()
-	if rel != nil {
-		rel()
-	}
-}
+func (f *flight) unpin() { f.leaveReader() }
 
 // forget removes a flight from the registry, so that later requests look in the tiers (where
 // its entry now is) instead of joining it. Idempotent.

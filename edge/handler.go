@@ -177,6 +177,11 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 			return s.serveSlices(ctx, rq)
 		}
 	}
+	if rq.head && stale == nil {
+		if _, inFlight := s.fl.get(key); !inFlight {
+			return s.headThrough(ctx, rq)
+		}
+	}
 	if s.pass.has(key, now) {
 		return s.passThrough(ctx, rq, nil)
 	}
@@ -347,9 +352,12 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
 	}
-	if names := varyNames(d.meta.Header); len(names) > 0 {
+	if names := varyNames(d.meta.Header); len(names) == 0 {
+		// The URL no longer varies: lookups must find this response under the primary key.
+		s.store.forgetVary(primary)
+	} else if d.storable {
 		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
-		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})
+		defer s.store.beginVary(primary, names)()
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
 		if d.reason != "" && d.reason != "authorization" {
@@ -378,6 +386,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if s.rewriter != nil && resp.Status == http.StatusOK && kindOf(reqPath) == kindPlaylist {
 		resp = s.rewriteManifest(reqPath, resp)
 	}
+	f.cancel = cancel // the body may be abandoned when its last viewer leaves (abandonIfUnread)
 	s.spoolBody(f, resp, d.meta)
 }
 
@@ -432,7 +441,10 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	}
 	f.sp = w
 	f.release = w.Abort
+	f.mu.Lock()
 	f.expect = resp.ContentLength
+	f.streaming = true
+	f.mu.Unlock()
 	meta.Size = resp.ContentLength
 	f.meta = meta
 	f.out = outBody
@@ -468,6 +480,13 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 		// An object that announced no length ran past what the disk tier stores whole: its
 		// next requests go to slices (an origin that ignores ranges then streams it through).
 		s.store.markSliced(primaryOf(meta.Key))
+	}
+	if bodyErr != nil && f.isAbandoned() {
+		s.m.fillsAbandoned.Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "fill abandoned: no viewer left",
+			slog.String("cache_key", meta.Key), slog.Int64("bytes", written), slog.Int64("length", resp.ContentLength))
+		f.finish(fmt.Errorf("fill abandoned after %d bytes: no viewer left", written))
+		return
 	}
 	if bodyErr != nil {
 		s.m.originErrors.WithLabelValues("body").Inc()
@@ -624,6 +643,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 		if rq.rangeHdr != "" {
 			oreq.Range = rq.rangeHdr
 		}
+		oreq.Head = rq.head
 		var err error
 		resp, err = s.fetch(fctx, oreq)
 		if err != nil {

@@ -23,6 +23,8 @@ type metrics struct {
 	collapsed     prometheus.Counter
 	purged        *prometheus.CounterVec
 	acceptErrors  *prometheus.CounterVec
+	// fillsAbandoned counts fills stopped because their last viewer left (bgFill).
+	fillsAbandoned prometheus.Counter
 
 	// Plain counters for the edge's own heartbeat (cheaper to read than the Prometheus ones).
 	nRequests, nHits atomic.Uint64
@@ -68,6 +70,10 @@ func newMetrics(reg prometheus.Registerer, st *store, watch *connWatch) *metrics
 		collapsed: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "duet", Subsystem: "edge", Name: "collapsed_requests_total",
 			Help: "Requests that joined an origin fetch another request had started.",
+		}),
+		fillsAbandoned: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "duet", Subsystem: "edge", Name: "fills_abandoned_total",
+			Help: "Origin fetches stopped because their last viewer left long before the end (cache.background_fill_percent).",
 		}),
 		purged: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "duet", Subsystem: "edge", Name: "purged_entries_total",

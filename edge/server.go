@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if realClock {
 		deps.Now = time.Now
 	}
-	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.Cache.DropQuery})
+	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.QueryDropped()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
@@ -134,6 +134,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
 		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
 	s.fl.m = map[string]*flight{}
+	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}
 	s.pass.m = map[string]time.Time{}
 
 	var st *store

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,8 +53,11 @@ type store struct {
 	// sliceAbove is the size above which an object is cached as slices (Server.sliceAbove).
 	sliceAbove int64
 
-	mu      sync.RWMutex
-	vary    map[string][]string            // primary key → the request headers its responses vary on; guarded by mu
+	mu sync.RWMutex
+	// vary is the Vary index: primary key → the request headers its responses vary on, and the
+	// variants stored under it. An entry lives while a variant is stored or a fill is about to
+	// store one, and no longer: the map is bounded by what the tiers hold. Guarded by mu.
+	vary    map[string]*varyEntry
 	tags    map[string]map[string]struct{} // surrogate key → cache keys; guarded by mu
 	keyTags map[string][]string            // cache key → its surrogate keys, to unindex on removal; guarded by mu
 	// sliced holds the primary keys of objects too large to store whole, so that their requests
@@ -70,7 +74,7 @@ const maxSlicedKeys = 100_000
 func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger, sliceAbove int64) *store {
 	st := &store{
 		mem: mem, disk: disk, log: log, sliceAbove: sliceAbove,
-		vary: map[string][]string{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
+		vary: map[string]*varyEntry{}, tags: map[string]map[string]struct{}{}, keyTags: map[string][]string{},
 		sliced: map[string]struct{}{},
 	}
 	// A restarted edge rebuilds its secondary indexes from the disk tier's metadata.
@@ -81,22 +85,27 @@ func newStore(mem *memtier.Tier, disk *disktier.Store, log *slog.Logger, sliceAb
 	return st
 }
 
-// index records an entry's vary headers and surrogate keys.
+// varyEntry is one primary key's line in the Vary index.
+type varyEntry struct {
+	names []string
+	// stored holds the variant keys the tiers hold; pending counts fills that will store one
+	// (their viewers look the variant up before it is committed).
+	stored  map[string]struct{}
+	pending int
+}
+
+// index records an entry's vary headers and surrogate keys. A new version of a key replaces the
+// old one's surrogate keys, also when it has none: a tag purge must not reach an entry that no
+// longer carries the tag.
 func (st *store) index(m *object.Meta) {
 	if m.Total > st.sliceAbove && strings.Contains(m.Key, sliceSep) {
 		st.markSliced(primaryOf(m.Key))
 	}
 	names := varyNames(m.Header)
-	if len(names) == 0 && len(m.Tags) == 0 {
-		return
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if len(names) > 0 {
-		st.vary[primaryOf(m.Key)] = names
-	}
+	st.unindexTagsLocked(m.Key)
 	if len(m.Tags) > 0 {
-		st.unindexLocked(m.Key)
 		for _, t := range m.Tags {
 			set := st.tags[t]
 			if set == nil {
@@ -107,9 +116,81 @@ func (st *store) index(m *object.Meta) {
 		}
 		st.keyTags[m.Key] = m.Tags
 	}
+	if len(names) > 0 && !slices.Contains(names, "*") && strings.Contains(m.Key, variantSep) {
+		v := st.varyLocked(primaryOf(m.Key), names)
+		v.stored[m.Key] = struct{}{}
+	}
 }
 
+// varyLocked returns the primary key's Vary entry, created when missing, with names as the
+// headers its responses now vary on. st.mu held.
+func (st *store) varyLocked(primary string, names []string) *varyEntry {
+	v := st.vary[primary]
+	if v == nil {
+		v = &varyEntry{stored: map[string]struct{}{}}
+		st.vary[primary] = v
+	}
+	v.names = names
+	return v
+}
+
+// beginVary records, before a fill stores it, that the primary key's responses vary on names,
+// so that the fill's viewers find the variant they share. done ends the fill's hold: the
+// entry goes when no variant was stored.
+func (st *store) beginVary(primary string, names []string) (done func()) {
+	st.mu.Lock()
+	st.varyLocked(primary, names).pending++
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		if v := st.vary[primary]; v != nil {
+			v.pending--
+			st.dropVaryIfEmptyLocked(primary, v)
+		}
+		st.mu.Unlock()
+	}
+}
+
+func (st *store) dropVaryIfEmptyLocked(primary string, v *varyEntry) {
+	if len(v.stored) == 0 && v.pending <= 0 {
+		delete(st.vary, primary)
+	}
+}
+
+// forgetVary is for a response without Vary for the primary key: lookups go to the primary
+// key again, and the variants stored under it, which no lookup reaches any more, are removed.
+func (st *store) forgetVary(primary string) {
+	st.mu.Lock()
+	v := st.vary[primary]
+	delete(st.vary, primary)
+	st.mu.Unlock()
+	if v == nil {
+		return
+	}
+	if keys := st.keysWithPrefix(primary + variantSep); len(keys) > 0 {
+		st.removeMany(keys)
+	}
+}
+
+// varyLen is the number of primary keys in the Vary index.
+func (st *store) varyLen() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return len(st.vary)
+}
+
+// unindexLocked takes a removed key out of the secondary indexes. st.mu held.
 func (st *store) unindexLocked(key string) {
+	if i := strings.Index(key, variantSep); i >= 0 {
+		if v := st.vary[key[:i]]; v != nil {
+			delete(v.stored, key)
+			st.dropVaryIfEmptyLocked(key[:i], v)
+		}
+	}
+	st.unindexTagsLocked(key)
+}
+
+func (st *store) unindexTagsLocked(key string) {
 	for _, t := range st.keyTags[key] {
 		if set := st.tags[t]; set != nil {
 			delete(set, key)
@@ -158,9 +239,11 @@ func (st *store) isSliced(primary string) bool {
 // varyOf returns the headers the primary key's responses vary on, if any.
 func (st *store) varyOf(primary string) []string {
 	st.mu.RLock()
-	v := st.vary[primary]
-	st.mu.RUnlock()
-	return v
+	defer st.mu.RUnlock()
+	if v := st.vary[primary]; v != nil {
+		return v.names
+	}
+	return nil
 }
 
 // lookupKey is the key a request reads: the primary key, or a variant of it.

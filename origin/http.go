@@ -82,7 +82,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 // Name is the base URL (without credentials), for logs and metrics.
 func (o *HTTP) Name() string { return o.name }
 
-// Fetch GETs r.Path (and r.Query) below the base URL, with r's conditions, range and extra
+// Fetch GETs (or, with r.Head, HEADs) r.Path (and r.Query) below the base URL, with r's conditions, range and extra
 // headers. Every answer, 5xx included, is a Response; the error is for failing to get one.
 // Accept-Encoding is r.Header's (the edge forwards the client's, normalised, when the cached
 // response varies on it) or "identity".
@@ -109,6 +109,10 @@ func (o *HTTP) Fetch(ctx context.Context, r *Request) (*Response, error) {
 	}
 	if h.Get("Accept-Encoding") == "" {
 		h.Set("Accept-Encoding", "identity")
+	}
+	if r.Head {
+		h.Del("Range")
+		return o.do(ctx, http.MethodHead, u, h, nil, 0, "head "+r.Path)
 	}
 	return o.do(ctx, http.MethodGet, u, h, nil, 0, "fetch "+r.Path)
 }

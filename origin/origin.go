@@ -24,6 +24,10 @@ type Request struct {
 	// IfMatch pins the read to one version of the object (used for slices of a large object): the
 	// origin answers 412 when the object's ETag differs.
 	IfMatch string
+	// Head asks for the object's headers only (an HTTP HEAD, an S3 HeadObject): the Response has
+	// the status and headers a read would have, Content-Length included, and an empty Body.
+	// Range is ignored.
+	Head bool
 	// Header holds extra request headers forwarded to HTTP origins (for example Accept-Encoding,
 	// which a Vary response depends on). S3 origins ignore it. May be nil.
 	Header http.Header

@@ -60,6 +60,11 @@ type getObjectAPI interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
+// headObjectAPI is the S3 operation Fetch needs for a HEAD.
+type headObjectAPI interface {
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+}
+
 // putObjectAPI is the S3 operation Put needs.
 type putObjectAPI interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
@@ -83,6 +88,7 @@ type S3 struct {
 	name    string
 
 	get    getObjectAPI
+	headO  headObjectAPI
 	put    putObjectAPI
 	head   headBucketAPI
 	create createBucketAPI
@@ -170,6 +176,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		timeout: cfg.Timeout,
 		name:    "s3://" + cfg.Bucket + "/" + prefix,
 		get:     client,
+		headO:   client,
 		put:     client,
 		head:    client,
 		create:  client,
@@ -186,6 +193,9 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 	key, status := o.objectKey(r.Path)
 	if status != 0 {
 		return emptyResponse(status, nil), nil
+	}
+	if r.Head {
+		return o.headObject(ctx, key, r)
 	}
 	in := &s3.GetObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(key)}
 	if r.Range != "" {
@@ -227,8 +237,15 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 	}
 
 	resp := &Response{
-		Status:        http.StatusOK,
-		Header:        objectHeader(out),
+		Status: http.StatusOK,
+		Header: objectHeader(objectAttrs{
+			contentType: out.ContentType, contentLength: out.ContentLength, contentRange: out.ContentRange,
+			contentEncoding: out.ContentEncoding, contentDisposition: out.ContentDisposition,
+			contentLanguage: out.ContentLanguage, etag: out.ETag, lastModified: out.LastModified,
+			cacheControl: out.CacheControl, expiresString: out.ExpiresString,
+			expires:  out.Expires, //nolint:staticcheck // ExpiresString is preferred; older servers fill only Expires
+			metadata: out.Metadata,
+		}),
 		Body:          &releaseBody{ReadCloser: body, release: fb.release},
 		ContentLength: -1,
 	}
@@ -237,6 +254,50 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 	}
 	if r.Range != "" && aws.ToString(out.ContentRange) != "" {
 		resp.Status = http.StatusPartialContent
+	}
+	return resp, nil
+}
+
+// headObject answers r.Head with HeadObject: the object's headers, no body.
+func (o *S3) headObject(ctx context.Context, key string, r *Request) (*Response, error) {
+	in := &s3.HeadObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(key)}
+	if r.IfNoneMatch != "" {
+		in.IfNoneMatch = aws.String(r.IfNoneMatch)
+	}
+	if !r.IfModifiedSince.IsZero() {
+		in.IfModifiedSince = aws.Time(r.IfModifiedSince)
+	}
+	if r.IfMatch != "" {
+		in.IfMatch = aws.String(r.IfMatch)
+	}
+	fb := startFirstByte(ctx, o.timeout, false)
+	defer fb.release()
+	out, err := o.headO.HeadObject(fb.ctx, in)
+	if err != nil {
+		resp, ok := s3ErrorResponse(err)
+		if !ok {
+			return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, fb.wrapErr(err))
+		}
+		return resp, nil
+	}
+	if !fb.arrived() {
+		return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, context.Cause(fb.ctx))
+	}
+	resp := &Response{
+		Status: http.StatusOK,
+		Header: objectHeader(objectAttrs{
+			contentType: out.ContentType, contentLength: out.ContentLength, contentRange: out.ContentRange,
+			contentEncoding: out.ContentEncoding, contentDisposition: out.ContentDisposition,
+			contentLanguage: out.ContentLanguage, etag: out.ETag, lastModified: out.LastModified,
+			cacheControl: out.CacheControl, expiresString: out.ExpiresString,
+			expires:  out.Expires, //nolint:staticcheck // ExpiresString is preferred; older servers fill only Expires
+			metadata: out.Metadata,
+		}),
+		Body:          http.NoBody,
+		ContentLength: -1,
+	}
+	if out.ContentLength != nil {
+		resp.ContentLength = *out.ContentLength
 	}
 	return resp, nil
 }
@@ -287,35 +348,44 @@ func (o *S3) objectKey(path string) (key string, status int) {
 	return o.prefix + p, 0
 }
 
+// objectAttrs are the attributes GetObject and HeadObject report alike.
+type objectAttrs struct {
+	contentType, contentRange, contentEncoding, contentDisposition, contentLanguage *string
+	etag, cacheControl, expiresString                                               *string
+	contentLength                                                                   *int64
+	lastModified, expires                                                           *time.Time
+	metadata                                                                        map[string]string
+}
+
 // objectHeader synthesises HTTP response headers from an object's attributes.
-func objectHeader(out *s3.GetObjectOutput) http.Header {
+func objectHeader(out objectAttrs) http.Header {
 	h := make(http.Header, 12)
 	set := func(name string, v *string) {
 		if s := aws.ToString(v); s != "" {
 			h.Set(name, s)
 		}
 	}
-	set("Content-Type", out.ContentType)
-	if out.ContentLength != nil {
-		h.Set("Content-Length", strconv.FormatInt(*out.ContentLength, 10))
+	set("Content-Type", out.contentType)
+	if out.contentLength != nil {
+		h.Set("Content-Length", strconv.FormatInt(*out.contentLength, 10))
 	}
-	set("Content-Range", out.ContentRange)
-	set("Content-Encoding", out.ContentEncoding)
-	set("Content-Disposition", out.ContentDisposition)
-	set("Content-Language", out.ContentLanguage)
-	set("Etag", out.ETag)
-	if out.LastModified != nil {
-		h.Set("Last-Modified", out.LastModified.UTC().Format(http.TimeFormat))
+	set("Content-Range", out.contentRange)
+	set("Content-Encoding", out.contentEncoding)
+	set("Content-Disposition", out.contentDisposition)
+	set("Content-Language", out.contentLanguage)
+	set("Etag", out.etag)
+	if out.lastModified != nil {
+		h.Set("Last-Modified", out.lastModified.UTC().Format(http.TimeFormat))
 	}
-	set("Cache-Control", out.CacheControl)
+	set("Cache-Control", out.cacheControl)
 	switch {
-	case aws.ToString(out.ExpiresString) != "":
-		h.Set("Expires", *out.ExpiresString)
-	case out.Expires != nil: //nolint:staticcheck // ExpiresString is preferred; older servers fill only Expires
-		h.Set("Expires", out.Expires.UTC().Format(http.TimeFormat)) //nolint:staticcheck // see above
+	case aws.ToString(out.expiresString) != "":
+		h.Set("Expires", *out.expiresString)
+	case out.expires != nil:
+		h.Set("Expires", out.expires.UTC().Format(http.TimeFormat))
 	}
 	h.Set("Accept-Ranges", "bytes")
-	if v := out.Metadata["surrogate-key"]; v != "" {
+	if v := out.metadata["surrogate-key"]; v != "" {
 		h.Set("Surrogate-Key", v)
 	}
 	return h
