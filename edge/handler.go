@@ -297,6 +297,7 @@ var skipRequestHeaders = map[string]bool{
 	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
 	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
 	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
+	"Content-Range": true, "Date": true,
 }
 
 // fill runs one origin fetch for a flight, detached from any viewer: a viewer that gives up does
