@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -272,6 +273,18 @@ func failReason(status int) string {
 		return "origin timed out"
 	}
 	return "origin unavailable"
+}
+
+// viewerReason is the reason a viewer reads for a failed fetch: failReason when err comes
+// from reaching the origin (a network error or a timeout, whose text names the origin's
+// address), err's own text otherwise (a bad answer the edge refused, say).
+func viewerReason(status int, err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, origin.ErrTimeout) {
+		return failReason(status)
+	}
+	return err.Error()
 }
 
 // originRequest builds the origin read for a viewer's request. End-to-end request headers go

@@ -494,7 +494,11 @@ func TestOriginDownHidesAddress(t *testing.T) {
 			t.Fatalf("%s: %d %q", p, resp.StatusCode, body)
 		}
 	}
-	resp, body := h.do(http.MethodPost, "/x")
+	resp, body := h.get("/x", "Range", "bytes=0-9")
+	if resp.StatusCode != 502 || strings.Contains(string(body), "127.0.0.1") {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+	resp, body = h.do(http.MethodPost, "/x")
 	if strings.Contains(string(body), "127.0.0.1") {
 		t.Fatalf("POST: %d %q", resp.StatusCode, body)
 	}
