@@ -409,6 +409,8 @@ func TestOrigin5xxPassedThrough(t *testing.T) {
 	}
 	resp, body := h.get("/plain")
 	check("/plain", resp, body)
+	resp, body = h.get("/plain", "Range", "bytes=0-3") // a cold range goes by slices
+	check("/plain range", resp, body)
 
 	resp, body = h.get("/cached")
 	check("/cached", resp, body)
