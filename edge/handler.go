@@ -351,7 +351,9 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		s.store.index(&object.Meta{Key: d.meta.Key, Header: d.meta.Header})
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
-		if d.reason != "" && d.reason != "authorization" {
+		if d.reason != "" && oreq.Header.Get("Authorization") == "" {
+			// (Not for a flight with credentials: its key is per credentials, and what one
+			// viewer's credentials got says nothing about the others'.)
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
 		f.out, f.pass = outPass, resp
@@ -513,7 +515,9 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 			// The 304's headers forbid storing (no-store, private...): the old entry must go,
 			// and every viewer fetches the object for itself.
 			withdraw()
-			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			if oreq.Header.Get("Authorization") == "" {
+				s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			}
 			f.out = outPass
 			close(f.ready)
 			break
