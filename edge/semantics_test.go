@@ -696,3 +696,26 @@ func TestDateOnTheWire(t *testing.T) {
 		t.Fatalf("ready: Date %q", resp.Header.Get("Date"))
 	}
 }
+
+// TestDateAddedWhenMissing: a response without Date is stored with the time it arrived (RFC
+// 9110 §6.6.1), and every hit sends that one.
+func TestDateAddedWhenMissing(t *testing.T) {
+	t.Parallel()
+	h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil // net/http then sends none
+		w.Header().Set("Cache-Control", "max-age=600")
+		_, _ = io.WriteString(w, "x")
+	}, nil)
+	h.get("/nd")
+	h.waitCached("/nd")
+	m, _ := h.srv.store.peek("/nd")
+	stored := storedDate(m.Header)
+	if _, err := http.ParseTime(stored); err != nil {
+		t.Fatalf("stored Date %q", stored)
+	}
+	resp, _ := h.get("/nd")
+	expect(t, resp, 200, "HIT")
+	if resp.Header.Get("Date") != stored {
+		t.Fatalf("hit Date %q, stored %q", resp.Header.Get("Date"), stored)
+	}
+}
