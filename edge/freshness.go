@@ -84,6 +84,11 @@ func (s *Server) decide(key, reqPath string, reqTime, respTime time.Time, r *ori
 	cc, _ := directivesOf(h)
 	m := &d.meta
 	m.Header = storedHeaders(h)
+	if d := h.Values("Date"); len(d) != 1 || !validDate(d[0], respTime) {
+		// RFC 9110 §6.6.1: a response cached without a (valid) Date gets one, the time it was
+		// received, so that every hit sends the same Date with its Age.
+		m.Header = setField(m.Header, "Date", respTime.UTC().Format(http.TimeFormat))
+	}
 	m.ETag = h.Get("Etag")
 	if lm, ok := httpdate.Parse(strings.TrimSpace(h.Get("Last-Modified")), respTime); ok {
 		m.LastModified = lm
@@ -271,6 +276,24 @@ func storedHeaders(h http.Header) []object.Field {
 	return out
 }
 
+func validDate(v string, now time.Time) bool {
+	_, ok := httpdate.Parse(strings.TrimSpace(v), now)
+	return ok
+}
+
+// setField replaces every field called name with one holding value, keeping the order.
+func setField(f []object.Field, name, value string) []object.Field {
+	out := f[:0]
+	for _, x := range f {
+		if x.Name != name {
+			out = append(out, x)
+		}
+	}
+	out = append(out, object.Field{Name: name, Value: value})
+	sortFields(out)
+	return out
+}
+
 func sortFields(f []object.Field) {
 	// Insertion sort: header lists are short, and this keeps the order stable for tests.
 	for i := 1; i < len(f); i++ {
@@ -332,6 +355,11 @@ func (s *Server) merge304(old object.Meta, reqPath string, reqTime, respTime tim
 			continue
 		}
 		h[name] = vals
+	}
+	if d := r.Header.Values("Date"); len(d) != 1 || !validDate(d[0], respTime) {
+		// The 304 is the newer response: without a Date of its own it gets the time it arrived
+		// (RFC 9110 §6.6.1), never the stored one, which would make the entry as old as before.
+		h.Set("Date", respTime.UTC().Format(http.TimeFormat))
 	}
 	if len(old.Tags) > 0 && h.Get("Surrogate-Key") == "" {
 		h.Set("Surrogate-Key", strings.Join(old.Tags, " "))

@@ -110,3 +110,17 @@ func TestCDNCacheControlEndToEnd(t *testing.T) {
 		t.Fatalf("headers to the browser: %v", resp.Header)
 	}
 }
+
+// TestMerge304WithoutDate: a 304 without Date refreshes the entry as of its arrival: the old
+// stored Date must not make the refreshed entry as old as before.
+func TestMerge304WithoutDate(t *testing.T) {
+	s := &Server{cfg: DefaultConfig()}
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	h := http.Header{"Cache-Control": {"max-age=60"}, "Etag": {`"1"`}}
+	d := s.decide("/k", "/x.bin", t0, t0, &origin.Response{Status: 200, Header: h})
+	later := t0.Add(time.Hour)
+	m, ok := s.merge304(d.meta, "/x.bin", later, later, &origin.Response{Status: 304, Header: http.Header{"Etag": {`"1"`}}})
+	if !ok || freshnessOf(&m, later.Add(time.Second)) != fresh {
+		t.Fatalf("after the 304: storable %v, age %v of %v", ok, age(&m, later.Add(time.Second)), m.FreshFor)
+	}
+}

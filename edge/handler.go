@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -290,6 +291,18 @@ func failReason(status int) string {
 	return "origin unavailable"
 }
 
+// viewerReason is the reason a viewer reads for a failed fetch: failReason when err comes
+// from reaching the origin (a network error or a timeout, whose text names the origin's
+// address), err's own text otherwise (a bad answer the edge refused, say).
+func viewerReason(status int, err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, origin.ErrTimeout) {
+		return failReason(status)
+	}
+	return err.Error()
+}
+
 // originRequest builds the origin read for a viewer's request. End-to-end request headers go
 // along (a response may vary on any of them), Authorization included (a protected origin needs
 // it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
@@ -313,6 +326,7 @@ var skipRequestHeaders = map[string]bool{
 	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
 	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
 	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
+	"Content-Range": true, "Date": true,
 }
 
 // fill runs one origin fetch for a flight, detached from any viewer: a viewer that gives up does
@@ -360,7 +374,9 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 		defer s.store.beginVary(primary, names)()
 	}
 	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
-		if d.reason != "" && d.reason != "authorization" {
+		if d.reason != "" && oreq.Header.Get("Authorization") == "" {
+			// (Not for a flight with credentials: its key is per credentials, and what one
+			// viewer's credentials got says nothing about the others'.)
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
 		f.out, f.pass = outPass, resp
@@ -551,7 +567,9 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 			// The 304's headers forbid storing (no-store, private...): the old entry must go,
 			// and every viewer fetches the object for itself.
 			withdraw()
-			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			if oreq.Header.Get("Authorization") == "" {
+				s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+			}
 			f.out = outPass
 			close(f.ready)
 			break

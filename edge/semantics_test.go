@@ -409,6 +409,8 @@ func TestOrigin5xxPassedThrough(t *testing.T) {
 	}
 	resp, body := h.get("/plain")
 	check("/plain", resp, body)
+	resp, body = h.get("/plain", "Range", "bytes=0-3") // a cold range goes by slices
+	check("/plain range", resp, body)
 
 	resp, body = h.get("/cached")
 	check("/cached", resp, body)
@@ -494,7 +496,11 @@ func TestOriginDownHidesAddress(t *testing.T) {
 			t.Fatalf("%s: %d %q", p, resp.StatusCode, body)
 		}
 	}
-	resp, body := h.do(http.MethodPost, "/x")
+	resp, body := h.get("/x", "Range", "bytes=0-9")
+	if resp.StatusCode != 502 || strings.Contains(string(body), "127.0.0.1") {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+	resp, body = h.do(http.MethodPost, "/x")
 	if strings.Contains(string(body), "127.0.0.1") {
 		t.Fatalf("POST: %d %q", resp.StatusCode, body)
 	}
@@ -688,5 +694,28 @@ func TestDateOnTheWire(t *testing.T) {
 	resp, _ = h.get("/.well-known/duet/ready")
 	if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
 		t.Fatalf("ready: Date %q", resp.Header.Get("Date"))
+	}
+}
+
+// TestDateAddedWhenMissing: a response without Date is stored with the time it arrived (RFC
+// 9110 §6.6.1), and every hit sends that one.
+func TestDateAddedWhenMissing(t *testing.T) {
+	t.Parallel()
+	h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil // net/http then sends none
+		w.Header().Set("Cache-Control", "max-age=600")
+		_, _ = io.WriteString(w, "x")
+	}, nil)
+	h.get("/nd")
+	h.waitCached("/nd")
+	m, _ := h.srv.store.peek("/nd")
+	stored := storedDate(m.Header)
+	if _, err := http.ParseTime(stored); err != nil {
+		t.Fatalf("stored Date %q", stored)
+	}
+	resp, _ := h.get("/nd")
+	expect(t, resp, 200, "HIT")
+	if resp.Header.Get("Date") != stored {
+		t.Fatalf("hit Date %q, stored %q", resp.Header.Get("Date"), stored)
 	}
 }

@@ -79,7 +79,8 @@ func (s *Server) serveSlices(ctx *fasthttp.RequestCtx, rq *request) cacheStatus 
 			if errors.As(err, &fe) {
 				status = fe.status
 			}
-			s.fail(ctx, status, err.Error())
+			s.log.Warn("slice fetch failed", "path", rq.path, "error", err)
+			s.fail(ctx, status, viewerReason(status, err))
 			return csError
 		}
 		return cs
