@@ -238,3 +238,33 @@ func TestVaryBackgroundRevalidation(t *testing.T) {
 		t.Fatal("no response time")
 	}
 }
+
+// TestVaryStar: a response with Vary: * is never stored nor indexed; each request asks the origin.
+func TestVaryStar(t *testing.T) {
+	t.Parallel()
+	var fetches atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "*")
+		fmt.Fprint(w, "any")
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, nil)
+	for range 3 {
+		resp, b := h.get("/s", "Accept-Encoding", "gzip")
+		if resp.StatusCode != 200 || string(b) != "any" || resp.Header.Get("X-Cache") == "HIT" {
+			t.Fatalf("Vary: * answered %d %q %s", resp.StatusCode, b, resp.Header.Get("X-Cache"))
+		}
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Fatalf("%d origin fetches for 3 requests, want 3", n)
+	}
+	if n := h.srv.store.varyLen(); n != 0 {
+		t.Fatalf("Vary index holds %d URLs", n)
+	}
+}
