@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -421,5 +422,23 @@ func TestRangeReaderKeepsFill(t *testing.T) {
 	expect(t, resp, 206, "HIT")
 	if n := bo.requests(http.MethodGet); n != 2 {
 		t.Fatalf("origin got %d GETs, want 2", n)
+	}
+}
+
+func TestBackgroundFillConfig(t *testing.T) {
+	for _, c := range []struct {
+		percent int
+		min     ByteSize
+		ok      bool
+	}{{50, 4 << 20, true}, {0, 0, true}, {100, 1 << 30, true}, {101, 0, false}, {-1, 0, false}, {50, -1, false}} {
+		cfg := testConfig(t)
+		cfg.Cache.BackgroundFillPercent, cfg.Cache.BackgroundFillMinBytes = c.percent, c.min
+		err := cfg.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("percent %d, min %d: %v", c.percent, c.min, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "cache.background_fill") {
+			t.Errorf("error does not name the setting: %v", err)
+		}
 	}
 }
