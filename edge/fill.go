@@ -84,6 +84,10 @@ type flight struct {
 	cancel    context.CancelFunc
 	streaming bool
 	abandoned bool
+	// satisfied is set when a reader got all of the range it asked for: such a fill completes
+	// (a player that reads a file range by range would otherwise restart, and abandon, a fill
+	// from byte 0 for every range). Only viewers that left mid-body make a fill unread.
+	satisfied bool
 }
 
 func newFlight(key string) *flight {
@@ -127,7 +131,7 @@ func (f *flight) progress(n int) {
 // unreadLocked reports whether nobody reads a body still streaming that the policy would not
 // let complete: the cheap test before abandonIfUnread takes the locks in order. f.mu held.
 func (f *flight) unreadLocked() bool {
-	return f.readers == 0 && f.streaming && f.cancel != nil && !f.abandoned && !f.done && f.bodyErr == nil &&
+	return f.readers == 0 && f.streaming && f.cancel != nil && !f.abandoned && !f.satisfied && !f.done && f.bodyErr == nil &&
 		f.fs != nil && !f.fs.bg.completes(f.written, f.expect)
 }
 
@@ -357,15 +361,18 @@ func (r *flightReader) Close() error {
 		return nil
 	}
 	r.closed = true
-	r.f.leaveReader()
+	// A reader that got the whole range it asked for leaves satisfied; one that reads to the end
+	// and closes early, aborted.
+	r.f.leaveReader(r.end >= 0 && r.off >= r.end)
 	return nil
 }
 
 // leaveReader gives back a reader's or a pin's hold: the spool is released when the body is
 // over, and a fill nobody reads any more may be stopped.
-func (f *flight) leaveReader() {
+func (f *flight) leaveReader(satisfied bool) {
 	f.mu.Lock()
 	f.readers--
+	f.satisfied = f.satisfied || satisfied
 	rel := f.maybeRelease()
 	unread := f.unreadLocked()
 	f.mu.Unlock()
@@ -406,7 +413,7 @@ func (fs *flights) join(key string) (f *flight, leader bool) {
 }
 
 // unpin gives back the pin join took.
-func (f *flight) unpin() { f.leaveReader() }
+func (f *flight) unpin() { f.leaveReader(false) }
 
 // forget removes a flight from the registry, so that later requests look in the tiers (where
 // its entry now is) instead of joining it. Idempotent.

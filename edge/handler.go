@@ -159,7 +159,7 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried b
 			s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
 			return csHit
 		case staleRevalidateAsync:
-			s.revalidateInBackground(key, rq, *e.meta)
+			s.revalidateInBackground(ctx, key, rq, *e.meta)
 			s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
 			return csStaleWhileRevalidate
 		}
@@ -626,13 +626,15 @@ func statusForError(err error) int {
 }
 
 // revalidateInBackground refreshes a stale-while-revalidate entry without holding up the viewer.
-func (s *Server) revalidateInBackground(key string, rq *request, stale object.Meta) {
+func (s *Server) revalidateInBackground(ctx *fasthttp.RequestCtx, key string, rq *request, stale object.Meta) {
 	f, leader := s.fl.join(key)
 	if !leader {
 		f.unpin()
 		return
 	}
-	oreq := &origin.Request{Path: strings.Clone(rq.path), Query: strings.Clone(rq.query), Header: http.Header{}}
+	// The viewer's headers go along as on a miss: the entry may be one variant of a response
+	// that varies on them, and must be refreshed as that variant.
+	oreq := s.originRequest(ctx, rq)
 	path, primary := strings.Clone(rq.path), strings.Clone(rq.primary)
 	go func() {
 		defer f.unpin()

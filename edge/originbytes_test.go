@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
@@ -391,5 +393,52 @@ func TestBgFillCompletes(t *testing.T) {
 	}
 	if (bgFill{percent: 100}).completes(99, 100<<20) {
 		t.Error("percent 100 completed a fill far from its end")
+	}
+}
+
+// TestRangeReaderKeepsFill: a viewer whose range was served in full from a running fill (a
+// stale object being refetched) leaves it running: the next range is a hit, not a new fill
+// from byte 0.
+func TestRangeReaderKeepsFill(t *testing.T) {
+	t.Parallel()
+	const size = 20 << 20
+	bo := newBigOrigin(t, size)
+	h := bo.edge(t, nil)
+	// The first fill: the object is cached, then made stale.
+	h.get("/seq.mp4")
+	h.waitCached("/seq.mp4")
+	m, _ := h.srv.store.peek("/seq.mp4")
+	mm := *m
+	mm.Flags |= object.SoftPurged
+	if err := h.srv.store.updateMeta(mm); err != nil {
+		t.Fatal(err)
+	}
+	resp, b := h.get("/seq.mp4", "Range", "bytes=0-99")
+	if resp.StatusCode != 206 || len(b) != 100 {
+		t.Fatalf("range on a stale object: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	h.srv.fl.wait(t.Context())
+	resp, _ = h.get("/seq.mp4", "Range", "bytes=100-199")
+	expect(t, resp, 206, "HIT")
+	if n := bo.requests(http.MethodGet); n != 2 {
+		t.Fatalf("origin got %d GETs, want 2", n)
+	}
+}
+
+func TestBackgroundFillConfig(t *testing.T) {
+	for _, c := range []struct {
+		percent int
+		min     ByteSize
+		ok      bool
+	}{{50, 4 << 20, true}, {0, 0, true}, {100, 1 << 30, true}, {101, 0, false}, {-1, 0, false}, {50, -1, false}} {
+		cfg := testConfig(t)
+		cfg.Cache.BackgroundFillPercent, cfg.Cache.BackgroundFillMinBytes = c.percent, c.min
+		err := cfg.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("percent %d, min %d: %v", c.percent, c.min, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "cache.background_fill") {
+			t.Errorf("error does not name the setting: %v", err)
+		}
 	}
 }

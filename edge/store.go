@@ -160,6 +160,9 @@ func (st *store) dropVaryIfEmptyLocked(primary string, v *varyEntry) {
 // forgetVary is for a response without Vary for the primary key: lookups go to the primary
 // key again, and the variants stored under it, which no lookup reaches any more, are removed.
 func (st *store) forgetVary(primary string) {
+	if st.varyOf(primary) == nil { // the common case, under the shared lock only
+		return
+	}
 	st.mu.Lock()
 	v := st.vary[primary]
 	delete(st.vary, primary)

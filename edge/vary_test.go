@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -192,4 +193,78 @@ func TestTagsReplacedOnRefill(t *testing.T) {
 	}
 	resp, _ := h.get("/a")
 	expect(t, resp, 200, "HIT")
+}
+
+// TestVaryBackgroundRevalidation: a stale-while-revalidate hit on a variant refreshes that
+// variant, asking the origin with the viewer's Accept-Encoding. On 718ea16 the background
+// fetch asked for the identity coding, stored it, and dropped the viewer's variant.
+func TestVaryBackgroundRevalidation(t *testing.T) {
+	t.Parallel()
+	var fetches atomic.Int32
+	var mu sync.Mutex
+	var encs []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := fetches.Add(1)
+		mu.Lock()
+		encs = append(encs, r.Header.Get("Accept-Encoding"))
+		mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600")
+		w.Header().Set("Vary", "Accept-Encoding")
+		fmt.Fprintf(w, "fetch %d enc=%s", n, r.Header.Get("Accept-Encoding"))
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, nil)
+	gz := variantKey("/r", "Accept-Encoding=gzip")
+	h.get("/r", "Accept-Encoding", "gzip")
+	h.waitCached(gz)
+	resp, _ := h.get("/r", "Accept-Encoding", "gzip") // stale: served, refreshed in the background
+	expect(t, resp, 200, "STALE")
+	testenv.Eventually(t, 10*time.Second, func() bool { return fetches.Load() == 2 }, "no background fetch")
+	h.srv.fl.wait(t.Context())
+	mu.Lock()
+	defer mu.Unlock()
+	if encs[1] != "gzip" {
+		t.Fatalf("background revalidation asked for Accept-Encoding %q, want gzip", encs[1])
+	}
+	m, ok := h.srv.store.peek(gz)
+	if !ok {
+		t.Fatal("the gzip variant is gone after its background revalidation")
+	}
+	if m.ResponseTime.IsZero() {
+		t.Fatal("no response time")
+	}
+}
+
+// TestVaryStar: a response with Vary: * is never stored nor indexed; each request asks the origin.
+func TestVaryStar(t *testing.T) {
+	t.Parallel()
+	var fetches atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "*")
+		fmt.Fprint(w, "any")
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, nil)
+	for range 3 {
+		resp, b := h.get("/s", "Accept-Encoding", "gzip")
+		if resp.StatusCode != 200 || string(b) != "any" || resp.Header.Get("X-Cache") == "HIT" {
+			t.Fatalf("Vary: * answered %d %q %s", resp.StatusCode, b, resp.Header.Get("X-Cache"))
+		}
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Fatalf("%d origin fetches for 3 requests, want 3", n)
+	}
+	if n := h.srv.store.varyLen(); n != 0 {
+		t.Fatalf("Vary index holds %d URLs", n)
+	}
 }
