@@ -366,10 +366,12 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if !d.storable && stale != nil {
 		s.store.remove(stale.Key) // the object is no longer cacheable
 	}
-	if names := varyNames(d.meta.Header); len(names) == 0 {
+	if names := varyNames(d.meta.Header); len(names) == 0 && d.storable {
 		// The URL no longer varies: lookups must find this response under the primary key.
+		// (Only a response that will be stored says so: an answer that cannot be shared, such
+		// as a 401 to one viewer's bad credentials, must not drop everyone's variants.)
 		s.store.forgetVary(primary)
-	} else if d.storable {
+	} else if len(names) > 0 && d.storable {
 		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
 		defer s.store.beginVary(primary, names)()
 	}

@@ -268,3 +268,39 @@ func TestVaryStar(t *testing.T) {
 		t.Fatalf("Vary index holds %d URLs", n)
 	}
 }
+
+// TestVaryKeptAfterUnsharedAnswer: an answer that cannot be stored (here a 401 to one viewer's
+// bad credentials, without Vary) says nothing about the URL's variants: they stay cached and
+// the next anonymous viewer is a hit. Dropping them would let any viewer empty the cache of a
+// URL with a bogus Authorization header.
+func TestVaryKeptAfterUnsharedAnswer(t *testing.T) {
+	t.Parallel()
+	var fetches atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if r.Header.Get("Authorization") != "" {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "bad credentials", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "Accept-Encoding")
+		fmt.Fprintf(w, "enc=%s", r.Header.Get("Accept-Encoding"))
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startEdge(t, o, nil)
+	h.get("/v", "Accept-Encoding", "gzip")
+	h.waitCached(variantKey("/v", "Accept-Encoding=gzip"))
+	if resp, _ := h.get("/v", "Accept-Encoding", "gzip", "Authorization", "Bearer bogus"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("request with bad credentials: status %d, want the origin's 401", resp.StatusCode)
+	}
+	before := fetches.Load()
+	resp, body := h.get("/v", "Accept-Encoding", "gzip")
+	if got := resp.Header.Get("X-Cache"); got != "HIT" || fetches.Load() != before {
+		t.Fatalf("anonymous viewer after the 401: X-Cache %q, %d origin fetches (body %q); want a hit", got, fetches.Load()-before, body)
+	}
+}
