@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/edge/object"
@@ -18,41 +20,75 @@ import (
 // lifetime, short by the entry's age. The viewer listener runs with NoDefaultDate, and the
 // edge puts Date in itself by the one way fasthttp allows: parsing it into the header.
 
-// dateParser is the reusable state of one setDate call (pooled: the hit path must not
-// allocate).
-type dateParser struct {
-	buf []byte
-	src bytes.Reader
-	br  *bufio.Reader
+// dateTemplate is a response header holding only one Date, parsed once and copied into each
+// response that sends that Date (ResponseHeader.CopyTo copies the parsed field as it is). Parsing
+// a header for every response was a third of a 1 KiB memory hit's time (BenchmarkHit 1.0 µs →
+// 2.2 µs); a copy costs a few tens of nanoseconds.
+type dateTemplate struct {
+	date string // the Date value; for the clock's template, the second it was made for
+	sec  int64  // the clock's template: the Unix second it holds
+	hdr  fasthttp.ResponseHeader
 }
 
-// dateParsers is a pool, shared by every Server as fasthttp shares its own date.
+// dateTemplates holds the clock's current template and a direct-mapped, fixed-size table of
+// the stored Dates seen lately (hits of one object share its Date): bounded memory, no locks.
+type dateTemplates struct {
+	now   atomic.Pointer[dateTemplate]
+	slots [1024]atomic.Pointer[dateTemplate]
+}
+
+// dateParsers pools the reader setDate parses a new template with.
 var dateParsers = sync.Pool{New: func() any {
 	p := &dateParser{buf: make([]byte, 0, 96)}
 	p.br = bufio.NewReaderSize(&p.src, 128)
 	return p
 }}
 
-// setDate resets rh to a header holding only Date: date when it is a well-formed
-// IMF-fixdate, otherwise now. It must come before anything else is set on rh.
-func setDate(rh *fasthttp.ResponseHeader, date string, now time.Time) {
+type dateParser struct {
+	buf []byte
+	src bytes.Reader
+	br  *bufio.Reader
+}
+
+// newDateTemplate parses a header holding only Date: value, with rh's settings (rh is the
+// response header of a request that has set nothing yet: it carries the server's
+// NoDefaultDate and NoDefaultContentType, which CopyTo hands on).
+func newDateTemplate(rh *fasthttp.ResponseHeader, value string) *dateTemplate {
+	t := &dateTemplate{date: value}
+	rh.CopyTo(&t.hdr)
 	p := dateParsers.Get().(*dateParser)
-	p.buf = append(p.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...)
-	if len(date) == len(http.TimeFormat) && printable(date) {
-		p.buf = append(p.buf, date...)
-	} else {
-		p.buf = now.UTC().AppendFormat(p.buf, http.TimeFormat)
-	}
-	p.buf = append(p.buf, "\r\n\r\n"...)
+	p.buf = append(append(append(p.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), value...), "\r\n\r\n"...)
 	p.src.Reset(p.buf)
 	p.br.Reset(&p.src)
-	if err := rh.Read(p.br); err != nil {
-		rh.ResetConnectionClose() // not expected: the header stays empty, without a Date
-	}
+	_ = t.hdr.Read(p.br) // cannot fail: value is checked by the caller; on failure the header has no Date
+	dateParsers.Put(p)
 	// A parsed response without Content-Length reads as "until close": the edge's responses
 	// set their own framing afterwards and keep the connection.
-	rh.ResetConnectionClose()
-	dateParsers.Put(p)
+	t.hdr.ResetConnectionClose()
+	return t
+}
+
+// setDate resets rh to a header holding only Date: date when it is a well-formed
+// IMF-fixdate, otherwise now. It must come before anything else is set on rh.
+func (dt *dateTemplates) setDate(rh *fasthttp.ResponseHeader, date string, now time.Time) {
+	if len(date) != len(http.TimeFormat) || !printable(date) {
+		sec := now.Unix()
+		t := dt.now.Load()
+		if t == nil || t.sec != sec {
+			t = newDateTemplate(rh, now.UTC().Format(http.TimeFormat))
+			t.sec = sec
+			dt.now.Store(t)
+		}
+		t.hdr.CopyTo(rh)
+		return
+	}
+	slot := &dt.slots[xxhash.Sum64String(date)%uint64(len(dt.slots))]
+	t := slot.Load()
+	if t == nil || t.date != date {
+		t = newDateTemplate(rh, date)
+		slot.Store(t)
+	}
+	t.hdr.CopyTo(rh)
 }
 
 // printable reports whether s is visible ASCII or space (a header value that cannot split the

@@ -53,7 +53,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if start.IsZero() {
 		start = s.now()
 	}
-	setDate(&ctx.Response.Header, "", start) // see date.go
+	s.dates.setDate(&ctx.Response.Header, "", start) // see date.go
 	rq := request{start: start}
 	if s.refuseRequest(ctx) {
 		s.m.observe(csError, start, s.now())
@@ -682,7 +682,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 // writeOriginResponse streams an origin response to the viewer unchanged but for hop-by-hop
 // headers; done runs once the body has been sent (or dropped).
 func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Response, head bool, done func(), cacheStatus, xcache string) {
-	setDate(&ctx.Response.Header, resp.Header.Get("Date"), s.now())
+	s.dates.setDate(&ctx.Response.Header, resp.Header.Get("Date"), s.now())
 	ctx.SetStatusCode(resp.Status)
 	for name, vals := range resp.Header {
 		if dropHeaders[name] && name != "Set-Cookie" && name != "Content-Range" && name != "Accept-Ranges" {
@@ -849,7 +849,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		return
 	}
 	// The stored Date goes with the Age computed from it (RFC 9111 §4, §5.1).
-	setDate(rh, storedDate(m.Header), now)
+	s.dates.setDate(rh, storedDate(m.Header), now)
 	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
 	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
 	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a

@@ -6,11 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
@@ -717,5 +720,45 @@ func TestDateAddedWhenMissing(t *testing.T) {
 	expect(t, resp, 200, "HIT")
 	if resp.Header.Get("Date") != stored {
 		t.Fatalf("hit Date %q, stored %q", resp.Header.Get("Date"), stored)
+	}
+}
+
+// TestDatesOfManyObjects: hits of objects with different stored Dates each send their own, also
+// when two Dates share a slot of the edge's table of parsed Date headers (date.go): the table
+// must never hand one object's Date to another.
+func TestDatesOfManyObjects(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	dateOf := func(i int) string { return base.Add(time.Duration(i) * time.Second).Format(http.TimeFormat) }
+	// Two Dates in one slot, found among the first objects' Dates.
+	var dt dateTemplates
+	slotOf := func(d string) uint64 { return xxhash.Sum64String(d) % uint64(len(dt.slots)) }
+	seen := map[uint64]int{}
+	var a, b int
+	for i := 0; ; i++ {
+		if j, ok := seen[slotOf(dateOf(i))]; ok {
+			a, b = j, i
+			break
+		}
+		seen[slotOf(dateOf(i))] = i
+	}
+	h := scriptedEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		i, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/o/"))
+		w.Header().Set("Date", dateOf(i))
+		w.Header().Set("Cache-Control", "max-age=999999999")
+		_, _ = io.WriteString(w, "x")
+	}, nil)
+	paths := []int{a, b, a + 1, b + 1}
+	for _, i := range paths {
+		h.get("/o/" + strconv.Itoa(i))
+		h.waitCached("/o/" + strconv.Itoa(i))
+	}
+	for round := 0; round < 3; round++ {
+		for _, i := range paths {
+			resp, _ := h.get("/o/" + strconv.Itoa(i))
+			if got := resp.Header.Values("Date"); len(got) != 1 || got[0] != dateOf(i) {
+				t.Fatalf("object %d (%s): Date %q, want %q", i, resp.Header.Get("X-Cache"), got, dateOf(i))
+			}
+		}
 	}
 }

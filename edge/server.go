@@ -75,6 +75,8 @@ type Server struct {
 	// sliceAbove is the Content-Length above which a full GET is not stored whole but answered,
 	// and cached, as slices: cache.slice_above, capped by what the disk tier stores whole.
 	sliceAbove int64
+	// dates holds the parsed Date headers responses copy in (date.go).
+	dates dateTemplates
 	// realClock is set when now is time.Now: the handler then takes fasthttp's own reading of
 	// the request's arrival instead of reading the clock again (docs/performance.md).
 	realClock bool
