@@ -571,6 +571,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 	h := http.Header{}
 	for k, v := range ctx.Request.Header.All() {
+		if !validFieldName(k) { // the origin client would refuse to send it: not a 502
+			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: a header field name is not a token")
+			return
+		}
 		name := http.CanonicalHeaderKey(b2s(k))
 		if dropHeaders[name] && name != "Set-Cookie" || name == "Host" {
 			continue

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -76,8 +77,8 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 		s.fail(ctx, fasthttp.StatusRequestURITooLong, fmt.Sprintf("the request line is longer than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
 	case errors.As(err, &small):
 		s.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request header is larger than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
-	case errors.Is(err, errBareLF), errors.Is(err, errBareCR):
-		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: "+errBareLF.Error())
+	case vc != nil && vc.bad != nil && errors.Is(err, vc.bad):
+		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: "+vc.bad.Error())
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", maxRequestBodyBytes))
 	case errors.As(err, &ne) && ne.Timeout():
@@ -95,6 +96,10 @@ const maxRequestBodyBytes = 64 << 20
 // origin or another proxy may delimit differently, the classic request smuggling), or a declared
 // body over maxRequestBodyBytes (413 at once, before any of it is read).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {
+	if vc, ok := ctx.Conn().(*viewerConn); ok && vc.bad != nil {
+		s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: "+vc.bad.Error())
+		return true
+	}
 	h := &ctx.Request.Header
 	cl := h.ContentLength()
 	if cl == -1 && hasHeader(h.RawHeaders(), "content-length") { // chunked, and a length too
@@ -164,4 +169,20 @@ func (b *bodyCap) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// validFieldName reports whether name is a field name (a token, RFC 9110 §5.1).
+func validFieldName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

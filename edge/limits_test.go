@@ -226,6 +226,10 @@ func TestMalformedRequestsAnswered(t *testing.T) {
 		{"no version", "GET /a\r\nHost: x\r\n\r\n", 400},
 		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
 		{"bad method", "G@T /a HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"bare LF in a complete block", "GET /a HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400},
+		{"bare LF in a complete POST", "0000 /0 HTTP/1.1\r\nHost:000\nT 000000000000000:00000000\r\n\r\n", 400},
+		{"space in a field name", "GET /a HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", 400},
+		{"space in a forwarded field name", "POST /a HTTP/1.1\r\nHost: x\r\nX A: b\r\nContent-Length: 1\r\n\r\nz", 400},
 		{"bad chunk", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", 0},
 	} {
 		a := rawExchange(t, addr, tc.req)
