@@ -598,6 +598,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 			s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
 			return
 		}
+		if capped != nil && capped.failed != nil {
+			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: reading the request body: "+capped.failed.Error())
+			return
+		}
 		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
 		return
 	}

@@ -145,11 +145,13 @@ func hasHeader(raw []byte, name string) bool {
 var errBodyTooLarge = errors.New("request body too large")
 
 // bodyCap passes at most left bytes of a streamed request body (a chunked one, whose size is not
-// declared) and then fails, noting it in over.
+// declared) and then fails, noting it in over. It notes a failed read of the viewer's body (a
+// broken chunk, a viewer gone) in failed: the viewer's fault, not the origin's.
 type bodyCap struct {
-	r    io.Reader
-	left int64
-	over bool
+	r      io.Reader
+	left   int64
+	over   bool
+	failed error
 }
 
 func (b *bodyCap) Read(p []byte) (int, error) {
@@ -161,6 +163,9 @@ func (b *bodyCap) Read(p []byte) (int, error) {
 			b.over = true
 			return 0, errBodyTooLarge
 		}
+		if err != nil && err != io.EOF {
+			b.failed = err
+		}
 		return 0, err
 	}
 	if int64(len(p)) > b.left {
@@ -168,6 +173,9 @@ func (b *bodyCap) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
+	if err != nil && err != io.EOF {
+		b.failed = err
+	}
 	return n, err
 }
 

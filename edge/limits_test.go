@@ -80,9 +80,10 @@ type rawAnswer struct {
 	closed error
 }
 
-// rawExchange writes req (then body, when given, as a second write) and reads one answer. A
-// connection that gives no answer within 10 s fails the test.
-func rawExchange(t *testing.T, addr, req string) rawAnswer {
+// rawExchange writes req and reads one answer; with halfClose it shuts the connection for
+// writing after req (the viewer sent all it will). A connection that gives no answer within 10 s
+// fails the test.
+func rawExchange(t *testing.T, addr, req string, halfClose ...bool) rawAnswer {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -92,6 +93,9 @@ func rawExchange(t *testing.T, addr, req string) rawAnswer {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatalf("write %.40q: %v", req, err)
+	}
+	if len(halfClose) > 0 && halfClose[0] {
+		_ = c.(*net.TCPConn).CloseWrite()
 	}
 	start := time.Now()
 	br := bufio.NewReader(c)
@@ -230,9 +234,10 @@ func TestMalformedRequestsAnswered(t *testing.T) {
 		{"bare LF in a complete POST", "0000 /0 HTTP/1.1\r\nHost:000\nT 000000000000000:00000000\r\n\r\n", 400},
 		{"space in a field name", "GET /a HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", 400},
 		{"space in a forwarded field name", "POST /a HTTP/1.1\r\nHost: x\r\nX A: b\r\nContent-Length: 1\r\n\r\nz", 400},
+		{"half-closed: chunked body cut short", "P / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", 400},
 		{"bad chunk", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", 0},
 	} {
-		a := rawExchange(t, addr, tc.req)
+		a := rawExchange(t, addr, tc.req, strings.HasPrefix(tc.name, "half-closed"))
 		switch {
 		case tc.status == 0 && (a.status < 400 || a.status > 599):
 			t.Errorf("%s: %d %q, want an error", tc.name, a.status, a.body)

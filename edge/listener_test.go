@@ -284,7 +284,9 @@ func FuzzViewerConnCheck(f *testing.F) {
 			bytewise = append(bytewise, data[k:k+1])
 		}
 		for name, got := range map[string]result{"split": run(parts), "bytewise": run(bytewise)} {
-			if !errors.Is(got.err, whole.err) || got.err == nil && got != whole {
+			// Which error is found first may differ (a bare LF or whitespace in a name...):
+			// each is a 400.
+			if (got.err == nil) != (whole.err == nil) || got.err == nil && got != whole {
 				t.Fatalf("%q: %s %+v, whole %+v", data, name, got, whole)
 			}
 		}
