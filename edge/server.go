@@ -175,6 +175,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		log.Warn("max_conns lowered to what the open-file limit allows", "max_conns", cfg.MaxConns,
 			"open_files_limit", fdLimit, "allowed", s.maxConns)
 	}
+	if fdLimit > 0 && fdLimit < 4096 {
+		log.Warn("the open-file limit is low: raise the hard limit (LimitNOFILE=, ulimit -Hn) to serve more viewers",
+			"open_files_limit", fdLimit, "max_conns", s.maxConns)
+	}
 	s.viewer = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
