@@ -38,9 +38,10 @@ func connBudget(fdLimit uint64, originConns int) int {
 	return max(n, int(fdLimit)/4, 1)
 }
 
-// maxConns is the max_conns in force: the configured one (0: derived, up to derivedMaxConnsCap),
-// clamped to the budget; clamped reports that the configured value was over it.
-func maxConns(configured, budget int) (n int, clamped bool) {
+// effectiveMaxConns is the max_conns in force: the configured one (0: derived, up to
+// derivedMaxConnsCap), clamped to the budget; clamped reports that the configured value was over
+// it.
+func effectiveMaxConns(configured, budget int) (n int, clamped bool) {
 	if configured == 0 {
 		return min(budget, derivedMaxConnsCap), false
 	}
@@ -92,7 +93,8 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 const maxRequestBodyBytes = 64 << 20
 
 // refuseRequest answers, and returns true for, a request the edge must not act on because of
-// how it is framed: Transfer-Encoding together with Content-Length (RFC 9112 §6.1: a request an
+// how it is framed: line endings or field names viewerConn found bad in a header block fasthttp
+// parsed anyway, Transfer-Encoding together with Content-Length (RFC 9112 §6.1: a request an
 // origin or another proxy may delimit differently, the classic request smuggling), or a declared
 // body over maxRequestBodyBytes (413 at once, before any of it is read).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {

@@ -35,7 +35,7 @@ func TestConnBudget(t *testing.T) {
 		{limit: 2, originConns: 256, want: 1},                                                                // absurd, still positive
 		{limit: 1 << 20, originConns: 256, configured: derivedMaxConnsCap * 4, want: derivedMaxConnsCap * 4}, // set above the cap
 	} {
-		got, clamped := maxConns(tc.configured, connBudget(tc.limit, tc.originConns))
+		got, clamped := effectiveMaxConns(tc.configured, connBudget(tc.limit, tc.originConns))
 		if got != tc.want || clamped != tc.clamped {
 			t.Errorf("limit %d, origins %d, max_conns %d: got %d (clamped %v), want %d (%v)",
 				tc.limit, tc.originConns, tc.configured, got, clamped, tc.want, tc.clamped)

@@ -170,7 +170,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	var clamped bool
 	s.fdLimit = fdLimit
-	s.maxConns, clamped = maxConns(cfg.MaxConns, connBudget(fdLimit, cfg.originConns()))
+	s.maxConns, clamped = effectiveMaxConns(cfg.MaxConns, connBudget(fdLimit, cfg.originConns()))
 	if clamped {
 		log.Warn("max_conns lowered to what the open-file limit allows", "max_conns", cfg.MaxConns,
 			"open_files_limit", fdLimit, "allowed", s.maxConns)
