@@ -116,6 +116,15 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
+// expectContinue answers a request with Expect: 100-continue: 413 (and no body read) when the
+// declared body is over maxRequestBodyBytes, 100 otherwise.
+func expectContinue(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > maxRequestBodyBytes {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
+}
+
 // refuse answers with an error and closes the connection (lingering): the request's body, if
 // any, is not read.
 func (s *Server) refuse(ctx *fasthttp.RequestCtx, status int, reason string) {

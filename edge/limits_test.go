@@ -294,3 +294,38 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// TestExpectContinueOverLimit: a viewer that announces a body over 64 MiB and waits for 100
+// Continue gets 413 at once (on 718ea16: 100 Continue, then the edge read 8 KiB of it before
+// anything else); one within the limit gets its 100 and is forwarded.
+func TestExpectContinueOverLimit(t *testing.T) {
+	_, addr := startLimitsEdge(t, nil)
+	a := rawExchange(t, addr, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n")
+	if a.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("1 GiB body announced: %d %q, want 413", a.status, a.body)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("5 bytes announced: %v %v, want 100 Continue", resp, err)
+	}
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "hello" {
+		t.Fatalf("after 100 Continue: %d %q", resp.StatusCode, b)
+	}
+}

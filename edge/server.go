@@ -182,7 +182,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.viewer = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
-		Name:         "duet",
+		// A viewer that waits for 100 Continue before sending a body over the limit gets the
+		// 413 instead.
+		ExpectHandler: expectContinue,
+		Name:          "duet",
 		// Over max_conns fasthttp answers a new connection 503 and closes it at once, so
 		// viewer connections alone never exhaust the descriptors.
 		Concurrency: s.maxConns,
