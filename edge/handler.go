@@ -771,6 +771,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 	}
 	h := http.Header{}
 	for k, v := range ctx.Request.Header.All() {
+		if !validFieldName(k) { // the origin client would refuse to send it: not a 502
+			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: a header field name is not a token")
+			return
+		}
 		name := http.CanonicalHeaderKey(b2s(k))
 		if dropHeaders[name] && name != "Set-Cookie" || name == "Host" {
 			continue
@@ -792,6 +796,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
 		cancel()
 		if capped != nil && capped.over {
 			s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
+			return
+		}
+		if capped != nil && capped.failed != nil {
+			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: reading the request body: "+capped.failed.Error())
 			return
 		}
 		s.log.Warn("origin forward failed", "path", rq.path, "error", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -37,9 +38,10 @@ func connBudget(fdLimit uint64, originConns int) int {
 	return max(n, int(fdLimit)/4, 1)
 }
 
-// maxConns is the max_conns in force: the configured one (0: derived, up to derivedMaxConnsCap),
-// clamped to the budget; clamped reports that the configured value was over it.
-func maxConns(configured, budget int) (n int, clamped bool) {
+// effectiveMaxConns is the max_conns in force: the configured one (0: derived, up to
+// derivedMaxConnsCap), clamped to the budget; clamped reports that the configured value was over
+// it.
+func effectiveMaxConns(configured, budget int) (n int, clamped bool) {
 	if configured == 0 {
 		return min(budget, derivedMaxConnsCap), false
 	}
@@ -76,8 +78,8 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 		s.fail(ctx, fasthttp.StatusRequestURITooLong, fmt.Sprintf("the request line is longer than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
 	case errors.As(err, &small):
 		s.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request header is larger than %d bytes (max_header_bytes)", s.cfg.MaxHeaderBytes))
-	case errors.Is(err, errBareLF), errors.Is(err, errBareCR):
-		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: "+errBareLF.Error())
+	case vc != nil && vc.bad != nil && errors.Is(err, vc.bad):
+		s.fail(ctx, fasthttp.StatusBadRequest, "bad request: "+vc.bad.Error())
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", maxRequestBodyBytes))
 	case errors.As(err, &ne) && ne.Timeout():
@@ -91,10 +93,15 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 const maxRequestBodyBytes = 64 << 20
 
 // refuseRequest answers, and returns true for, a request the edge must not act on because of
-// how it is framed: Transfer-Encoding together with Content-Length (RFC 9112 §6.1: a request an
+// how it is framed: line endings or field names viewerConn found bad in a header block fasthttp
+// parsed anyway, Transfer-Encoding together with Content-Length (RFC 9112 §6.1: a request an
 // origin or another proxy may delimit differently, the classic request smuggling), or a declared
 // body over maxRequestBodyBytes (413 at once, before any of it is read).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {
+	if vc, ok := ctx.Conn().(*viewerConn); ok && vc.bad != nil {
+		s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: "+vc.bad.Error())
+		return true
+	}
 	h := &ctx.Request.Header
 	cl := h.ContentLength()
 	if cl == -1 && hasHeader(h.RawHeaders(), "content-length") { // chunked, and a length too
@@ -107,6 +114,15 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx) bool {
 		return true
 	}
 	return false
+}
+
+// expectContinue answers a request with Expect: 100-continue: 413 (and no body read) when the
+// declared body is over maxRequestBodyBytes, 100 otherwise.
+func expectContinue(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > maxRequestBodyBytes {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
 }
 
 // refuse answers with an error and closes the connection (lingering): the request's body, if
@@ -140,11 +156,13 @@ func hasHeader(raw []byte, name string) bool {
 var errBodyTooLarge = errors.New("request body too large")
 
 // bodyCap passes at most left bytes of a streamed request body (a chunked one, whose size is not
-// declared) and then fails, noting it in over.
+// declared) and then fails, noting it in over. It notes a failed read of the viewer's body (a
+// broken chunk, a viewer gone) in failed: the viewer's fault, not the origin's.
 type bodyCap struct {
-	r    io.Reader
-	left int64
-	over bool
+	r      io.Reader
+	left   int64
+	over   bool
+	failed error
 }
 
 func (b *bodyCap) Read(p []byte) (int, error) {
@@ -156,6 +174,9 @@ func (b *bodyCap) Read(p []byte) (int, error) {
 			b.over = true
 			return 0, errBodyTooLarge
 		}
+		if err != nil && err != io.EOF {
+			b.failed = err
+		}
 		return 0, err
 	}
 	if int64(len(p)) > b.left {
@@ -163,5 +184,24 @@ func (b *bodyCap) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
+	if err != nil && err != io.EOF {
+		b.failed = err
+	}
 	return n, err
+}
+
+// validFieldName reports whether name is a field name (a token, RFC 9110 §5.1).
+func validFieldName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

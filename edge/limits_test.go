@@ -35,7 +35,7 @@ func TestConnBudget(t *testing.T) {
 		{limit: 2, originConns: 256, want: 1},                                                                // absurd, still positive
 		{limit: 1 << 20, originConns: 256, configured: derivedMaxConnsCap * 4, want: derivedMaxConnsCap * 4}, // set above the cap
 	} {
-		got, clamped := maxConns(tc.configured, connBudget(tc.limit, tc.originConns))
+		got, clamped := effectiveMaxConns(tc.configured, connBudget(tc.limit, tc.originConns))
 		if got != tc.want || clamped != tc.clamped {
 			t.Errorf("limit %d, origins %d, max_conns %d: got %d (clamped %v), want %d (%v)",
 				tc.limit, tc.originConns, tc.configured, got, clamped, tc.want, tc.clamped)
@@ -80,9 +80,10 @@ type rawAnswer struct {
 	closed error
 }
 
-// rawExchange writes req (then body, when given, as a second write) and reads one answer. A
-// connection that gives no answer within 10 s fails the test.
-func rawExchange(t *testing.T, addr, req string) rawAnswer {
+// rawExchange writes req and reads one answer; with halfClose it shuts the connection for
+// writing after req (the viewer sent all it will). A connection that gives no answer within 10 s
+// fails the test.
+func rawExchange(t *testing.T, addr, req string, halfClose ...bool) rawAnswer {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -92,6 +93,9 @@ func rawExchange(t *testing.T, addr, req string) rawAnswer {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatalf("write %.40q: %v", req, err)
+	}
+	if len(halfClose) > 0 && halfClose[0] {
+		_ = c.(*net.TCPConn).CloseWrite()
 	}
 	start := time.Now()
 	br := bufio.NewReader(c)
@@ -226,9 +230,14 @@ func TestMalformedRequestsAnswered(t *testing.T) {
 		{"no version", "GET /a\r\nHost: x\r\n\r\n", 400},
 		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
 		{"bad method", "G@T /a HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"bare LF in a complete block", "GET /a HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400},
+		{"bare LF in a complete POST", "0000 /0 HTTP/1.1\r\nHost:000\nT 000000000000000:00000000\r\n\r\n", 400},
+		{"space in a field name", "GET /a HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", 400},
+		{"space in a forwarded field name", "POST /a HTTP/1.1\r\nHost: x\r\nX A: b\r\nContent-Length: 1\r\n\r\nz", 400},
+		{"half-closed: chunked body cut short", "P / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", 400},
 		{"bad chunk", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", 0},
 	} {
-		a := rawExchange(t, addr, tc.req)
+		a := rawExchange(t, addr, tc.req, strings.HasPrefix(tc.name, "half-closed"))
 		switch {
 		case tc.status == 0 && (a.status < 400 || a.status > 599):
 			t.Errorf("%s: %d %q, want an error", tc.name, a.status, a.body)
@@ -284,4 +293,39 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestExpectContinueOverLimit: a viewer that announces a body over 64 MiB and waits for 100
+// Continue gets 413 at once (on 718ea16: 100 Continue, then the edge read 8 KiB of it before
+// anything else); one within the limit gets its 100 and is forwarded.
+func TestExpectContinueOverLimit(t *testing.T) {
+	_, addr := startLimitsEdge(t, nil)
+	a := rawExchange(t, addr, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n")
+	if a.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("1 GiB body announced: %d %q, want 413", a.status, a.body)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("5 bytes announced: %v %v, want 100 Continue", resp, err)
+	}
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "hello" {
+		t.Fatalf("after 100 Continue: %d %q", resp.StatusCode, b)
+	}
 }

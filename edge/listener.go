@@ -124,7 +124,10 @@ func (l *viewerListener) Close() error {
 // Line-ending errors found by viewerConn (answered 400 by errorHandler).
 var (
 	errBareLF = errors.New("line ending is a bare LF: request lines and header lines must end with CRLF")
-	errBareCR = errors.New("a CR not followed by LF in the request header")
+	errBareCR = errors.New("a CR not followed by LF: request lines and header lines must end with CRLF")
+	// errFieldName: RFC 9112 §5.1 wants a 400 for whitespace before the colon; whitespace
+	// within a name makes it no token.
+	errFieldName = errors.New("whitespace in a header field name")
 )
 
 // Lingering close: a connection answered with an error while the viewer may still be sending
@@ -154,10 +157,15 @@ type viewerConn struct {
 
 	scan     bool // within a header block
 	first    bool // on its request line
+	inName   bool // in a header line's field name
 	lineLen  int  // bytes of the current line read so far (its CR included)
 	lastCR   bool // the last byte read was a CR
 	clean    bool // the last header block ended at the end of a read, and nothing was read since
 	longLine bool // the request line reached limit bytes without ending
+	// bad is the line-ending error found in this request's header block. fasthttp, which takes
+	// a bare LF for a line end, may still parse a block that ends in CRLFCRLF: the handler then
+	// refuses the request.
+	bad error
 
 	linger atomic.Bool
 	wake   chan<- struct{} // the listener's: see viewerListener.wake
@@ -171,7 +179,7 @@ func (c *viewerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		if cerr := c.check(p[:n]); cerr != nil {
-			c.scan = false
+			c.scan, c.bad = false, cerr
 			return n, cerr
 		}
 	}
@@ -193,6 +201,9 @@ func (c *viewerConn) check(b []byte) error {
 			if j := bytes.IndexByte(b, '\r'); j >= 0 && j < len(b)-1 {
 				return errBareCR
 			}
+			if err := c.checkName(b); err != nil {
+				return err
+			}
 			c.lineLen += len(b)
 			c.lastCR = b[len(b)-1] == '\r'
 			if c.first && c.lineLen >= c.limit {
@@ -200,12 +211,15 @@ func (c *viewerConn) check(b []byte) error {
 			}
 			return nil
 		}
-		lineLen := c.lineLen + i // bytes before the LF
+		lineLen := c.lineLen + i                                  // bytes before the LF
+		if j := bytes.IndexByte(b[:i], '\r'); j >= 0 && j < i-1 { // a CR before the line's last byte
+			return errBareCR
+		}
 		if i > 0 && b[i-1] != '\r' || i == 0 && !c.lastCR {
 			return errBareLF
 		}
-		if j := bytes.IndexByte(b[:i], '\r'); j >= 0 && j < i-1 {
-			return errBareCR
+		if err := c.checkName(b[:i]); err != nil {
+			return err
 		}
 		if c.first && lineLen+1 >= c.limit { // the line and its LF fill the read buffer
 			c.longLine = true
@@ -220,6 +234,26 @@ func (c *viewerConn) check(b []byte) error {
 			c.clean = len(b) == 0
 			return nil
 		}
+		c.inName = !c.first
+	}
+	return nil
+}
+
+// checkName checks the part of the current line in seg while it is in a field name.
+func (c *viewerConn) checkName(seg []byte) error {
+	if !c.inName || len(seg) == 0 {
+		return nil
+	}
+	if c.lineLen == 0 && (seg[0] == ' ' || seg[0] == '\t') { // obs-fold: a continuation, not a name
+		c.inName = false
+		return nil
+	}
+	name := seg
+	if k := bytes.IndexByte(seg, ':'); k >= 0 {
+		name, c.inName = seg[:k], false
+	}
+	if bytes.IndexByte(name, ' ') >= 0 || bytes.IndexByte(name, '\t') >= 0 {
+		return errFieldName
 	}
 	return nil
 }
@@ -228,7 +262,7 @@ func (c *viewerConn) check(b []byte) error {
 // Called when the connection turns idle.
 func (c *viewerConn) rearm() {
 	if c.clean {
-		c.scan, c.first, c.lineLen, c.lastCR, c.longLine = true, true, 0, false, false
+		c.scan, c.first, c.inName, c.lineLen, c.lastCR, c.longLine = true, true, false, 0, false, false
 	}
 }
 

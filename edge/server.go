@@ -180,15 +180,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	var clamped bool
 	s.fdLimit = fdLimit
-	s.maxConns, clamped = maxConns(cfg.MaxConns, connBudget(fdLimit, cfg.originConns()))
+	s.maxConns, clamped = effectiveMaxConns(cfg.MaxConns, connBudget(fdLimit, cfg.originConns()))
 	if clamped {
 		log.Warn("max_conns lowered to what the open-file limit allows", "max_conns", cfg.MaxConns,
 			"open_files_limit", fdLimit, "allowed", s.maxConns)
 	}
+	if fdLimit > 0 && fdLimit < 4096 {
+		log.Warn("the open-file limit is low: raise the hard limit (LimitNOFILE=, ulimit -Hn) to serve more viewers",
+			"open_files_limit", fdLimit, "max_conns", s.maxConns)
+	}
 	s.viewer = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
-		Name:         "duet",
+		// A viewer that waits for 100 Continue before sending a body over the limit gets the
+		// 413 instead.
+		ExpectHandler: expectContinue,
+		Name:          "duet",
 		// Over max_conns fasthttp answers a new connection 503 and closes it at once, so
 		// viewer connections alone never exhaust the descriptors.
 		Concurrency: s.maxConns,
