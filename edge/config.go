@@ -49,6 +49,16 @@ type Config struct {
 	// is answered 414, a larger header block 431, each with the reason. Every viewer connection
 	// holds a read buffer of this size. Default 16KiB; 1KiB to 1MiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// CheckRequestFraming follows each request's header block as it is read: a request with
+	// bare LF (or CR) line endings is answered 400 at once (otherwise it waits for read_timeout,
+	// as fasthttp waits for CRLFCRLF), an oversized request line is told apart from an
+	// oversized header block (414 rather than 431), and an error answer closes lingering, so
+	// the viewer reads it instead of a reset. Its price: the connection is no longer the bare
+	// TCP socket fasthttp sends a response's header and body from with one writev, so a hit
+	// larger than fasthttp's 4 KiB write buffer costs two writes (about -30 % req/s for 16 KiB
+	// memory hits on loopback, docs/performance.md). Default true; false trades those answers
+	// for hit speed (oversized requests are then answered 431, bare LF after read_timeout).
+	CheckRequestFraming bool `yaml:"check_request_framing"`
 	// ReadTimeout bounds how long a viewer may take to send a request once it started one, and
 	// how long a new connection may stay silent (slowloris). Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
@@ -239,16 +249,17 @@ func (c *Config) QueryDropped() bool {
 // DefaultConfig returns the defaults every field comment names.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          ":8080",
-		AdminListen:     "127.0.0.1:9090",
-		ShutdownTimeout: 30 * time.Second,
-		MaxHeaderBytes:  16 << 10,
-		ReadTimeout:     30 * time.Second,
-		IdleTimeout:     60 * time.Second,
-		CORS:            CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
-		Origin:          OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
-		Memory:          MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
-		Disk:            DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
+		Listen:              ":8080",
+		AdminListen:         "127.0.0.1:9090",
+		ShutdownTimeout:     30 * time.Second,
+		MaxHeaderBytes:      16 << 10,
+		CheckRequestFraming: true,
+		ReadTimeout:         30 * time.Second,
+		IdleTimeout:         60 * time.Second,
+		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
+		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
+		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
+		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{
 			MaxHeuristicTTL: 24 * time.Hour,
 			NegativeTTL:     10 * time.Second,

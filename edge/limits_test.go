@@ -3,14 +3,18 @@ package edge
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/origin"
 )
@@ -327,5 +331,47 @@ func TestExpectContinueOverLimit(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(b) != "hello" {
 		t.Fatalf("after 100 Continue: %d %q", resp.StatusCode, b)
+	}
+}
+
+// TestRequestFramingCheckOff: with check_request_framing off, fasthttp gets the bare TCP socket
+// (so that it sends a memory hit's header and body with one writev), oversized headers are
+// still answered 431 with the reason, and ordinary requests are served.
+func TestRequestFramingCheckOff(t *testing.T) {
+	var conns sync.Map // connection type names seen by the handler
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.CheckRequestFraming = false
+	h := startEdgeConfig(t, o, cfg, func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+		return func(ctx *fasthttp.RequestCtx) {
+			conns.Store(fmt.Sprintf("%T", ctx.Conn()), true)
+			next(ctx)
+		}
+	})
+	resp, body := h.get("/a")
+	if resp.StatusCode != 200 || string(body) != "hello" {
+		t.Fatalf("GET: %d %q", resp.StatusCode, body)
+	}
+	seen := 0
+	conns.Range(func(k, _ any) bool {
+		seen++
+		if k != "*net.TCPConn" {
+			t.Errorf("the handler saw a %s, want the bare *net.TCPConn", k)
+		}
+		return true
+	})
+	if seen == 0 {
+		t.Fatal("the handler saw no connection")
+	}
+	a := rawExchange(t, strings.TrimPrefix(h.url, "http://"), "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 20<<10)+"\r\n\r\n")
+	if a.status != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(a.body, "max_header_bytes") {
+		t.Errorf("large header: %d %q, want 431 with the reason", a.status, a.body)
 	}
 }

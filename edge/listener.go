@@ -58,6 +58,9 @@ type viewerListener struct {
 	log       *slog.Logger
 	errs      map[string]prometheus.Counter // by acceptReason
 	maxHeader int                           // Config.MaxHeaderBytes
+	// check wraps each connection in a viewerConn (Config.CheckRequestFraming); otherwise
+	// fasthttp gets the socket itself.
+	check bool
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -69,8 +72,8 @@ type viewerListener struct {
 	suppressed int
 }
 
-func newViewerListener(ln net.Listener, log *slog.Logger, errs *prometheus.CounterVec, maxHeader int) *viewerListener {
-	l := &viewerListener{Listener: ln, log: log, errs: map[string]prometheus.Counter{}, maxHeader: maxHeader,
+func newViewerListener(ln net.Listener, log *slog.Logger, errs *prometheus.CounterVec, maxHeader int, check bool) *viewerListener {
+	l := &viewerListener{Listener: ln, log: log, errs: map[string]prometheus.Counter{}, maxHeader: maxHeader, check: check,
 		closed: make(chan struct{}), wake: make(chan struct{}, 1)}
 	for _, r := range acceptReasons {
 		l.errs[r] = errs.WithLabelValues(r)
@@ -83,6 +86,9 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			if !l.check {
+				return c, nil
+			}
 			return newViewerConn(c, l.maxHeader, l.wake), nil
 		}
 		select {
@@ -112,6 +118,15 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 			t.Stop()
 			return nil, net.ErrClosed
 		}
+	}
+}
+
+// closedConn ends a backoff early: a descriptor is free (the ConnState hook calls it for
+// connections that are not viewerConns, whose Close does it).
+func (l *viewerListener) closedConn() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 

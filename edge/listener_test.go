@@ -67,7 +67,7 @@ func TestViewerListenerRetriesAcceptErrors(t *testing.T) {
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "accept_errors_total"}, []string{"reason"})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(errs)
-	vl := newViewerListener(fl, slog.New(slog.DiscardHandler), errs, 16<<10)
+	vl := newViewerListener(fl, slog.New(slog.DiscardHandler), errs, 16<<10, true)
 
 	go func() {
 		if c, err := net.Dial("tcp", real.Addr().String()); err == nil {

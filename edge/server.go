@@ -75,6 +75,8 @@ type Server struct {
 	// sliceAbove is the Content-Length above which a full GET is not stored whole but answered,
 	// and cached, as slices: cache.slice_above, capped by what the disk tier stores whole.
 	sliceAbove int64
+	// vl is the viewer listener Serve wraps the socket in.
+	vl atomic.Pointer[viewerListener]
 	// dates holds the parsed Date headers responses copy in (date.go).
 	dates dateTemplates
 	// realClock is set when now is time.Now: the handler then takes fasthttp's own reading of
@@ -227,7 +229,8 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	go s.watch.run(stopWatch, s.watchTick)
-	vl := newViewerListener(ln, s.log, s.m.acceptErrors, int(s.cfg.MaxHeaderBytes))
+	vl := newViewerListener(ln, s.log, s.m.acceptErrors, int(s.cfg.MaxHeaderBytes), s.cfg.CheckRequestFraming)
+	s.vl.Store(vl)
 	go func() { errc <- s.viewer.Serve(vl) }()
 	go func() {
 		if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
@@ -316,9 +319,16 @@ func (s *Server) MaxConns() int { return s.maxConns }
 // connState is the viewer server's ConnState hook.
 func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 	s.watch.connState(c, state)
-	if state == fasthttp.StateIdle {
+	switch state {
+	case fasthttp.StateIdle:
 		if vc, ok := c.(*viewerConn); ok {
 			vc.rearm()
+		}
+	case fasthttp.StateClosed:
+		if _, ok := c.(*viewerConn); !ok {
+			if vl := s.vl.Load(); vl != nil {
+				vl.closedConn()
+			}
 		}
 	}
 }
