@@ -184,6 +184,12 @@ type viewerConn struct {
 
 	linger atomic.Bool
 	wake   chan<- struct{} // the listener's: see viewerListener.wake
+
+	// Write coalescing (coalesce.go): wmu guards held, holdTimer and werr.
+	wmu       sync.Mutex
+	held      *[]byte
+	holdTimer *time.Timer
+	werr      error
 }
 
 func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
@@ -283,6 +289,15 @@ func (c *viewerConn) rearm() {
 
 // Close closes the connection; lingering (see lingerTimeout) when linger is set.
 func (c *viewerConn) Close() error {
+	// Bytes held for coalescing go out first, within the linger bound; a Write blocked on a
+	// viewer that does not read holds wmu, and closing the socket is what ends it.
+	if c.wmu.TryLock() {
+		if c.held != nil {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(lingerTimeout))
+			_ = c.flushHeldLocked()
+		}
+		c.wmu.Unlock()
+	}
 	if c.linger.Swap(false) {
 		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
@@ -299,6 +314,12 @@ func (c *viewerConn) Close() error {
 
 // ReadFrom keeps the socket's own ReadFrom (sendfile, splice) for bodies served from files.
 func (c *viewerConn) ReadFrom(r io.Reader) (int64, error) {
+	c.wmu.Lock()
+	err := c.flushHeldLocked()
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}

@@ -204,6 +204,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		// The read buffer bounds the request line and header block: over it fasthttp reports
 		// ErrSmallBuffer, answered 414 or 431 by errorHandler.
 		ReadBufferSize: int(cfg.MaxHeaderBytes),
+		// Coalescing on wrapped connections knows this size (coalesce.go).
+		WriteBufferSize: viewerWriteBuffer,
 		// Read and idle timeouts are enforced by s.watch, which is cheaper than fasthttp's
 		// per-request deadlines. There is no write timeout: large objects to slow viewers take
 		// long.
