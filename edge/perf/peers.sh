@@ -144,7 +144,11 @@ EOF
   echo "$a/cache 4G" >"$a/etc/storage.config"
   echo "map / http://127.0.0.1:$ORIGIN_PORT/" >"$a/etc/remap.config"
   : >"$a/etc/plugin.config"
-  (cd "$a" && PROXY_CONFIG_CONFIG_DIR="$a/etc" setsid traffic_server >"$a/log/stdout" 2>&1 & echo $! >"$a/ats.pid")
+  # $! must be traffic_server itself (setsid execs it): a simple command, after the cd
+  (cd "$a" && {
+    PROXY_CONFIG_CONFIG_DIR="$a/etc" setsid traffic_server >"$a/log/stdout" 2>&1 &
+    echo $! >"$a/ats.pid"
+  })
 }
 
 # wait_up PORT: until http://127.0.0.1:PORT/obj/1k answers (10 s)
@@ -188,14 +192,18 @@ edge_up() {
   wait_up "$EDGE_PORT" || die "the edge did not start: $D/edge/edge.log"
 }
 
-# stop PIDFILE [GRACE]: SIGTERM, then SIGKILL after GRACE seconds (default 5)
+# stop PIDFILE [GRACE]: SIGTERM, then SIGKILL after GRACE seconds (default 5), to the process
+# group the pid leads (every server here starts its own session: its helpers go with it), or to
+# the pid alone if it leads none
 stop() {
   [[ -f $1 ]] || return 0
-  local pid
+  local pid target
   pid=$(cat "$1")
-  if kill "$pid" 2>/dev/null; then
+  target=$pid
+  [[ $(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') == "$pid" ]] && target=-$pid
+  if kill -- "$target" 2>/dev/null; then
     for _ in $(seq $((${2:-5} * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    kill -9 -- "$target" 2>/dev/null || true
   fi
   rm -f "$1"
 }
