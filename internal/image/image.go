@@ -99,7 +99,7 @@ func Build(cfg Config) (v1.Image, error) {
 	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching) // compress once, not per digest and write
 	if err != nil {
 		return nil, fmt.Errorf("build image: layer: %w", err)
 	}
