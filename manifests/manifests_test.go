@@ -21,6 +21,8 @@ import (
 	sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/duetcdn/duet/internal/image"
 )
 
 // knownTypes maps apiVersion/kind to the k8s.io/api type an object must decode into. A kind not
@@ -314,8 +316,8 @@ func checkContainer(t *testing.T, c *cluster, w workload, what string, ctr corev
 	if !imageTag.MatchString(ctr.Image) || strings.HasSuffix(ctr.Image, ":latest") {
 		t.Errorf("%s: image %q: pin a tag or digest (not latest)", what, ctr.Image)
 	}
-	if !demo && !strings.HasPrefix(ctr.Image, "ghcr.io/duetcdn/duet:") {
-		t.Errorf("%s: image %q: every Duet role runs the duet image", what, ctr.Image)
+	if !demo && !strings.HasPrefix(ctr.Image, image.Name+":") {
+		t.Errorf("%s: image %q: every Duet role runs the duet image, built as %s by make image", what, ctr.Image, image.Name)
 	}
 	ports := map[string]int32{}
 	numbers := map[int32]bool{}
@@ -369,6 +371,20 @@ func checkContainer(t *testing.T, c *cluster, w workload, what string, ctr corev
 	nonRoot := sc != nil && sc.RunAsNonRoot != nil && *sc.RunAsNonRoot || psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot
 	if !nonRoot {
 		t.Errorf("%s: runAsNonRoot is not set", what)
+	}
+	if !demo {
+		// The duet image runs as image.UID; a different runAsUser would work but own the
+		// volumes (fsGroup) differently from what the image's /etc/passwd says.
+		var uid *int64
+		if psc != nil {
+			uid = psc.RunAsUser
+		}
+		if sc != nil && sc.RunAsUser != nil {
+			uid = sc.RunAsUser
+		}
+		if uid == nil || *uid != image.UID {
+			t.Errorf("%s: runAsUser is not %d, the duet image's user", what, image.UID)
+		}
 	}
 	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("%s: readOnlyRootFilesystem is not true", what)

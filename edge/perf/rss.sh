@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RSS of a running edge under load, against the bound 1.1 × memory budget + 64 MiB.
 #
-#   edge/perf/rss.sh            (needs ../shared/bench/peers.sh up: its origin on 127.0.0.1:18080)
+#   edge/perf/rss.sh            (needs edge/perf/peers.sh up: its origin on 127.0.0.1:18080)
 #
 # Starts `duet edge` ($DUET, default: builds /tmp/duet-perf) with memory.max_bytes=$BUDGET
 # (default 256MiB) and a disk tier of $DISK (default 1GiB) in a temp dir, then drives with wrk:
@@ -38,7 +38,7 @@ if [[ -z ${DUET:-} ]]; then
   DUET=/tmp/duet-perf
   (cd "$root" && go build -o "$DUET" ./cmd/duet)
 fi
-curl -sf -o /dev/null "$ORIGIN/obj/64k" || { echo "no origin at $ORIGIN: run ../shared/bench/peers.sh up" >&2; exit 2; }
+curl -sf -o /dev/null "$ORIGIN/obj/64k" || { echo "no origin at $ORIGIN: run edge/perf/peers.sh up" >&2; exit 2; }
 
 dir=$(mktemp -d)
 # Until `duet edge` sets it itself from the budget, pass edge.Config.MemoryLimit's value
@@ -75,7 +75,7 @@ echo "t_ms,phase,rss_kib" >"$OUT"
 sampler=$!
 
 echo mix >"$phase_file"
-wrk -t2 -c"$CONNS" -d"$DURATION" -s "$root/../shared/bench/zipf.lua" "http://127.0.0.1:$PORT" >"$dir/mix.txt"
+wrk -t2 -c"$CONNS" -d"$DURATION" -s "$here/zipf.lua" "http://127.0.0.1:$PORT" >"$dir/mix.txt"
 
 echo churn >"$phase_file"
 # Each churn request moves (64 KiB + 2 MiB)/2 on average; stop once 10 × budget went through.
