@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,10 +27,18 @@ import (
 
 // leaf is one settable field.
 type leaf struct {
-	path  string // "memory.max_bytes"
-	v     reflect.Value
-	owner reflect.Type // the struct type that declares the field
-	field string       // the field's Go name
+	path    string // "memory.max_bytes"
+	v       reflect.Value
+	owner   reflect.Type // the struct type that declares the field
+	field   string       // the field's Go name
+	parents []Field      // the struct fields it is inside ("memory"), outermost first
+}
+
+// Field names a struct field by the type that declares it and its Go name, with its YAML path.
+type Field struct {
+	Owner reflect.Type
+	Name  string
+	Path  string
 }
 
 var (
@@ -37,14 +46,16 @@ var (
 	textType     = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
+func leaves(v reflect.Value, prefix string, out []leaf) []leaf { return walk(v, prefix, nil, out) }
+
+func walk(v reflect.Value, prefix string, parents []Field, out []leaf) []leaf {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		fv := v.Field(i)
 		if name == "" && opts == "inline" && fv.Kind() == reflect.Struct {
-			out = leaves(fv, prefix, out) // an embedded struct's settings sit at this level
+			out = walk(fv, prefix, parents, out) // an embedded struct's settings sit at this level
 			continue
 		}
 		if name == "" || name == "-" || !f.IsExported() {
@@ -55,10 +66,10 @@ func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
 			path = prefix + "." + name
 		}
 		if fv.Kind() == reflect.Struct && fv.Type() != durationType && !fv.Addr().Type().Implements(textType) {
-			out = leaves(fv, path, out)
+			out = walk(fv, path, append(slices.Clip(parents), Field{Owner: t, Name: f.Name, Path: path}), out)
 			continue
 		}
-		out = append(out, leaf{path: path, v: fv, owner: t, field: f.Name})
+		out = append(out, leaf{path: path, v: fv, owner: t, field: f.Name, parents: parents})
 	}
 	return out
 }
@@ -167,6 +178,8 @@ type Setting struct {
 	Default string       // the default in the text a flag or variable takes; "" when empty
 	Owner   reflect.Type // the struct type that declares the field
 	Field   string       // the field's Go name in Owner
+	GoType  reflect.Type // the field's type
+	Parents []Field      // the struct fields the setting is inside, outermost first
 }
 
 // Settings lists every setting of target (a pointer to a struct holding defaults), in
@@ -176,7 +189,7 @@ func Settings(role string, target any) []Setting {
 	for _, l := range leaves(reflect.ValueOf(target).Elem(), "", nil) {
 		fv := &flagValue{l: l}
 		out = append(out, Setting{Path: l.path, Env: EnvName(role, l.path), Flag: "--" + l.path, Type: fv.Type(),
-			Default: text(l.v), Owner: l.owner, Field: l.field})
+			Default: text(l.v), Owner: l.owner, Field: l.field, GoType: l.v.Type(), Parents: l.parents})
 	}
 	return out
 }

@@ -6,6 +6,7 @@ package configdoc
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -18,6 +19,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/duetcdn/duet/internal/config"
 )
@@ -61,6 +63,18 @@ func ModuleSources(root, module, mainDir string) Sources {
 type Setting struct {
 	config.Setting
 	Doc string // the field's doc comment, as text
+	// Sections are the struct fields the setting opens ("nats" before "nats.urls"), with their
+	// doc comments: the first setting of a section carries it.
+	Sections []Section
+	// Elements are the fields of each element of a list of structs (steering's regions), which
+	// only the YAML file can spell.
+	Elements []Section
+}
+
+// Section is a documented YAML path that is not a setting of its own.
+type Section struct {
+	Path string
+	Doc  string
 }
 
 // Document lists a role's settings with their descriptions; a setting without one is an error.
@@ -68,6 +82,7 @@ func Document(r Role, src Sources) ([]Setting, error) {
 	docs := docIndex{src: src, pkgs: map[string]map[string]string{}}
 	var out []Setting
 	var errs []error
+	var open []config.Field // the sections the previous setting was in
 	for _, s := range config.Settings(r.Name, r.Config) {
 		if d, ok := r.MachineDefaults[s.Path]; ok {
 			s.Default = d
@@ -77,7 +92,72 @@ func Document(r Role, src Sources) ([]Setting, error) {
 			errs = append(errs, fmt.Errorf("%s %s: %w", r.Command, s.Path, err))
 			continue
 		}
-		out = append(out, Setting{Setting: s, Doc: text})
+		ds := Setting{Setting: s, Doc: text}
+		for i, p := range s.Parents {
+			if i < len(open) && open[i] == p {
+				continue
+			}
+			doc, err := docs.field(p.Owner, p.Name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", r.Command, p.Path, err))
+			}
+			ds.Sections = append(ds.Sections, Section{Path: p.Path, Doc: doc})
+		}
+		open = s.Parents
+		if el := elementStruct(s.GoType); el != nil && el != s.Owner { // the same type: "the fields above"
+			ds.Elements, err = docs.elements(el, s.Path+"[].")
+			errs = append(errs, err)
+		}
+		out = append(out, ds)
+	}
+	return out, errors.Join(errs...)
+}
+
+// elementStruct is the element type of a list of structs, or nil.
+func elementStruct(t reflect.Type) reflect.Type {
+	if t.Kind() != reflect.Slice {
+		return nil
+	}
+	e := t.Elem()
+	if e.Kind() == reflect.Pointer {
+		e = e.Elem()
+	}
+	if e.Kind() != reflect.Struct || e == reflect.TypeFor[time.Duration]() {
+		return nil
+	}
+	return e
+}
+
+// elements documents the YAML fields of a list element's struct type, nested structs
+// flattened, inline structs at their parent's level.
+func (d docIndex) elements(t reflect.Type, prefix string) ([]Section, error) {
+	var out []Section
+	var errs []error
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if name == "" && opts == "inline" && ft.Kind() == reflect.Struct {
+			sub, err := d.elements(ft, prefix)
+			out, errs = append(out, sub...), append(errs, err)
+			continue
+		}
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		doc, err := d.field(t, f.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, Section{Path: prefix + name, Doc: doc})
+		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+			sub, err := d.elements(ft, prefix+name+".")
+			out, errs = append(out, sub...), append(errs, err)
+		}
 	}
 	return out, errors.Join(errs...)
 }
@@ -116,6 +196,11 @@ Values: durations are Go durations (` + "`10s`, `5m`, `24h`" + `); sizes read ` 
 decimal); lists are YAML lists in the file and comma-separated in variables and flags. A default
 shown as "" is empty (the description says what empty means).
 
+A row in bold introduces a section (the settings below it whose path starts with its name). A row
+` + "`list[].field`" + ` documents a field of each element of a list of structs, which the YAML file
+spells as a list of maps; a variable or flag takes such a list in the text form its description
+gives, where it has one.
+
 The descriptions are the doc comments of the configuration structs in the source; ` + "`duet <role> --help`" + `
 shows their first sentence. This file is generated from them: after changing a setting, run
 ` + "`" + Command + "`" + `.
@@ -129,6 +214,9 @@ shows their first sentence. This file is generated from them: after changing a s
 		fmt.Fprintf(&b, "Environment variables `DUET_%s_*`.\n\n", strings.ToUpper(r.Name))
 		b.WriteString("| Setting | Default | Description |\n|---|---|---|\n")
 		for _, s := range documented[i] {
+			for _, sec := range s.Sections {
+				fmt.Fprintf(&b, "| **`%s`** | | %s |\n", sec.Path, cell(sec.Doc))
+			}
 			def := "`" + s.Default + "`"
 			switch {
 			case s.Default == "":
@@ -137,6 +225,9 @@ shows their first sentence. This file is generated from them: after changing a s
 				def = cell(s.Default)
 			}
 			fmt.Fprintf(&b, "| `%s`<br>`%s`<br>`%s` | %s | %s |\n", s.Path, s.Env, s.Flag, def, cell(s.Doc))
+			for _, el := range s.Elements {
+				fmt.Fprintf(&b, "| `%s`<br>(YAML, each element) | | %s |\n", el.Path, cell(el.Doc))
+			}
 		}
 	}
 	return b.Bytes()

@@ -3,6 +3,7 @@ package configdoc
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ func TestDocument(t *testing.T) {
 		"tls.ca_file":   {"", "CAFile and CertFile enable TLS."},
 		"tls.cert_file": {"", "CAFile and CertFile enable TLS."},
 		"tls.retries":   {"3", "Retries is counted apart: a blank line ends a group."},
+		"peers":         {"", "Peers are the other nodes."},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d settings, want %d: %+v", len(got), len(want), got)
@@ -29,6 +31,18 @@ func TestDocument(t *testing.T) {
 		w := want[s.Path]
 		if s.Default != w[0] || s.Doc != w[1] || s.Env != "DUET_DEMO_"+strings.ToUpper(strings.ReplaceAll(s.Path, ".", "_")) {
 			t.Errorf("%s: default %q doc %q env %s, want %q %q", s.Path, s.Default, s.Doc, s.Env, w[0], w[1])
+		}
+		// The first setting of a section carries the section's comment; a list of structs its
+		// elements' fields.
+		var sections, elements []Section
+		switch s.Path {
+		case "tls.ca_file":
+			sections = []Section{{Path: "tls", Doc: "TLS is the TLS setup."}}
+		case "peers":
+			elements = []Section{{Path: "peers[].addr", Doc: "Addr is where the peer listens."}}
+		}
+		if !slices.Equal(s.Sections, sections) || !slices.Equal(s.Elements, elements) {
+			t.Errorf("%s: sections %v elements %v, want %v %v", s.Path, s.Sections, s.Elements, sections, elements)
 		}
 	}
 }

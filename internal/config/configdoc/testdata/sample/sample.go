@@ -7,6 +7,14 @@ type Config struct {
 	Host string `yaml:"host"`
 	// TLS is the TLS setup.
 	TLS TLS `yaml:"tls"`
+	// Peers are the other nodes.
+	Peers []Peer `yaml:"peers"`
+}
+
+// Peer is an element of a list.
+type Peer struct {
+	// Addr is where the peer listens.
+	Addr string `yaml:"addr"`
 }
 
 // TLS is a nested section.
