@@ -10,7 +10,7 @@ func generatedHelp(role, path string) string {
 		case "name":
 			return "Name identifies the edge in logs, metrics and heartbeats."
 		case "region":
-			return "Region is the region the edge serves in (used by steering and purge later)."
+			return "Region is the region the edge serves in: its heartbeats announce it (steering groups the edges by region) and its purge consumer reads that region's purge stream."
 		case "listen":
 			return "Listen is the viewers' address."
 		case "admin_listen":
@@ -104,7 +104,7 @@ func generatedHelp(role, path string) string {
 		case "public_url":
 			return "PublicURL is where viewers reach this edge (announced in heartbeats)."
 		case "nats.urls":
-			return "URLs of the region's NATS servers; empty: no NATS (a standalone edge)."
+			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
 			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
 		case "nats.user":
@@ -171,7 +171,7 @@ func generatedHelp(role, path string) string {
 		case "name":
 			return "Name names this instance in NATS monitoring."
 		case "nats.urls":
-			return "URLs of the region's NATS servers; empty: no NATS (a standalone edge)."
+			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
 			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
 		case "nats.user":
@@ -210,7 +210,7 @@ func generatedHelp(role, path string) string {
 		case "history":
 			return "History is how many purges GET /v1/purge/{id} remembers."
 		case "nats.urls":
-			return "URLs of the region's NATS servers; empty: no NATS (a standalone edge)."
+			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
 			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
 		case "nats.user":
@@ -253,7 +253,7 @@ func generatedHelp(role, path string) string {
 		case "name":
 			return "Name names this instance in NATS monitoring."
 		case "nats.urls":
-			return "URLs of the region's NATS servers; empty: no NATS (a standalone edge)."
+			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
 			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
 		case "nats.user":
