@@ -17,7 +17,8 @@ import (
 type Config struct {
 	// Name identifies the edge in logs, metrics and heartbeats. Default: the host name.
 	Name string `yaml:"name"`
-	// Region is the region the edge serves in (used by steering and purge later).
+	// Region is the region the edge serves in: its heartbeats announce it (steering groups the
+	// edges by region) and its purge consumer reads that region's purge stream.
 	Region string `yaml:"region"`
 	// Listen is the viewers' address. Default ":8080".
 	Listen string `yaml:"listen"`

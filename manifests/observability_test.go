@@ -247,7 +247,7 @@ func TestAlertRules(t *testing.T) {
 	if groups == nil {
 		t.FailNow()
 	}
-	readme, err := os.ReadFile("README.md")
+	runbooks, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,11 +276,11 @@ func TestAlertRules(t *testing.T) {
 				}
 			}
 			anchor := "#" + strings.ToLower(r.Alert)
-			if !strings.HasSuffix(r.Annotations["runbook_url"], "manifests/README.md"+anchor) {
-				t.Errorf("%s: runbook_url %q: want the README's %s section", what, r.Annotations["runbook_url"], anchor)
+			if !strings.HasSuffix(r.Annotations["runbook_url"], "docs/operations.md"+anchor) {
+				t.Errorf("%s: runbook_url %q: want docs/operations.md's %s section", what, r.Annotations["runbook_url"], anchor)
 			}
-			if !regexp.MustCompile(`(?m)^#+ ` + r.Alert + `$`).Match(readme) {
-				t.Errorf("%s: README.md has no runbook heading %q", what, r.Alert)
+			if !regexp.MustCompile(`(?m)^#+ ` + r.Alert + `$`).Match(runbooks) {
+				t.Errorf("%s: docs/operations.md has no runbook heading %q", what, r.Alert)
 			}
 			e, err := p.ParseExpr(r.Expr)
 			if err != nil {

@@ -155,11 +155,7 @@ func loadRole(t *testing.T, role string, target any, text string, environ []stri
 	fs := pflag.NewFlagSet(role, pflag.ContinueOnError)
 	ld := config.NewLoader(role, target, fs)
 	known := map[string]bool{}
-	fs.VisitAll(func(f *pflag.Flag) {
-		if name, ok := strings.CutPrefix(f.Usage, "env "); ok {
-			known[name] = true
-		}
-	})
+	fs.VisitAll(func(f *pflag.Flag) { known[config.EnvName(role, f.Name)] = true })
 	prefix := "DUET_" + strings.ToUpper(role) + "_"
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")

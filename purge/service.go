@@ -27,7 +27,9 @@ import (
 // Token is one API credential. Name is what the audit log records. In flags and environment
 // variables a token is written "name:secret".
 type Token struct {
-	Name   string `yaml:"name"`
+	// Name is what the audit log records for the purges sent with the token.
+	Name string `yaml:"name"`
+	// Secret is the bearer token itself, at least 16 characters.
 	Secret string `yaml:"secret"`
 }
 

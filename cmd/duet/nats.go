@@ -4,7 +4,7 @@ import "github.com/duetcdn/duet/internal/bus"
 
 // natsConfig is how a role reaches its region's NATS.
 type natsConfig struct {
-	// URLs of the region's NATS servers; empty: no NATS (a standalone edge).
+	// URLs of the region's NATS servers. Only an edge runs without (standalone, no purge stream).
 	URLs []string `yaml:"urls"`
 	// CredsFile is a NATS credentials (JWT) file; or User/Password, or Token.
 	CredsFile string `yaml:"creds_file"`

@@ -111,8 +111,12 @@ func envValue(environ []string, name, def string) string {
 	return def
 }
 
+func defaultPurgeServeConfig() purgeServeConfig {
+	return purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
+}
+
 func purgeServeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
-	cfg := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
+	cfg := defaultPurgeServeConfig()
 	return roleCommand(&cobra.Command{
 		Use:   "serve",
 		Short: "Run the purge API of one region",

@@ -23,9 +23,13 @@ type steeringRoleConfig struct {
 	NATS natsConfig `yaml:"nats"`
 }
 
+func defaultSteeringRoleConfig() steeringRoleConfig {
+	return steeringRoleConfig{Config: steering.DefaultConfig(), Name: defaultEdgeRoleConfig().Name,
+		NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
+}
+
 func steeringCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {
-	cfg := steeringRoleConfig{Config: steering.DefaultConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
-	cfg.Name = defaultEdgeRoleConfig().Name
+	cfg := defaultSteeringRoleConfig()
 	return roleCommand(&cobra.Command{
 		Use:   "steering",
 		Short: "Run the steering service (GeoIP, edge health, HLS/DASH content steering)",

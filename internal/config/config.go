@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +27,18 @@ import (
 
 // leaf is one settable field.
 type leaf struct {
-	path string // "memory.max_bytes"
-	v    reflect.Value
+	path    string // "memory.max_bytes"
+	v       reflect.Value
+	owner   reflect.Type // the struct type that declares the field
+	field   string       // the field's Go name
+	parents []Field      // the struct fields it is inside ("memory"), outermost first
+}
+
+// Field names a struct field by the type that declares it and its Go name, with its YAML path.
+type Field struct {
+	Owner reflect.Type
+	Name  string
+	Path  string
 }
 
 var (
@@ -35,14 +46,16 @@ var (
 	textType     = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
+func leaves(v reflect.Value, prefix string, out []leaf) []leaf { return walk(v, prefix, nil, out) }
+
+func walk(v reflect.Value, prefix string, parents []Field, out []leaf) []leaf {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		fv := v.Field(i)
 		if name == "" && opts == "inline" && fv.Kind() == reflect.Struct {
-			out = leaves(fv, prefix, out) // an embedded struct's settings sit at this level
+			out = walk(fv, prefix, parents, out) // an embedded struct's settings sit at this level
 			continue
 		}
 		if name == "" || name == "-" || !f.IsExported() {
@@ -53,10 +66,10 @@ func leaves(v reflect.Value, prefix string, out []leaf) []leaf {
 			path = prefix + "." + name
 		}
 		if fv.Kind() == reflect.Struct && fv.Type() != durationType && !fv.Addr().Type().Implements(textType) {
-			out = leaves(fv, path, out)
+			out = walk(fv, path, append(slices.Clip(parents), Field{Owner: t, Name: f.Name, Path: path}), out)
 			continue
 		}
-		out = append(out, leaf{path: path, v: fv})
+		out = append(out, leaf{path: path, v: fv, owner: t, field: f.Name, parents: parents})
 	}
 	return out
 }
@@ -155,16 +168,95 @@ func (f *flagValue) Type() string {
 	return "value"
 }
 
-// NewLoader registers one flag per setting of target (a pointer to a struct holding defaults).
+// Setting describes one setting of a role: its three spellings, its default and where its
+// documentation (the field's doc comment) is declared.
+type Setting struct {
+	Path    string       // YAML path: "memory.max_bytes"
+	Env     string       // DUET_EDGE_MEMORY_MAX_BYTES
+	Flag    string       // --memory.max_bytes
+	Type    string       // duration, list, bool or value
+	Default string       // the default in the text a flag or variable takes; "" when empty
+	Owner   reflect.Type // the struct type that declares the field
+	Field   string       // the field's Go name in Owner
+	GoType  reflect.Type // the field's type
+	Parents []Field      // the struct fields the setting is inside, outermost first
+}
+
+// Settings lists every setting of target (a pointer to a struct holding defaults), in
+// declaration order, as the Loader binds them.
+func Settings(role string, target any) []Setting {
+	var out []Setting
+	for _, l := range leaves(reflect.ValueOf(target).Elem(), "", nil) {
+		fv := &flagValue{l: l}
+		out = append(out, Setting{Path: l.path, Env: EnvName(role, l.path), Flag: "--" + l.path, Type: fv.Type(),
+			Default: text(l.v), Owner: l.owner, Field: l.field, GoType: l.v.Type(), Parents: l.parents})
+	}
+	return out
+}
+
+// text is a value as a flag or variable spells it: lists comma-separated, values that write
+// text (sizes) as they write it, an unset pointer as "".
+func text(v reflect.Value) string {
+	switch {
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			return ""
+		}
+		return text(v.Elem())
+	case v.Type() == durationType:
+		return shortDuration(time.Duration(v.Int()))
+	case v.CanInterface() && v.Type().Implements(reflect.TypeFor[encoding.TextMarshaler]()):
+		b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+		if err != nil {
+			return fmt.Sprint(v.Interface())
+		}
+		return string(b)
+	case v.Kind() == reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = text(v.Index(i))
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// shortDuration writes 24h for 24h0m0s, and 1m30s as it is.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// usage is a flag's help line: the first sentence of its documentation (generated into
+// help_gen.go from the field's doc comment), its default and its environment variable.
+func usage(role string, s Setting) string {
+	def := s.Default
+	if def == "" {
+		def = `""`
+	}
+	tail := "default " + def + "; env " + s.Env
+	if doc := generatedHelp(role, s.Path); doc != "" {
+		return doc + " (" + tail + ")"
+	}
+	return tail // a command that writes its own usage puts it in parentheses after it
+}
+
+// NewLoader registers one flag per setting of target (a pointer to a struct holding defaults),
+// each with its description, default and environment variable in its usage.
 func NewLoader(role string, target any, fs *pflag.FlagSet) *Loader {
 	ld := &Loader{role: role, target: target, flags: map[string]*flagValue{}}
-	for _, l := range leaves(reflect.ValueOf(target).Elem(), "", nil) {
-		fv := &flagValue{l: l, text: fmt.Sprint(l.v.Interface())}
-		if l.v.Kind() == reflect.Pointer {
-			fv.text = ""
-		}
+	settings := Settings(role, target)
+	for i, l := range leaves(reflect.ValueOf(target).Elem(), "", nil) {
+		fv := &flagValue{l: l, text: settings[i].Default}
 		ld.flags[l.path] = fv
-		f := fs.VarPF(fv, l.path, "", "env "+EnvName(role, l.path))
+		f := fs.VarPF(fv, l.path, "", usage(role, settings[i]))
+		f.DefValue = "" // the usage shows the default, also when it is empty or zero
 		if fv.Type() == "bool" {
 			f.NoOptDefVal = "true"
 		}

@@ -75,3 +75,27 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("bad flag: got %v", err)
 	}
 }
+
+// TestFlagUsage: a flag's usage shows its default as a flag or variable spells it (lists
+// comma-separated, sizes and durations as they are written) and its environment variable.
+func TestFlagUsage(t *testing.T) {
+	cfg := sample{Name: "", Wait: 24 * time.Hour}
+	cfg.Inner.List = []string{"a", "b"}
+	cfg.Inner.Count = 3
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	NewLoader("demo", &cfg, fs)
+	for flag, want := range map[string]string{
+		"name":        `default ""; env DUET_DEMO_NAME`,
+		"wait":        "default 24h; env DUET_DEMO_WAIT",
+		"inner.list":  "default a,b; env DUET_DEMO_INNER_LIST",
+		"inner.count": "default 3; env DUET_DEMO_INNER_COUNT",
+		"inner.flag":  `default ""; env DUET_DEMO_INNER_FLAG`,
+	} {
+		if got := fs.Lookup(flag).Usage; got != want {
+			t.Errorf("--%s usage %q, want %q", flag, got, want)
+		}
+	}
+	if got := fs.FlagUsages(); strings.Contains(got, "(default") {
+		t.Errorf("pflag repeats the default:\n%s", got)
+	}
+}
