@@ -15,7 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/duetcdn/duet/edge"
-	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/origin/upload"
@@ -104,14 +104,14 @@ const devPurgeToken = "duet-dev-purge-token"
 // leafnodes (a tree, as internal/bus requires).
 func (c *devCluster) startNATS(ctx context.Context) error {
 	for i, r := range c.regions {
-		cfg := bus.ServerConfig{Region: r.name, Port: c.layout.nats(i), StoreDir: filepath.Join(c.dir, "nats", r.name),
+		cfg := natsserver.Config{Region: r.name, Port: c.layout.nats(i), StoreDir: filepath.Join(c.dir, "nats", r.name),
 			Logger: c.log.With("nats", r.name)}
 		if i == 0 {
 			cfg.LeafPort = c.layout.leaf()
 		} else {
 			cfg.LeafRemotes = []string{fmt.Sprintf("nats-leaf://127.0.0.1:%d", c.layout.leaf())}
 		}
-		s, err := bus.StartServer(ctx, cfg)
+		s, err := natsserver.Start(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("start NATS of region %s: %w", r.name, err)
 		}
