@@ -26,6 +26,7 @@ import (
 	"github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/s3origin"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
@@ -206,8 +207,8 @@ func (c *devCluster) startOrigins(ctx context.Context, o devOptions) error {
 	return errors.Join(errs...)
 }
 
-func (c *devCluster) s3(ctx context.Context, r *devRegion) (*origin.S3, error) {
-	return origin.NewS3(ctx, origin.S3Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket, PathStyle: true,
+func (c *devCluster) s3(ctx context.Context, r *devRegion) (*s3origin.Origin, error) {
+	return s3origin.New(ctx, s3origin.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket, PathStyle: true,
 		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
 }
 
@@ -234,7 +235,7 @@ func (c *devCluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 
 // sameObject reports whether the bucket already holds body at key: a conditional read on the
 // body's MD5 (a single-part object's ETag) answers 304 without sending the object.
-func sameObject(ctx context.Context, s3o *origin.S3, key string, body []byte) bool {
+func sameObject(ctx context.Context, s3o *s3origin.Origin, key string, body []byte) bool {
 	sum := md5.Sum(body)
 	resp, err := s3o.Fetch(ctx, &origin.Request{Path: "/" + key, IfNoneMatch: `"` + hex.EncodeToString(sum[:]) + `"`})
 	if err != nil {

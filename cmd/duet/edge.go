@@ -16,12 +16,13 @@ import (
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/failover"
+	"github.com/duetcdn/duet/origin/s3origin"
 	"github.com/duetcdn/duet/purge"
 )
 
 // Compile-time guards: the origins satisfy what the edge asks of them.
 var (
-	_ edge.Origin    = (*origin.S3)(nil)
+	_ edge.Origin    = (*s3origin.Origin)(nil)
 	_ edge.Origin    = (*origin.HTTP)(nil)
 	_ edge.Forwarder = (*origin.HTTP)(nil)
 	_ edge.Origin    = (*failover.Group)(nil)
@@ -222,7 +223,7 @@ func newOrigin(ctx context.Context, c edge.OriginConfig) (edge.Origin, error) {
 	switch c.Type {
 	case "s3":
 		pathStyle := c.PathStyle == nil || *c.PathStyle
-		o, err := origin.NewS3(ctx, origin.S3Config{
+		o, err := s3origin.New(ctx, s3origin.Config{
 			Endpoint: c.Endpoint, Region: c.S3Region, Bucket: c.Bucket, Prefix: c.Prefix, PathStyle: pathStyle,
 			AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: c.Timeout, MaxConns: c.MaxConns,
 		})

@@ -81,7 +81,7 @@ func TestReplicateRole(t *testing.T) {
 		return reg{leaf: natsserver.LeafURL(ns), js: js, url: ns.ClientURL(), minio: m, s3: c}
 	}
 	a := start("A", natsserver.Config{LeafPort: -1})
-	b := start("B", natsserver.Config{LeafRemotes: []string{a.leaf}})                 // B is a leafnode of A
+	b := start("B", natsserver.Config{LeafRemotes: []string{a.leaf}})                // B is a leafnode of A
 	if _, err := bus.EnsureOriginStream(ctx, a.js, "A", []string{"B"}); err != nil { // A runs no replicator here
 		t.Fatal(err)
 	}

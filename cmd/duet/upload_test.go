@@ -19,6 +19,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3origin"
 	uploadpkg "github.com/duetcdn/duet/origin/upload"
 )
 
@@ -113,7 +114,7 @@ func TestUploadCommand(t *testing.T) {
 		}
 		// The multipart object has the file's bytes, and the edge's S3 origin reads its tags as
 		// Surrogate-Key, so `duet purge tag show-abc` reaches it.
-		o, err := origin.NewS3(t.Context(), origin.S3Config{Endpoint: m.Endpoint(), Bucket: bucket, Prefix: "vod/abc",
+		o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: m.Endpoint(), Bucket: bucket, Prefix: "vod/abc",
 			PathStyle: true, AccessKey: m.AccessKey(), SecretKey: m.SecretKey()})
 		if err != nil {
 			t.Fatal(err)
