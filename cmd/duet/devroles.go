@@ -7,6 +7,7 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/origin/upload"
+	"github.com/duetcdn/duet/origin/upload/uploadcmd"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
 )
@@ -18,7 +19,8 @@ type devRoles struct{}
 var _ devcluster.Roles = devRoles{}
 
 func (devRoles) Upload(s devcluster.UploadSpec) any {
-	up := uploadSettings{Region: s.Region, Files: upload.DefaultFiles, Parts: upload.DefaultParts, PartSize: upload.DefaultPartSize}
+	up := uploadcmd.DefaultSettings()
+	up.Region = s.Region
 	for _, b := range s.Buckets {
 		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Endpoint: b.Endpoint, Bucket: b.Bucket,
 			AccessKey: b.AccessKey, SecretKey: b.SecretKey, PathStyle: true})

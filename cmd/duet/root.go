@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+
+	"github.com/duetcdn/duet/origin/upload/uploadcmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		devCommand(logger, stdout, environ),
 		purgeCommand(logger, stdout, environ),
 		steeringCommand(logger, environ),
-		uploadCommand(logger, stdout, environ),
+		uploadcmd.Command(logger, stdout, environ),
 		loadtestCommand(logger, stdout),
 		replicateCommand(logger, environ),
 		&cobra.Command{
