@@ -63,12 +63,16 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Drain() //nolint:errcheck // best effort at exit
+	var cons *purge.Consumer
 	regions := cfg.Purge.Regions
 	if len(regions) == 0 {
 		regions = []string{cfg.Region}
 	}
-	cons, err := purge.NewConsumer(purge.ConsumerConfig{Edge: cfg.Name, Region: cfg.Region, Regions: regions,
-		StalenessBound: cfg.Purge.StalenessBound}, nc, edgeApplier{srv}, log, reg)
+	pm, err := edge.NewPurgeMetrics(reg)
+	if err == nil {
+		cons, err = purge.NewConsumer(purge.ConsumerConfig{Edge: cfg.Name, Region: cfg.Region, Regions: regions,
+			StalenessBound: cfg.Purge.StalenessBound}, nc, edgeApplier{srv}, log, pm)
+	}
 	if err != nil {
 		srv.Close()
 		return err
@@ -83,7 +87,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		if group != nil {
 			acfg.Origins = func() []bus.OriginHealth { return originHealth(group) }
 		}
-		_ = announce.Run(bg, nc, acfg, srv, log)
+		_ = announce.Run(bg, nc, acfg, edgeStats{srv}, log)
 		done <- struct{}{}
 	}()
 	// The heartbeat and the consumer outlive the viewer listener: during the drain the edge
@@ -104,3 +108,13 @@ func (a edgeApplier) ApplyPurge(ctx context.Context, p bus.Purge) (int, error) {
 }
 
 var _ purge.Applier = edgeApplier{}
+
+// edgeStats lets the announcer read the edge.
+type edgeStats struct{ *edge.Server }
+
+func (e edgeStats) Stats() announce.Stats {
+	s := e.Server.Stats()
+	return announce.Stats{Serving: s.Serving, Connections: s.Connections, Requests: s.Requests, Hits: s.Hits,
+		EgressBytes: s.EgressBytes, MemoryBytes: s.MemoryBytes, DiskBytes: s.DiskBytes,
+		OriginFetches: s.OriginFetches, OriginFailures: s.OriginFailures}
+}

@@ -45,8 +45,12 @@ func newOrigins(ctx context.Context, c edge.OriginConfig, reg prometheus.Registe
 		}
 		members = append(members, failover.Member{Name: f.Name, Origin: o})
 	}
+	om, err := edge.NewOriginMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
 	g, err := failover.New(failover.Config{Members: members, Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown,
-		Registry: reg, Logger: log})
+		Metrics: om, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
