@@ -35,9 +35,9 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || \
 	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; }
 
-#? build: build bin/duet
+#? build: build bin/duet (duet version names the git commit: -buildvcs=auto overrides a GOFLAGS=-buildvcs=false)
 build:
-	$(GO) build -o $(BIN)/duet ./cmd/duet
+	$(GO) build -buildvcs=auto -o $(BIN)/duet ./cmd/duet
 
 #? test: MinIO, under CI=true chromium, vet, and every test (integration tests included) with the race detector
 test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
@@ -82,8 +82,9 @@ bench-upload: $(MINIO_STAMP) build
 loadtest: $(MINIO_STAMP) build
 	LOADTEST_DURATION=$${LOADTEST_DURATION:-30s} loadtest/run.sh
 
-#? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops)
+#? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops);
+#?      ARGS are duet dev's flags, e.g. make run ARGS='--port-offset 1000' (bin/duet dev --help lists them)
 run: $(MINIO_STAMP) build
-	$(BIN)/duet dev
+	$(BIN)/duet dev $(ARGS)
 
 .PHONY: help tools browser build test vet lint fuzz bench bench-upload loadtest run

@@ -1,6 +1,8 @@
 package devcluster
 
 import (
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -45,5 +47,16 @@ func TestPortsHelp(t *testing.T) {
 		if !strings.Contains(h, want) {
 			t.Errorf("PortsHelp(1000) = %q, does not say %q", h, want)
 		}
+	}
+}
+
+// TestRunRefusesBlockedOffsetFirst: `duet dev --port-offset 2000` fails before starting anything.
+func TestRunRefusesBlockedOffsetFirst(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.PortOffset, cfg.MinIOBin = t.TempDir(), 2000, "/nonexistent/minio"
+	err := Run(t.Context(), cfg, nil, "/nonexistent/duet", slog.New(slog.DiscardHandler), io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "port 10080") {
+		t.Fatalf("Run with offset 2000: %v, want the edges' port 10080 refused", err)
 	}
 }

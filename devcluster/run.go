@@ -1,3 +1,8 @@
+// Package devcluster is `duet dev`: a whole Duet CDN on one machine. Per region it runs an
+// embedded NATS (the regions linked), a MinIO origin, and the roles (purge API, replicator,
+// steering, edges) each as its own process of the duet binary, supervised so that its control API
+// can kill and restart them; it uploads a sample stream and prints every URL. cmd/duet supplies
+// the roles' configurations (Roles).
 package devcluster
 
 import (
@@ -140,7 +145,7 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 	addrs := c.layout.all(len(c.regions), o.Edges)
 	for _, a := range slices.Sorted(maps.Keys(addrs)) {
 		if err := portFree(ctx, a); err != nil {
-			return nil, fmt.Errorf("%s (%s): %w; stop what uses it, or move every port with --port-offset", a, addrs[a], err)
+			return nil, fmt.Errorf("%s (%s): %w; stop what uses it, or move every port with --port-offset (make run ARGS='--port-offset 1000')", a, addrs[a], err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o755); err != nil {

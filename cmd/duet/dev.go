@@ -39,7 +39,7 @@ Ports (plus --port-offset): ` + devcluster.PortsHelp(0) + `.`,
 	f.StringVar(&o.Dir, "dir", o.Dir, "state directory (origins' data, caches, NATS streams, configs, logs); survives restarts")
 	f.StringVar(&o.Regions, "regions", o.Regions, "regions as name:lat:lon, comma-separated (at most 5)")
 	f.IntVar(&o.Edges, "edges", o.Edges, "edges per region (1 to 9)")
-	f.IntVar(&o.PortOffset, "port-offset", o.PortOffset, "added to every port, to run beside what uses the defaults (see the ports above)")
+	f.IntVar(&o.PortOffset, "port-offset", o.PortOffset, "added to every port, to run beside what uses the defaults (default 0: the ports above)")
 	f.StringVar(&o.MinIOBin, "minio-bin", o.MinIOBin, "MinIO server binary (make tools installs it)")
 	f.StringVar(&o.Bucket, "bucket", o.Bucket, "origin bucket (the same name in every region)")
 	return cmd

@@ -70,7 +70,7 @@ compared when skipping: after changing them, pass --force.`,
 	ld := config.NewLoader("upload", &set, cmd.Flags())
 	_ = cmd.Flags().MarkHidden("regions") // a list of structs: YAML only
 	for name, usage := range map[string]string{
-		"region":    "region to upload to, from the config's regions",
+		"region":    "region to upload to, from the config's regions (default: the only one)",
 		"files":     "files uploading at once",
 		"parts":     "parts of one large file uploading at once",
 		"part_size": "multipart part size; files this big or bigger upload in parts",
@@ -85,11 +85,11 @@ compared when skipping: after changing them, pass --force.`,
 		pathStyle, dryRun, force, hidden, plain                             bool
 		byKind                                                              = map[upload.Kind]*string{}
 	)
-	f.StringVarP(&file, "config", "c", "", "YAML config file with the regions")
-	f.StringVar(&prefix, "prefix", "", "key prefix (folder in the bucket), e.g. vod/abc")
-	f.StringArrayVar(&tags, "tag", nil, "surrogate key, for purging with duet purge tag KEY (repeat for several)")
-	f.StringVar(&endpoint, "endpoint", "", "S3 endpoint URL, for one bucket without --config (e.g. http://127.0.0.1:9000)")
-	f.StringVar(&bucket, "bucket", "", "bucket, for one bucket without --config")
+	f.StringVarP(&file, "config", "c", "", "YAML config file with the regions (default: none; one bucket from --endpoint and --bucket)")
+	f.StringVar(&prefix, "prefix", "", "key prefix (folder in the bucket), e.g. vod/abc (default: the bucket's root)")
+	f.StringArrayVar(&tags, "tag", nil, "surrogate key, for purging with duet purge tag KEY (repeat for several; default: none)")
+	f.StringVar(&endpoint, "endpoint", "", "S3 endpoint URL, for one bucket without --config, e.g. http://127.0.0.1:9000 (default: AWS S3)")
+	f.StringVar(&bucket, "bucket", "", "bucket, for one bucket without --config (default: the --config region's)")
 	f.StringVar(&s3Region, "s3-region", "", "the bucket's S3 region with --bucket (default us-east-1)")
 	f.BoolVar(&pathStyle, "path-style", true, "path-style addressing with --endpoint (MinIO needs it)")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would upload and skip; change nothing")
@@ -99,7 +99,7 @@ compared when skipping: after changing them, pass --force.`,
 	f.StringVar(&contentType, "content-type", "", "Content-Type of every file (default: by extension)")
 	f.StringVar(&cacheControl, "cache-control", "", "Cache-Control of every file (default: by kind)")
 	for _, k := range upload.Kinds {
-		byKind[k] = f.String("cache-control-"+k.String(), "", "Cache-Control of "+k.String()+" files")
+		byKind[k] = f.String("cache-control-"+k.String(), "", "Cache-Control of "+k.String()+" files (default: by kind, see above)")
 	}
 	cmd.RunE = func(cmd *cobra.Command, paths []string) error {
 		if err := ld.Load(file, environ); err != nil {
