@@ -35,9 +35,14 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || \
 	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; }
 
-#? build: build bin/duet (duet version names the git commit: -buildvcs=auto overrides a GOFLAGS=-buildvcs=false)
+# `duet version` names the git commit: go build stamps it (-buildvcs=auto overrides a
+# GOFLAGS=-buildvcs=false), except in a git worktree, whose .git is a file go build does not
+# recognise: there the version comes through -ldflags.
+WORKTREE_VERSION := $(if $(wildcard .git/HEAD),,$(shell git describe --always --dirty --tags 2>/dev/null))
+
+#? build: build bin/duet
 build:
-	$(GO) build -buildvcs=auto -o $(BIN)/duet ./cmd/duet
+	$(GO) build -buildvcs=auto $(if $(WORKTREE_VERSION),-ldflags "-X main.version=$(WORKTREE_VERSION)") -o $(BIN)/duet ./cmd/duet
 
 #? test: MinIO, under CI=true chromium, vet, and every test (integration tests included) with the race detector
 test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet

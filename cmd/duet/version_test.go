@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -45,6 +46,11 @@ func TestVersionStampedByGoBuild(t *testing.T) {
 	if err != nil {
 		t.Skipf("not a git checkout: %v", err)
 	}
+	if fi, err := os.Stat("../../.git"); err != nil || !fi.IsDir() {
+		// go build looks for a .git directory; a worktree's is a file (make build passes
+		// -ldflags there instead: TestMakeBuildStampsWorktrees).
+		t.Skip("a git worktree: go build does not stamp it")
+	}
 	bin := filepath.Join(t.TempDir(), "duet")
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -55,5 +61,27 @@ func TestVersionStampedByGoBuild(t *testing.T) {
 	}
 	if want := "git " + strings.TrimSpace(string(head)); !strings.Contains(string(out), want) {
 		t.Errorf("duet version printed %q, want it to name %q", out, want)
+	}
+}
+
+// TestMakeBuildStampsWorktrees: in a git worktree, make build hands the commit to -ldflags.
+func TestMakeBuildStampsWorktrees(t *testing.T) {
+	t.Parallel()
+	if fi, err := os.Stat("../../.git"); err != nil || fi.IsDir() {
+		t.Skip("not a git worktree: go build stamps the commit itself (TestVersionStampedByGoBuild)")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	head, err := exec.CommandContext(t.Context(), "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "make", "-n", "-C", "../..", "build").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n build: %v\n%s", err, out)
+	}
+	if want := "-X main.version=" + strings.TrimSpace(string(head)); !strings.Contains(string(out), want) {
+		t.Errorf("make build does not pass %q:\n%s", want, out)
 	}
 }

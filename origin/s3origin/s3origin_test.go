@@ -58,7 +58,7 @@ func newTestS3(t *testing.T, srv *minioproc.Server, bucket, prefix string) *Orig
 		Timeout:   5 * time.Second,
 	})
 	if err != nil {
-		t.Fatalf("NewS3: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return o
 }
