@@ -41,9 +41,14 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || \
 	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; }
 
+# `duet version` names the git commit: go build stamps it (-buildvcs=auto overrides a
+# GOFLAGS=-buildvcs=false), except in a git worktree, whose .git is a file go build does not
+# recognise: there the version comes through -ldflags.
+WORKTREE_VERSION := $(if $(wildcard .git/HEAD),,$(shell git describe --always --dirty --tags 2>/dev/null))
+
 #? build: build bin/duet
 build:
-	$(GO) build -o $(BIN)/duet ./cmd/duet
+	$(GO) build -buildvcs=auto $(if $(WORKTREE_VERSION),-ldflags "-X main.version=$(WORKTREE_VERSION)") -o $(BIN)/duet ./cmd/duet
 
 #? image: the container image ghcr.io/duetcdn/duet:$(VERSION) without Docker (internal/image): FROM scratch,
 #?        static duet, user 65532, OCI labels, reproducible; OCI layout in out/image, `docker load` tarball out/image.tar
@@ -93,8 +98,9 @@ bench-upload: $(MINIO_STAMP) build
 loadtest: $(MINIO_STAMP) build
 	LOADTEST_DURATION=$${LOADTEST_DURATION:-30s} loadtest/run.sh
 
-#? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops)
+#? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops);
+#?      ARGS are duet dev's flags, e.g. make run ARGS='--port-offset 1000' (bin/duet dev --help lists them)
 run: $(MINIO_STAMP) build
-	$(BIN)/duet dev
+	$(BIN)/duet dev $(ARGS)
 
 .PHONY: help tools browser build image test vet lint fuzz bench bench-upload loadtest run

@@ -18,6 +18,7 @@ import (
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3origin"
 )
 
 // countingOrigin counts the fetches that reach the real origin behind it, by path.
@@ -193,14 +194,14 @@ type s3env struct {
 	minio  *minioproc.Server
 	client *s3.Client
 	bucket string
-	origin *origin.S3
+	origin *s3origin.Origin
 }
 
 func newS3Env(t testing.TB) *s3env {
 	t.Helper()
 	m := testenv.MinIO(t)
 	bucket := testenv.Bucket(t, m)
-	o, err := origin.NewS3(t.Context(), origin.S3Config{
+	o, err := s3origin.New(t.Context(), s3origin.Config{
 		Endpoint: m.Endpoint(), Bucket: bucket, PathStyle: true, AccessKey: m.AccessKey(), SecretKey: m.SecretKey(),
 		Timeout: 3 * time.Second,
 	})

@@ -21,7 +21,7 @@ import (
 	"github.com/duetcdn/duet/internal/minioproc"
 	hlssample "github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/internal/testenv"
-	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3origin"
 )
 
 // testEdge is a real edge on fixed loopback ports that the test control API stops and starts.
@@ -139,7 +139,7 @@ func newTestCluster(t *testing.T) *testCluster {
 			t.Fatalf("upload sample: %v", err)
 		}
 	}
-	o, err := origin.NewS3(t.Context(), origin.S3Config{Endpoint: srv.Endpoint(), Region: "us-east-1", Bucket: c.bucket, PathStyle: true,
+	o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", Bucket: c.bucket, PathStyle: true,
 		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -9,23 +9,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/duetcdn/duet/internal/route"
 )
 
-// Route is steering's /v1/route answer (the fields the viewers use).
-type Route struct {
-	Key    string      `json:"key"`
-	Region string      `json:"region"`
-	Reason string      `json:"reason"`
-	Edges  []RouteEdge `json:"edges"`
-}
+// Route is steering's /v1/route answer (the viewers use its key, region, reason and edges).
+type Route = route.Answer
 
 // RouteEdge is one pathway of a route, best first.
-type RouteEdge struct {
-	Name   string `json:"name"`
-	Region string `json:"region"`
-	URL    string `json:"url"`
-	State  string `json:"state"`
-}
+type RouteEdge = route.Edge
 
 // router asks steering for routes. Steerings are tried in order: a viewer's home region
 // first, then the others, so that a viewer still finds its way while its region is down.

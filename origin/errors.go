@@ -1,12 +1,16 @@
 package origin
 
-import "errors"
+import (
+	"errors"
 
-// ErrInvalidConfig is wrapped by NewS3 and NewHTTP when a config field is missing or wrong; the
+	"github.com/duetcdn/duet/origin/internal/fetch"
+)
+
+// ErrInvalidConfig is wrapped by s3origin.New and NewHTTP when a config field is missing or wrong; the
 // message names the field.
 var ErrInvalidConfig = errors.New("invalid origin config")
 
 // ErrTimeout is wrapped by Fetch and Forward when the origin did not answer (response headers, or
 // for S3 the object's metadata) within the configured Timeout. A body that stalls after that is
 // bounded only by the caller's context.
-var ErrTimeout = errors.New("origin did not answer in time")
+var ErrTimeout = fetch.ErrTimeout

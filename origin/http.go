@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/duetcdn/duet/origin/internal/fetch"
 )
 
 // HTTPConfig describes a plain HTTP origin.
@@ -70,7 +72,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		host:     cfg.Host,
 		timeout:  cfg.Timeout,
 		client: &http.Client{
-			Transport: newTransport(cfg.Timeout, cfg.MaxConns, nil),
+			Transport: fetch.NewTransport(cfg.Timeout, cfg.MaxConns, nil),
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
@@ -152,16 +154,16 @@ func (o *HTTP) Forward(ctx context.Context, method, path, query string, header h
 func (o *HTTP) do(ctx context.Context, method string, u *url.URL, h http.Header, body io.Reader, length int64, what string) (*Response, error) {
 	// With a body, the clock starts once the body is sent: an upload's length is the client's
 	// business, not the origin's time to answer.
-	fb := startFirstByte(ctx, o.timeout, body != nil)
-	reqCtx := fb.ctx
+	fb := fetch.StartFirstByte(ctx, o.timeout, body != nil)
+	reqCtx := fb.Context()
 	if body != nil {
 		reqCtx = httptrace.WithClientTrace(reqCtx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { fb.start() },
+			WroteRequest: func(httptrace.WroteRequestInfo) { fb.Start() },
 		})
 	}
 	req, err := http.NewRequestWithContext(reqCtx, method, u.String(), nil)
 	if err != nil {
-		fb.release()
+		fb.Release()
 		return nil, fmt.Errorf("%s to %s: %w", what, o.name, err)
 	}
 	req.URL = u // keep the exact escaping of the path
@@ -179,19 +181,19 @@ func (o *HTTP) do(ctx context.Context, method string, u *url.URL, h http.Header,
 
 	resp, err := o.client.Do(req)
 	if err != nil {
-		fb.release()
-		return nil, fmt.Errorf("%s to %s: %w", what, o.name, fb.wrapErr(unwrapURLError(err)))
+		fb.Release()
+		return nil, fmt.Errorf("%s to %s: %w", what, o.name, fb.WrapErr(unwrapURLError(err)))
 	}
-	if !fb.arrived() {
+	if !fb.Arrived() {
 		_ = resp.Body.Close()
-		fb.release()
-		return nil, fmt.Errorf("%s to %s: %w", what, o.name, context.Cause(fb.ctx))
+		fb.Release()
+		return nil, fmt.Errorf("%s to %s: %w", what, o.name, context.Cause(fb.Context()))
 	}
 	removeHopByHop(resp.Header)
 	return &Response{
 		Status:        resp.StatusCode,
 		Header:        resp.Header,
-		Body:          &releaseBody{ReadCloser: resp.Body, release: fb.release},
+		Body:          &fetch.ReleaseBody{ReadCloser: resp.Body, Release: fb.Release},
 		ContentLength: resp.ContentLength,
 	}, nil
 }

@@ -50,7 +50,7 @@ func TestHTTPFetchPassThrough(t *testing.T) {
 		t.Errorf("Name = %q", o.Name())
 	}
 
-	resp := fetch(t, o, &Request{
+	resp := fetchOK(t, o, &Request{
 		Path:            "/vod/a%20b/seg%2F1.ts",
 		Query:           "v=1&x=%2F",
 		Range:           "bytes=0-3",
@@ -124,7 +124,7 @@ func TestHTTPFetchNoDecompression(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	o := newTestHTTP(t, HTTPConfig{BaseURL: srv.URL})
-	resp := fetch(t, o, &Request{Path: "/a.m3u8", Header: http.Header{"Accept-Encoding": {"gzip"}}})
+	resp := fetchOK(t, o, &Request{Path: "/a.m3u8", Header: http.Header{"Accept-Encoding": {"gzip"}}})
 	body := readAll(t, resp)
 	if acceptEncoding != "gzip" {
 		t.Errorf("origin got Accept-Encoding %q, want gzip", acceptEncoding)
@@ -165,7 +165,7 @@ func TestHTTPFetchStatuses(t *testing.T) {
 		{"/same", http.StatusNotModified, "Etag", `"v1"`},
 		{"/missing", http.StatusNotFound, "Content-Type", "text/plain; charset=utf-8"},
 	} {
-		resp := fetch(t, o, &Request{Path: tc.path})
+		resp := fetchOK(t, o, &Request{Path: tc.path})
 		readAll(t, resp)
 		if resp.Status != tc.status || resp.Header.Get(tc.header) != tc.value {
 			t.Errorf("%s: status %d %s %q, want %d %q", tc.path, resp.Status, tc.header, resp.Header.Get(tc.header), tc.status, tc.value)
@@ -194,7 +194,7 @@ func TestHTTPCutBody(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			o := newTestHTTP(t, HTTPConfig{BaseURL: srv.URL})
-			resp := fetch(t, o, &Request{Path: "/a.ts"})
+			resp := fetchOK(t, o, &Request{Path: "/a.ts"})
 			defer resp.Body.Close()
 			b, err := io.ReadAll(resp.Body)
 			if err == nil {
@@ -320,7 +320,7 @@ func TestHTTPTimeout(t *testing.T) {
 		t.Fatalf("Forward err = %v, want ErrTimeout", err)
 	}
 
-	resp = fetch(t, o, &Request{Path: "/slow-body"})
+	resp = fetchOK(t, o, &Request{Path: "/slow-body"})
 	answered := time.Now()
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
@@ -374,7 +374,7 @@ func TestHTTPConnectionReuse(t *testing.T) {
 		if i%2 == 1 {
 			p = "/missing"
 		}
-		readAll(t, fetch(t, o, &Request{Path: p}))
+		readAll(t, fetchOK(t, o, &Request{Path: p}))
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("50 sequential fetches opened %d connections, want 1", n)

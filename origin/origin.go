@@ -1,12 +1,18 @@
-// Package origin fetches objects from the places that hold the master copies: S3-compatible
-// object stores (through aws-sdk-go-v2) and plain HTTP servers. It knows nothing about caching;
-// the edge decides what to keep.
+// Package origin fetches objects from the places that hold the master copies: its Request and
+// Response are what every origin client speaks, and HTTP is the plain HTTP origin (package
+// s3origin is the S3 one). It knows nothing about caching; the edge decides what to keep.
 package origin
 
 import (
 	"io"
 	"net/http"
 	"time"
+)
+
+// Defaults of the origin clients' Timeout and MaxConns (HTTPConfig, s3origin.Config).
+const (
+	DefaultTimeout  = 10 * time.Second
+	DefaultMaxConns = 256
 )
 
 // Request is one read of an object at an origin.

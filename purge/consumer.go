@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/duetcdn/duet/internal/bus"
 )
@@ -39,6 +38,20 @@ type ConsumerConfig struct {
 	StalenessBound time.Duration
 }
 
+// ConsumerMetrics are the series the consumer updates. They are the edge's (the consumer runs
+// inside it): the edge registers them (edge.NewPurgeMetrics, as duet_edge_*) and the consumer only
+// updates them.
+type ConsumerMetrics interface {
+	// PurgesApplied counts the purges the edge applied.
+	PurgesApplied() prometheus.Counter
+	// PurgeLag observes the seconds from a purge's acceptance to its apply.
+	PurgeLag() prometheus.Observer
+	// CacheTrusted is 1 while the edge trusts its cache, 0 while it revalidates every hit.
+	CacheTrusted() prometheus.Gauge
+	// CacheTrustLost counts the times the edge stopped trusting its cache.
+	CacheTrustLost() prometheus.Counter
+}
+
 // Consumer applies a region's purge stream to one edge and acknowledges every purge.
 type Consumer struct {
 	cfg ConsumerConfig
@@ -54,13 +67,13 @@ type Consumer struct {
 	trusted  bool                 // what the applier was last told; guarded by mu
 
 	applied    prometheus.Counter
-	applyLag   prometheus.Histogram
+	applyLag   prometheus.Observer
 	trustedG   prometheus.Gauge
 	trustLosts prometheus.Counter
 }
 
-// NewConsumer validates cfg.
-func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+// NewConsumer validates cfg. m receives the consumer's metrics.
+func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logger, m ConsumerMetrics) (*Consumer, error) {
 	if cfg.StalenessBound == 0 {
 		cfg.StalenessBound = 10 * time.Second
 	}
@@ -76,6 +89,9 @@ func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logge
 	if cfg.StalenessBound < 0 {
 		errs = append(errs, errors.New("purge consumer: staleness bound must be positive"))
 	}
+	if m == nil {
+		errs = append(errs, errors.New("purge consumer: no metrics"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -83,17 +99,9 @@ func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	f := promauto.With(reg)
 	return &Consumer{cfg: cfg, nc: nc, js: js, app: app, log: log.With("component", "purge-consumer"), now: time.Now,
 		lastTick: map[string]time.Time{},
-		applied: f.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "edge", Name: "purges_applied_total",
-			Help: "Purges this edge applied from its region's purge stream."}),
-		applyLag: f.NewHistogram(prometheus.HistogramOpts{Namespace: "duet", Subsystem: "edge", Name: "purge_lag_seconds",
-			Help: "Time from a purge's acceptance to its apply on this edge.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
-		trustedG: f.NewGauge(prometheus.GaugeOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trusted",
-			Help: "1 when the edge has heard every region's purges recently and serves its cache; 0 while it revalidates every hit."}),
-		trustLosts: f.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trust_lost_total",
-			Help: "Times the edge stopped trusting its cache (purge stream lost for longer than the staleness bound)."}),
+		applied:  m.PurgesApplied(), applyLag: m.PurgeLag(), trustedG: m.CacheTrusted(), trustLosts: m.CacheTrustLost(),
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 )
 
 const token = "unit-test-token-0123456789"
@@ -22,7 +23,7 @@ const token = "unit-test-token-0123456789"
 // startService runs a purge API for region A on a real embedded NATS.
 func startService(t *testing.T) (api string, js jetstream.JetStream, nc *nats.Conn) {
 	t.Helper()
-	s, err := bus.StartServer(t.Context(), bus.ServerConfig{Region: "A", Port: -1, StoreDir: t.TempDir()})
+	s, err := natsserver.Start(t.Context(), natsserver.Config{Region: "A", Port: -1, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

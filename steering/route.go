@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/health"
 	"github.com/duetcdn/duet/steering/hrw"
@@ -160,28 +161,8 @@ func (s *Server) route(path string, c client, api string) (RouteAnswer, error) {
 	return a, nil
 }
 
-// RouteAnswer is /v1/route's answer.
-type RouteAnswer struct {
-	// Path is the content path asked about, Key its content key.
-	Path string `json:"path"`
-	Key  string `json:"key"`
-	// Client is the client's address as steering saw it; Country where GeoIP put it (may be
-	// empty); Located whether it had a position (false: the default region was the start).
-	Client  string `json:"client"`
-	Country string `json:"country,omitempty"`
-	Located bool   `json:"located"`
-	// Region is the first choice's region.
-	Region string `json:"region,omitempty"`
-	// Reason says why the first choice is first (hrw.Reason values).
-	Reason string `json:"reason"`
-	// Edges are the usable edges, best first.
-	Edges []RouteEdge `json:"edges"`
-}
+// RouteAnswer is /v1/route's answer (its JSON is shared with the load generator).
+type RouteAnswer = route.Answer
 
 // RouteEdge is one edge of an answer.
-type RouteEdge struct {
-	Name   string `json:"name"`
-	Region string `json:"region"`
-	URL    string `json:"url"`
-	State  string `json:"state"`
-}
+type RouteEdge = route.Edge

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin/upload"
 )
@@ -32,14 +33,14 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 	bin := testenv.MinIOBin(t)
 	d := startDev(t, t.TempDir(), bin, append(os.Environ(), "DUET_TEST_MAIN=1"))
 	_, body := get(t, d.clusterURL)
-	var cl devClusterJSON
+	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatal(err)
 	}
 	control := strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")
 	s3a := devS3(t, cl, 0)
 	s3b := devS3(t, cl, 1)
-	var edges []devEdgeJSON
+	var edges []devcluster.EdgeJSON
 	for _, r := range cl.Regions {
 		edges = append(edges, r.Edges...)
 	}
@@ -146,7 +147,7 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 	}
 }
 
-func devS3(t *testing.T, cl devClusterJSON, i int) *s3.Client {
+func devS3(t *testing.T, cl devcluster.ClusterJSON, i int) *s3.Client {
 	t.Helper()
 	r := cl.Regions[i]
 	c, err := upload.NewClient(t.Context(), upload.Region{Name: r.Name, Endpoint: r.Origin, Bucket: cl.Bucket,

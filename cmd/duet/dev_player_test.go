@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 	}
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
 	_, body := get(t, d.clusterURL)
-	var cl devClusterJSON
+	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 )
@@ -89,7 +90,7 @@ func TestEdgeFailsOverToAnotherRegion(t *testing.T) {
 		t.FailNow()
 	}
 
-	ns, err := bus.StartServer(t.Context(), bus.ServerConfig{Region: "eu", Port: -1, StoreDir: t.TempDir()})
+	ns, err := natsserver.Start(t.Context(), natsserver.Config{Region: "eu", Port: -1, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ Only loopback targets receive load unless --allow-remote is given.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Control, "control", cfg.Control, "`duet dev` control API URL")
+	f.StringVar(&cfg.Control, "control", cfg.Control, "control API URL of the running duet dev cluster")
 	f.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "scenario: "+strings.Join(loadtest.Scenarios(), ", "))
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the load runs (at most "+loadtest.MaxDuration.String()+")")
 	f.IntVar(&cfg.Rate, "rate", cfg.Rate, "zipf: requests per second")
@@ -73,7 +73,7 @@ Only loopback targets receive load unless --allow-remote is given.`,
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the run's random choices")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow load to non-loopback addresses (only against a cluster you own)")
 	f.StringVar(&reportPath, "report", "out/loadtest.html", "HTML report path")
-	f.StringVar(&jsonPath, "json", "", "JSON summary path (none when empty)")
+	f.StringVar(&jsonPath, "json", "", "JSON summary path (default: none)")
 	return cmd
 }
 

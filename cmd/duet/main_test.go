@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/internal/freeport"
 	"github.com/duetcdn/duet/internal/testenv"
 )
@@ -254,7 +255,7 @@ func TestDevShowsMissThenHit(t *testing.T) {
 	}
 	// Two regions of two edges, each serving the sample from its own region's origin.
 	_, body := get(t, clusterURL)
-	var cl devClusterJSON
+	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatalf("cluster JSON: %v: %s", err, body)
 	}

@@ -76,8 +76,8 @@ The API and token come from --api and --token, or DUET_PURGE_API and DUET_PURGE_
 		f := sub.Flags()
 		f.StringVar(&api, "api", "", "purge API base URL (default $DUET_PURGE_API or http://127.0.0.1:8090)")
 		f.StringVar(&token, "token", "", "bearer token (default $DUET_PURGE_TOKEN)")
-		f.StringVar(&wait, "wait", "", "wait this long (e.g. 5s) for every edge's acknowledgement")
-		f.StringVar(&id, "id", "", "idempotency id: the same id is applied once")
+		f.StringVar(&wait, "wait", "", "wait this long (e.g. 5s) for every edge's acknowledgement (default: do not wait)")
+		f.StringVar(&id, "id", "", "idempotency id: the same id is applied once (default: a new id)")
 		f.BoolVar(&soft, "soft", false, "mark stale (revalidate next time) instead of removing")
 		cmd.AddCommand(sub)
 	}

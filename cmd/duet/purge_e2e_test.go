@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/duetcdn/duet/edge"
-	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/purge"
 )
@@ -49,7 +49,7 @@ func newVersionedOrigin(t testing.TB) *versionedOrigin {
 type region struct {
 	name    string
 	nats    *server.Server
-	natsCfg bus.ServerConfig
+	natsCfg natsserver.Config
 	api     string
 	stopAPI func()
 	edges   []*testEdge
@@ -62,10 +62,10 @@ type testEdge struct {
 
 func silent() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func startRegionNATS(t testing.TB, name string, leafPort int, remotes []string, dir string) (*server.Server, bus.ServerConfig) {
+func startRegionNATS(t testing.TB, name string, leafPort int, remotes []string, dir string) (*server.Server, natsserver.Config) {
 	t.Helper()
-	cfg := bus.ServerConfig{Region: name, Port: -1, StoreDir: dir, LeafPort: leafPort, LeafRemotes: remotes}
-	s, err := bus.StartServer(t.Context(), cfg)
+	cfg := natsserver.Config{Region: name, Port: -1, StoreDir: dir, LeafPort: leafPort, LeafRemotes: remotes}
+	s, err := natsserver.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("start NATS %s: %v", name, err)
 	}
@@ -73,7 +73,7 @@ func startRegionNATS(t testing.TB, name string, leafPort int, remotes []string, 
 	// A restart must come back on the same ports, where edges and the other region reconnect.
 	cfg.Port = s.Addr().(*net.TCPAddr).Port
 	if leafPort != 0 {
-		u, err := url.Parse(bus.LeafURL(s))
+		u, err := url.Parse(natsserver.LeafURL(s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,13 @@ func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []st
 
 // trusted reads the edge's duet_edge_cache_trusted gauge.
 func (e *testEdge) trusted() bool {
-	return edgeTrusted(context.Background(), e.admin+"/metrics")
+	resp, err := http.Get(e.admin + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), "\nduet_edge_cache_trusted 1\n")
 }
 
 func (e *testEdge) get(t testing.TB, path string) (string, string) {
@@ -186,7 +192,7 @@ func TestPurgeAcrossRegions(t *testing.T) {
 	b := &region{name: "B"}
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a.nats, a.natsCfg = startRegionNATS(t, "A", -1, nil, dirA)
-	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{bus.LeafURL(a.nats)}, dirB)
+	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{natsserver.LeafURL(a.nats)}, dirB)
 	startPurgeAPI(t, a, regions)
 	startPurgeAPI(t, b, regions)
 	const bound = 2 * time.Second
@@ -261,7 +267,7 @@ func TestPurgeAcrossRegions(t *testing.T) {
 	// 3. The link returns: B's edges apply the purge they missed and trust their caches again.
 	healed := time.Now()
 	var err error
-	b.nats, err = bus.StartServer(t.Context(), b.natsCfg)
+	b.nats, err = natsserver.Start(t.Context(), b.natsCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +289,7 @@ func twoRegions(t testing.TB, origin *versionedOrigin, bound time.Duration) (a, 
 	regions := []string{"A", "B"}
 	a, b = &region{name: "A"}, &region{name: "B"}
 	a.nats, a.natsCfg = startRegionNATS(t, "A", -1, nil, t.TempDir())
-	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{bus.LeafURL(a.nats)}, t.TempDir())
+	b.nats, b.natsCfg = startRegionNATS(t, "B", 0, []string{natsserver.LeafURL(a.nats)}, t.TempDir())
 	startPurgeAPI(t, a, regions)
 	startPurgeAPI(t, b, regions)
 	for _, r := range []*region{a, b} {
@@ -333,7 +339,7 @@ func TestPurgeWithRegionAGone(t *testing.T) {
 	}
 	// A returns: its stream sources B's purge, and a1 applies it before it trusts its cache.
 	var err error
-	a.nats, err = bus.StartServer(t.Context(), a.natsCfg)
+	a.nats, err = natsserver.Start(t.Context(), a.natsCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin/replicate"
@@ -51,9 +52,9 @@ func TestReplicateRole(t *testing.T) {
 		minio *minioproc.Server
 		s3    *s3.Client
 	}
-	start := func(name string, sc bus.ServerConfig) reg {
+	start := func(name string, sc natsserver.Config) reg {
 		sc.Region, sc.Port, sc.StoreDir = name, -1, t.TempDir()
-		ns, err := bus.StartServer(ctx, sc)
+		ns, err := natsserver.Start(ctx, sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,10 +78,10 @@ func TestReplicateRole(t *testing.T) {
 		if err := replicate.EnsureNotification(ctx, c, "origin", notify.ARN()); err != nil {
 			t.Fatal(err)
 		}
-		return reg{leaf: bus.LeafURL(ns), js: js, url: ns.ClientURL(), minio: m, s3: c}
+		return reg{leaf: natsserver.LeafURL(ns), js: js, url: ns.ClientURL(), minio: m, s3: c}
 	}
-	a := start("A", bus.ServerConfig{LeafPort: -1})
-	b := start("B", bus.ServerConfig{LeafRemotes: []string{a.leaf}})                 // B is a leafnode of A
+	a := start("A", natsserver.Config{LeafPort: -1})
+	b := start("B", natsserver.Config{LeafRemotes: []string{a.leaf}})                // B is a leafnode of A
 	if _, err := bus.EnsureOriginStream(ctx, a.js, "A", []string{"B"}); err != nil { // A runs no replicator here
 		t.Fatal(err)
 	}

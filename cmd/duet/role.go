@@ -18,7 +18,7 @@ func roleCommand(cmd *cobra.Command, role string, cfg any, logger func() (*slog.
 	var file string
 	cmd.Args = cobra.NoArgs
 	ld := config.NewLoader(role, cfg, cmd.Flags())
-	cmd.Flags().StringVarP(&file, "config", "c", "", "YAML config file")
+	cmd.Flags().StringVarP(&file, "config", "c", "", "YAML config file (default: none; settings come from the defaults, DUET_* variables and flags)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := ld.Load(file, environ); err != nil {
 			return err

@@ -10,20 +10,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/duetcdn/duet/origin/upload/uploadcmd"
+)
 
 // run builds the command tree and executes it; main only adds signals and the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
+	root := newRoot(stdout, stderr, environ)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+// newRoot is duet's command tree.
+func newRoot(stdout, stderr io.Writer, environ []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "duet",
 		Short:         "Duet: an active-active edge cache and distribution network for video",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	var logFormat, logLevel string
@@ -35,16 +40,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		devCommand(logger, stdout, environ),
 		purgeCommand(logger, stdout, environ),
 		steeringCommand(logger, environ),
-		uploadCommand(logger, stdout, environ),
+		uploadcmd.Command(logger, stdout, environ),
 		loadtestCommand(logger, stdout),
 		replicateCommand(logger, environ),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print the version",
-			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "duet", version) },
-		},
+		versionCommand(),
 	)
-	return root.ExecuteContext(ctx)
+	return root
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -13,13 +13,25 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus"
 )
 
-// Source is what the announcer reads: the edge.
+// Source is what the announcer reads: the edge (cmd/duet adapts edge.Server's Stats).
 type Source interface {
-	Stats() edge.Stats
+	Stats() Stats
+}
+
+// Stats is a snapshot of the edge's state and counters, what a heartbeat is built from.
+type Stats struct {
+	Serving     bool // ready and not draining
+	Connections int64
+	Requests    uint64 // viewer requests answered
+	Hits        uint64 // of which from cache
+	EgressBytes int64  // body bytes sent
+	MemoryBytes int64
+	DiskBytes   int64
+	// OriginFetches and OriginFailures (connection errors, timeouts, 5xx) count origin requests.
+	OriginFetches, OriginFailures uint64
 }
 
 // Publisher is the part of a NATS connection the announcer uses.
@@ -102,7 +114,7 @@ func cpuTime() time.Duration {
 }
 
 // Heartbeat builds one heartbeat from two snapshots dt apart.
-func Heartbeat(cfg Config, cur, prev edge.Stats, dt time.Duration, now time.Time) bus.Heartbeat {
+func Heartbeat(cfg Config, cur, prev Stats, dt time.Duration, now time.Time) bus.Heartbeat {
 	hb := bus.Heartbeat{
 		Edge: cfg.Edge, Region: cfg.Region, URL: cfg.URL, State: "serving", At: now.UTC(),
 		Connections: cur.Connections, Capacity: cfg.Capacity, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,

@@ -9,15 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
 type fakeEdge struct{ serving atomic.Bool }
 
-func (f *fakeEdge) Stats() edge.Stats {
-	return edge.Stats{Serving: f.serving.Load(), Requests: 10, Hits: 9, Connections: 3}
+func (f *fakeEdge) Stats() Stats {
+	return Stats{Serving: f.serving.Load(), Requests: 10, Hits: 9, Connections: 3}
 }
 
 type capture struct {
@@ -74,8 +73,8 @@ func TestDrainingIsAnnouncedAtOnce(t *testing.T) {
 }
 
 func TestHeartbeatRates(t *testing.T) {
-	prev := edge.Stats{Requests: 100, Hits: 50, EgressBytes: 1000, OriginFetches: 10, OriginFailures: 0}
-	cur := edge.Stats{Serving: true, Requests: 300, Hits: 230, EgressBytes: 3000, OriginFetches: 20, OriginFailures: 3}
+	prev := Stats{Requests: 100, Hits: 50, EgressBytes: 1000, OriginFetches: 10, OriginFailures: 0}
+	cur := Stats{Serving: true, Requests: 300, Hits: 230, EgressBytes: 3000, OriginFetches: 20, OriginFailures: 3}
 	hb := Heartbeat(Config{Edge: "e", Region: "r"}, cur, prev, 2*time.Second, time.Now())
 	if hb.RequestsPerSec != 100 || hb.EgressBytesPerSec != 1000 || hb.HitRatio != 0.9 || !hb.OriginHealthy {
 		t.Fatalf("%+v", hb)
@@ -91,7 +90,7 @@ func TestHeartbeatRates(t *testing.T) {
 func TestHeartbeatOrigins(t *testing.T) {
 	var origins []bus.OriginHealth
 	cfg := Config{Edge: "e", Region: "r", Origins: func() []bus.OriginHealth { return origins }}
-	idle := edge.Stats{Serving: true}
+	idle := Stats{Serving: true}
 	origins = []bus.OriginHealth{{Name: "eu", Healthy: false, State: "open"}, {Name: "us", Healthy: true, State: "closed"}}
 	hb := Heartbeat(cfg, idle, idle, time.Second, time.Now())
 	if !hb.OriginHealthy || len(hb.Origins) != 2 || hb.Origins[0].Name != "eu" || hb.Origins[0].State != "open" {

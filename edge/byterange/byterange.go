@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Errors returned by Parse and ParseContentRange.
@@ -123,10 +124,10 @@ func Parse(header string, size int64) ([]Range, error) {
 func nextElement(s string) (elem, rest string) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == ',' {
-			return trimOWS(s[:i]), s[i+1:]
+			return strings.Trim(s[:i], ows), s[i+1:]
 		}
 	}
-	return trimOWS(s), ""
+	return strings.Trim(s, ows), ""
 }
 
 // resolve parses one range-spec and resolves it against size. ok reports whether it is
@@ -327,17 +328,8 @@ func appendContentRange(b []byte, r Range, size int64) []byte {
 	return strconv.AppendInt(b, size, 10)
 }
 
-func isOWS(c byte) bool { return c == ' ' || c == '\t' }
-
-func trimOWS(s string) string {
-	for len(s) > 0 && isOWS(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isOWS(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
+// ows is optional whitespace (RFC 9110 section 5.6.3): spaces and tabs, for strings.Trim.
+const ows = " \t"
 
 // equalFoldASCII compares s to the lower-case ASCII string lower, ignoring case.
 func equalFoldASCII(s, lower string) bool {

@@ -36,6 +36,7 @@ package cachecontrol
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -190,7 +191,7 @@ func (p *parser) parseLine(s string) {
 		for i < len(s) && s[i] != '=' && s[i] != ',' {
 			i++
 		}
-		name := trimOWS(s[start:i])
+		name := strings.Trim(s[start:i], ows)
 		if i >= len(s) || s[i] == ',' {
 			p.apply(lookup(name), false, "", false)
 			i++
@@ -218,7 +219,7 @@ func (p *parser) parseLine(s string) {
 			for i < len(s) && s[i] != ',' {
 				i++
 			}
-			value = trimOWS(s[start:i])
+			value = strings.Trim(s[start:i], ows)
 		}
 		i++ // ","
 		if id := lookup(name); id != dirUnknown {
@@ -325,7 +326,7 @@ func appendFields(dst []string, list string, overflow *bool) []string {
 		} else {
 			f, list = list, ""
 		}
-		f = trimOWS(f)
+		f = strings.Trim(f, ows)
 		if f == "" || !isToken(f) {
 			continue
 		}
@@ -455,18 +456,10 @@ func appendQualified(b []byte, name string, fields []string) []byte {
 	return b
 }
 
-func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+// ows is optional whitespace (RFC 9110 section 5.6.3): spaces and tabs, for strings.Trim.
+const ows = " \t"
 
-// trimOWS removes leading and trailing spaces and tabs.
-func trimOWS(s string) string {
-	for len(s) > 0 && isOWS(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isOWS(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
 func indexByte(s string, c byte) int {
 	for i := 0; i < len(s); i++ {

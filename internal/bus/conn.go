@@ -159,7 +159,7 @@ func Connect(ctx context.Context, cfg ConnConfig, log *slog.Logger) (*nats.Conn,
 		opts = append(opts, nats.Token(cfg.Token))
 	}
 	if cfg.TLS != nil {
-		tc, err := clientTLS(cfg.TLS)
+		tc, err := cfg.TLS.ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("connect to nats: %w", err)
 		}
@@ -182,8 +182,9 @@ func Connect(ctx context.Context, cfg ConnConfig, log *slog.Logger) (*nats.Conn,
 	}
 }
 
-// clientTLS builds a client's TLS configuration from files.
-func clientTLS(c *TLSConfig) (*tls.Config, error) {
+// ClientConfig builds a client's TLS configuration from the files (the embedded server's
+// leafnode remotes dial with it too).
+func (c *TLSConfig) ClientConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in, for tests
 	if c.CAFile != "" {
 		pool, err := loadCAs(c.CAFile)

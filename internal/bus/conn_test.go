@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -38,7 +40,7 @@ func TestConnectBeforeServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	go func() {
-		nc, err := Connect(ctx, ConnConfig{URLs: []string{"nats://127.0.0.1:" + itoa(port)}, Name: "early"}, slog.New(logs))
+		nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://127.0.0.1:" + itoa(port)}, Name: "early"}, slog.New(logs))
 		done <- result{nc, err}
 	}()
 	// The client has tried and failed at least once before the server exists.
@@ -50,7 +52,7 @@ func TestConnectBeforeServer(t *testing.T) {
 	default:
 	}
 
-	r := startRegion(t, "A", ServerConfig{Port: port})
+	r := startRegion(t, "A", natsserver.Config{Port: port})
 	var res result
 	select {
 	case res = <-done:
@@ -82,42 +84,12 @@ func TestConnectGivesUpWithContext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	nc, err := Connect(ctx, ConnConfig{URLs: []string{"nats://127.0.0.1:" + itoa(freePort(t))}}, nil)
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://127.0.0.1:" + itoa(freePort(t))}}, nil)
 	if err == nil {
 		nc.Close()
 		t.Fatal("Connect succeeded with no server")
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want one wrapping context.DeadlineExceeded", err)
-	}
-}
-
-func TestConnConfigValidate(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		cfg  ConnConfig
-		ok   bool
-	}{
-		{"url only", ConnConfig{URLs: []string{"nats://127.0.0.1:4222"}}, true},
-		{"user and password", ConnConfig{URLs: []string{"nats://h:1"}, User: "u", Password: "p"}, true},
-		{"mutual TLS", ConnConfig{URLs: []string{"tls://h:1"}, TLS: &TLSConfig{CAFile: "ca", CertFile: "c", KeyFile: "k"}}, true},
-		{"no url", ConnConfig{}, false},
-		{"empty url", ConnConfig{URLs: []string{" "}}, false},
-		{"comma list", ConnConfig{URLs: []string{"nats://a:1,nats://b:1"}}, false},
-		{"creds and user", ConnConfig{URLs: []string{"nats://h:1"}, CredsFile: "x.creds", User: "u"}, false},
-		{"user and token", ConnConfig{URLs: []string{"nats://h:1"}, User: "u", Token: "t"}, false},
-		{"password alone", ConnConfig{URLs: []string{"nats://h:1"}, Password: "p"}, false},
-		{"cert without key", ConnConfig{URLs: []string{"tls://h:1"}, TLS: &TLSConfig{CertFile: "c"}}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.cfg.validate()
-			if tc.ok != (err == nil) {
-				t.Fatalf("validate() = %v, want ok=%v", err, tc.ok)
-			}
-			if err != nil && !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("error %v does not wrap ErrInvalidConfig", err)
-			}
-		})
 	}
 }

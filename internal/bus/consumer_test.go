@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/duetcdn/duet/internal/bus"
 )
 
 // TestDurableConsumerAcrossRestart: an edge-like durable consumer on B's stream (AckExplicit,
@@ -34,7 +36,7 @@ func TestDurableConsumerAcrossRestart(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
-		nc, err := Connect(ctx, ConnConfig{URLs: []string{b.server().ClientURL()}, Name: "edge-b1"}, nil)
+		nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{b.server().ClientURL()}, Name: "edge-b1"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +45,7 @@ func TestDurableConsumerAcrossRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := js.CreateOrUpdateConsumer(ctx, PurgeStreamName("B"), cfg)
+		c, err := js.CreateOrUpdateConsumer(ctx, bus.PurgeStreamName("B"), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +59,7 @@ func TestDurableConsumerAcrossRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			var p Purge
+			var p bus.Purge
 			if err := json.Unmarshal(m.Data(), &p); err != nil {
 				t.Fatal(err)
 			}

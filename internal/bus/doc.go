@@ -1,13 +1,13 @@
 // Package bus is Duet's NATS backbone between regions: the subjects and message types every role
-// shares, client connections, embedded servers for `duet dev` and tests, and the purge streams
-// with their cross-region sourcing.
+// shares, client connections, and the purge streams with their cross-region sourcing. The embedded
+// server for `duet dev` and tests is package natsserver, so that the roles do not link it.
 //
 // # Regions and links
 //
-// Each region runs its own NATS (embedded by StartServer in dev and tests; the operators' own in
-// production) with JetStream in its own domain, named after the region. Regions are linked with
-// leafnodes: region B's server is a leafnode of region A's (ServerConfig.LeafRemotes dials A's
-// ServerConfig.LeafPort listener). Leafnodes rather than gateways, because:
+// Each region runs its own NATS (embedded by natsserver.Start in dev and tests; the operators'
+// own in production) with JetStream in its own domain, named after the region. Regions are linked with
+// leafnodes: region B's server is a leafnode of region A's (natsserver.Config.LeafRemotes dials A's
+// natsserver.Config.LeafPort listener). Leafnodes rather than gateways, because:
 //
 //   - A JetStream domain is the leafnode's unit of independence. Servers joined by gateways form
 //     one super-cluster with one JetStream meta layer: a region cut off from the others loses
@@ -20,7 +20,7 @@
 //     JetStream API is reachable from the others as "$JS.<region>.API", which is what a stream
 //     needs to source another region's stream.
 //   - The link works through NAT and firewalls in one direction (only the spoke dials), with TLS
-//     and a password (ServerConfig.TLS, LeafUser, LeafPassword).
+//     and a password (natsserver.Config.TLS, LeafUser, LeafPassword).
 //
 // Links must form a tree: a loop (C dialling both A and B while B dials A) makes the servers drop
 // the links involved and wait 30 s before each retry; seen here, all three links went down. Two
@@ -58,7 +58,7 @@
 // What was evaluated:
 //
 //   - Leafnode reconnection is not the problem: the link is back within 0.25 s + jitter of healing
-//     (ServerConfig sets LeafNode.ReconnectInterval to 250 ms; NATS's default of 1 s took 0.9 s).
+//     (natsserver.Config sets LeafNode.ReconnectInterval to 250 ms; NATS's default of 1 s took 0.9 s).
 //   - Re-applying the stream's configuration (UpdateStream with the same configuration) does not
 //     touch running sources: still 40 s, with 40 re-applies.
 //   - The server keeps the 30 s wait and the backoff in unexported settings.

@@ -10,6 +10,6 @@ var ErrInvalidName = errors.New("invalid name")
 // or an id or region that is not a valid name.
 var ErrInvalidPurge = errors.New("invalid purge")
 
-// ErrInvalidConfig is returned (wrapped) by Connect and StartServer for a configuration they
+// ErrInvalidConfig is returned (wrapped) by Connect and natsserver.Start for a configuration they
 // cannot use.
 var ErrInvalidConfig = errors.New("invalid config")

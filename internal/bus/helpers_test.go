@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -32,7 +34,7 @@ const (
 type region struct {
 	t    testing.TB
 	name string
-	cfg  ServerConfig
+	cfg  natsserver.Config
 	logs *logCapture
 
 	mu  sync.Mutex // guards srv (restart swaps it while cleanups may read it)
@@ -44,7 +46,7 @@ type region struct {
 
 // startRegion starts a region's server (client port random, store in a temp dir) and connects to
 // it; both are stopped in t.Cleanup. cfg.Region, StoreDir and Port are filled in when empty.
-func startRegion(t testing.TB, name string, cfg ServerConfig) *region {
+func startRegion(t testing.TB, name string, cfg natsserver.Config) *region {
 	t.Helper()
 	cfg.Region = name
 	if cfg.StoreDir == "" {
@@ -61,7 +63,7 @@ func startRegion(t testing.TB, name string, cfg ServerConfig) *region {
 	// Keep the ports: a restart comes back on the same ones, as a real server would.
 	r.cfg.Port = r.server().Addr().(*net.TCPAddr).Port
 	if cfg.LeafPort != 0 {
-		u, err := url.Parse(LeafURL(r.server()))
+		u, err := url.Parse(natsserver.LeafURL(r.server()))
 		if err != nil {
 			t.Fatalf("leaf url of %s: %v", name, err)
 		}
@@ -72,7 +74,7 @@ func startRegion(t testing.TB, name string, cfg ServerConfig) *region {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	nc, err := Connect(ctx, ConnConfig{URLs: []string{r.server().ClientURL()}, Name: "test-" + name}, nil)
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{r.server().ClientURL()}, Name: "test-" + name}, nil)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", name, err)
 	}
@@ -94,7 +96,7 @@ func (r *region) start() {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(r.t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := StartServer(ctx, r.cfg)
+	s, err := natsserver.Start(ctx, r.cfg)
 	if err != nil {
 		r.t.Fatalf("start region %s: %v", r.name, err)
 	}
@@ -126,7 +128,7 @@ func (r *region) restart() {
 // leafRemote is the URL other regions dial to link to r, with the test credentials.
 func (r *region) leafRemote() string {
 	r.t.Helper()
-	return withUser(r.t, LeafURL(r.server()), leafUser, leafPassword)
+	return withUser(r.t, natsserver.LeafURL(r.server()), leafUser, leafPassword)
 }
 
 func withUser(t testing.TB, raw, user, password string) string {
@@ -147,7 +149,7 @@ func (r *region) watch(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := WatchSources(ctx, r.js, r.name, slog.New(r.logs)); err != nil {
+		if err := bus.WatchSources(ctx, r.js, r.name, slog.New(r.logs)); err != nil {
 			t.Errorf("watch sources of %s: %v", r.name, err)
 		}
 	}()
@@ -159,7 +161,7 @@ func (r *region) ensureStream(t testing.TB, others ...string) jetstream.Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	st, err := EnsurePurgeStream(ctx, r.js, r.name, others)
+	st, err := bus.EnsurePurgeStream(ctx, r.js, r.name, others)
 	if err != nil {
 		t.Fatalf("ensure purge stream of %s: %v", r.name, err)
 	}
@@ -171,7 +173,7 @@ func (r *region) publishPurge(t testing.TB, id string) *jetstream.PubAck {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	ack, err := PublishPurge(ctx, r.js, Purge{ID: id, Region: r.name, URLs: []string{"https://cdn.example/" + id},
+	ack, err := bus.PublishPurge(ctx, r.js, bus.Purge{ID: id, Region: r.name, URLs: []string{"https://cdn.example/" + id},
 		Accepted: time.Now().UTC(), By: "test"})
 	if err != nil {
 		t.Fatalf("publish purge %s in %s: %v", id, r.name, err)
@@ -184,11 +186,11 @@ func (r *region) hasPurge(t testing.TB, from, id string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	st, err := r.js.Stream(ctx, PurgeStreamName(r.name))
+	st, err := r.js.Stream(ctx, bus.PurgeStreamName(r.name))
 	if err != nil {
 		return false
 	}
-	_, err = st.GetLastMsgForSubject(ctx, PurgeSubject(from, id))
+	_, err = st.GetLastMsgForSubject(ctx, bus.PurgeSubject(from, id))
 	return err == nil
 }
 
@@ -197,11 +199,11 @@ func (r *region) purgeIDs(t testing.TB, from string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	oc, err := r.js.OrderedConsumer(ctx, PurgeStreamName(r.name), jetstream.OrderedConsumerConfig{
+	oc, err := r.js.OrderedConsumer(ctx, bus.PurgeStreamName(r.name), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"duet.purge." + from + ".cmd.>"},
 	})
 	if err != nil {
-		t.Fatalf("ordered consumer on %s: %v", PurgeStreamName(r.name), err)
+		t.Fatalf("ordered consumer on %s: %v", bus.PurgeStreamName(r.name), err)
 	}
 	info, err := oc.Info(ctx)
 	if err != nil {
@@ -212,11 +214,11 @@ func (r *region) purgeIDs(t testing.TB, from string) []string {
 	for len(ids) < n {
 		batch, err := oc.Fetch(n-len(ids), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatalf("fetch from %s: %v", PurgeStreamName(r.name), err)
+			t.Fatalf("fetch from %s: %v", bus.PurgeStreamName(r.name), err)
 		}
 		got := 0
 		for m := range batch.Messages() {
-			var p Purge
+			var p bus.Purge
 			if err := json.Unmarshal(m.Data(), &p); err != nil {
 				t.Fatalf("purge message %s: %v", m.Subject(), err)
 			}
@@ -224,7 +226,7 @@ func (r *region) purgeIDs(t testing.TB, from string) []string {
 			got++
 		}
 		if got == 0 {
-			t.Fatalf("fetch from %s: %d of %d messages: %v", PurgeStreamName(r.name), len(ids), n, batch.Error())
+			t.Fatalf("fetch from %s: %d of %d messages: %v", bus.PurgeStreamName(r.name), len(ids), n, batch.Error())
 		}
 	}
 	return ids
@@ -257,12 +259,12 @@ func waitCore(t testing.TB, from, to *region, subject string, timeout time.Durat
 // URL)) and waits until core NATS crosses both ways.
 func linkPair(t testing.TB, dial func(string) string) (a, b *region) {
 	t.Helper()
-	a = startRegion(t, "A", ServerConfig{LeafPort: -1, LeafUser: leafUser, LeafPassword: leafPassword})
+	a = startRegion(t, "A", natsserver.Config{LeafPort: -1, LeafUser: leafUser, LeafPassword: leafPassword})
 	remote := a.leafRemote()
 	if dial != nil {
 		remote = dial(remote)
 	}
-	b = startRegion(t, "B", ServerConfig{LeafRemotes: []string{remote}})
+	b = startRegion(t, "B", natsserver.Config{LeafRemotes: []string{remote}})
 	waitCore(t, b, a, "test.link.ba", 10*time.Second)
 	waitCore(t, a, b, "test.link.ab", 10*time.Second)
 	return a, b

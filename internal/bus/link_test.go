@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -22,10 +24,10 @@ func TestCoreSubjectsCrossRegions(t *testing.T) {
 		subject  string
 		wildcard string
 	}{
-		{"heartbeat B to A", b, a, HealthSubject("B", "edge-1"), HealthWildcard},
-		{"heartbeat A to B", a, b, HealthSubject("A", "edge-1"), HealthWildcard},
-		{"ack B to A", b, a, PurgeAckSubject("p1"), PurgeAckWildcard},
-		{"ack A to B", a, b, PurgeAckSubject("p2"), PurgeAckWildcard},
+		{"heartbeat B to A", b, a, bus.HealthSubject("B", "edge-1"), bus.HealthWildcard},
+		{"heartbeat A to B", a, b, bus.HealthSubject("A", "edge-1"), bus.HealthWildcard},
+		{"ack B to A", b, a, bus.PurgeAckSubject("p1"), bus.PurgeAckWildcard},
+		{"ack A to B", a, b, bus.PurgeAckSubject("p2"), bus.PurgeAckWildcard},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sub, err := tc.to.nc.SubscribeSync(tc.wildcard)
@@ -33,7 +35,7 @@ func TestCoreSubjectsCrossRegions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { _ = sub.Unsubscribe() }()
-			hb, _ := json.Marshal(Heartbeat{Edge: "edge-1", Region: tc.from.name, State: StateServing, At: time.Now().UTC()})
+			hb, _ := json.Marshal(bus.Heartbeat{Edge: "edge-1", Region: tc.from.name, State: bus.StateServing, At: time.Now().UTC()})
 			var got string
 			testenv.Eventually(t, 10*time.Second, func() bool {
 				_ = tc.from.nc.Publish(tc.subject, hb)
@@ -75,19 +77,19 @@ func TestPurgeSourcing(t *testing.T) {
 	// Ticks: several per region, only the latest kept, in every stream.
 	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	for i := range 3 {
-		if err := PublishTick(ctx, a.js, "A", base.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := bus.PublishTick(ctx, a.js, "A", base.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if err := PublishTick(ctx, b.js, "B", base.Add(time.Duration(i)*time.Minute)); err != nil {
+		if err := bus.PublishTick(ctx, b.js, "B", base.Add(time.Duration(i)*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wantTick := map[string]time.Time{"A": base.Add(2 * time.Second), "B": base.Add(2 * time.Minute)}
 	for _, st := range []jetstream.Stream{stA, stB} {
 		for rg, want := range wantTick {
-			var tick Tick
+			var tick bus.Tick
 			testenv.Eventually(t, 15*time.Second, func() bool {
-				m, err := st.GetLastMsgForSubject(ctx, PurgeTickSubject(rg))
+				m, err := st.GetLastMsgForSubject(ctx, bus.PurgeTickSubject(rg))
 				if err != nil {
 					return false
 				}
@@ -121,11 +123,11 @@ func TestPurgeSourcing(t *testing.T) {
 		}
 	}
 
-	status, err := SourceStatus(ctx, b.js, "B")
+	status, err := bus.SourceStatus(ctx, b.js, "B")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if si, ok := status["A"]; !ok || si.Active < 0 || si.Active > SourceStallAfter || si.Error != "" {
+	if si, ok := status["A"]; !ok || si.Active < 0 || si.Active > bus.SourceStallAfter || si.Error != "" {
 		t.Errorf("B's source status for A = %+v (present %v), want recently active without error", si, ok)
 	}
 }
@@ -135,7 +137,7 @@ func TestPurgeSourcing(t *testing.T) {
 func TestThirdRegion(t *testing.T) {
 	t.Parallel()
 	a, b := linkPair(t, nil)
-	c := startRegion(t, "C", ServerConfig{LeafRemotes: []string{a.leafRemote()}})
+	c := startRegion(t, "C", natsserver.Config{LeafRemotes: []string{a.leafRemote()}})
 	waitCore(t, c, b, "test.link.cb", 10*time.Second)
 	waitCore(t, b, c, "test.link.bc", 10*time.Second)
 	for _, r := range []*region{a, b, c} {
@@ -169,7 +171,7 @@ func TestThirdRegion(t *testing.T) {
 
 func mustStream(t testing.TB, r *region) jetstream.Stream {
 	t.Helper()
-	st, err := r.js.Stream(t.Context(), PurgeStreamName(r.name))
+	st, err := r.js.Stream(t.Context(), bus.PurgeStreamName(r.name))
 	if err != nil {
 		t.Fatalf("stream of %s: %v", r.name, err)
 	}

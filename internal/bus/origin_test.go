@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"context"
@@ -9,18 +9,19 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
 func TestOriginNames(t *testing.T) {
-	if got := OriginEventSubject("eu-1"); got != "duet.origin.eu-1.events" {
+	if got := bus.OriginEventSubject("eu-1"); got != "duet.origin.eu-1.events" {
 		t.Errorf("OriginEventSubject = %q", got)
 	}
-	if got := OriginStreamName("eu-1"); got != "DUET_ORIGIN_eu-1" {
+	if got := bus.OriginStreamName("eu-1"); got != "DUET_ORIGIN_eu-1" {
 		t.Errorf("OriginStreamName = %q", got)
 	}
 	for subj, want := range map[string]string{"duet.origin.eu-1.events": "eu-1", "duet.origin..events": "", "duet.purge.eu.cmd.x": "", "duet.origin.eu": ""} {
-		got, ok := RegionOfOriginSubject(subj)
+		got, ok := bus.RegionOfOriginSubject(subj)
 		if got != want || ok != (want != "") {
 			t.Errorf("RegionOfOriginSubject(%q) = %q, %v; want %q", subj, got, ok, want)
 		}
@@ -30,15 +31,15 @@ func TestOriginNames(t *testing.T) {
 // originCount is how many events of region from r's origin stream holds.
 func (r *region) originCount(t testing.TB, from string) uint64 {
 	t.Helper()
-	st, err := r.js.Stream(t.Context(), OriginStreamName(r.name))
+	st, err := r.js.Stream(t.Context(), bus.OriginStreamName(r.name))
 	if err != nil {
 		return 0
 	}
-	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(originStreamSubjects(from)))
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(bus.OriginStreamSubjects(from)))
 	if err != nil {
 		return 0
 	}
-	return info.State.Subjects[OriginEventSubject(from)]
+	return info.State.Subjects[bus.OriginEventSubject(from)]
 }
 
 // TestOriginStreamPartition: each region's origin stream holds its own events and, by
@@ -56,17 +57,17 @@ func TestOriginStreamPartition(t *testing.T) {
 	dumpLogs(t, a, b)
 	for _, r := range []*region{a, b} {
 		other := map[string]string{"A": "B", "B": "A"}[r.name]
-		if _, err := EnsureOriginStream(t.Context(), r.js, r.name, []string{other}); err != nil {
+		if _, err := bus.EnsureOriginStream(t.Context(), r.js, r.name, []string{other}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
-		go func() { defer close(done); _ = WatchOriginSources(ctx, r.js, r.name, slog.New(r.logs)) }()
+		go func() { defer close(done); _ = bus.WatchOriginSources(ctx, r.js, r.name, slog.New(r.logs)) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	publish := func(r *region, n int) {
 		for i := range n {
-			if _, err := r.js.Publish(t.Context(), OriginEventSubject(r.name), fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+			if _, err := r.js.Publish(t.Context(), bus.OriginEventSubject(r.name), fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -75,7 +76,7 @@ func TestOriginStreamPartition(t *testing.T) {
 	publish(b, 2)
 	testenv.Eventually(t, 15*time.Second, func() bool { return b.originCount(t, "A") == 1 && a.originCount(t, "B") == 2 }, "sourcing never started")
 
-	spy, err := b.nc.SubscribeSync(apiPrefix("A") + ".CONSUMER.CREATE." + OriginStreamName("A") + ".>")
+	spy, err := b.nc.SubscribeSync(bus.APIPrefix("A") + ".CONSUMER.CREATE." + bus.OriginStreamName("A") + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}

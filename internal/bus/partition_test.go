@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -67,7 +68,7 @@ func (m catchUpMode) linkBack(t *testing.T, r *region) {
 	if m != modeKick {
 		return
 	}
-	kicked, err := KickSources(t.Context(), r.js, r.name)
+	kicked, err := bus.KickSources(t.Context(), r.js, r.name)
 	if err != nil {
 		t.Fatalf("kick sources of %s: %v", r.name, err)
 	}
@@ -116,7 +117,7 @@ func TestPartitionCatchUp(t *testing.T) {
 
 		// Watch for B's source asking A's JetStream for a new consumer: once it does while the
 		// link is down, that request is lost, and the source waits for its answer (30 s).
-		spy, err := b.nc.SubscribeSync(apiPrefix("A") + ".CONSUMER.CREATE." + PurgeStreamName("A") + ".>")
+		spy, err := b.nc.SubscribeSync(bus.APIPrefix("A") + ".CONSUMER.CREATE." + bus.PurgeStreamName("A") + ".>")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package bus
+package bus_test
 
 import (
 	"crypto/ecdsa"
@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
 // testPKI writes a CA and, per name, a certificate for 127.0.0.1 signed by it (usable as server
 // and client certificate), and returns the files.
-func testPKI(t *testing.T, names ...string) map[string]*ServerTLS {
+func testPKI(t *testing.T, names ...string) map[string]*natsserver.TLS {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -46,7 +48,7 @@ func testPKI(t *testing.T, names ...string) map[string]*ServerTLS {
 	}
 	caFile := filepath.Join(dir, "ca.pem")
 	writePEM(t, caFile, "CERTIFICATE", caDER)
-	files := map[string]*ServerTLS{}
+	files := map[string]*natsserver.TLS{}
 	for i, name := range names {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -70,7 +72,7 @@ func testPKI(t *testing.T, names ...string) map[string]*ServerTLS {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &ServerTLS{CAFile: caFile, CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem")}
+		f := &natsserver.TLS{CAFile: caFile, CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem")}
 		writePEM(t, f.CertFile, "CERTIFICATE", der)
 		writePEM(t, f.KeyFile, "EC PRIVATE KEY", keyDER)
 		files[name] = f
@@ -90,14 +92,14 @@ func writePEM(t *testing.T, file, kind string, der []byte) {
 func TestLinkTLSAndAuth(t *testing.T) {
 	t.Parallel()
 	pki := testPKI(t, "A", "B", "C")
-	a := startRegion(t, "A", ServerConfig{LeafPort: -1, LeafUser: leafUser, LeafPassword: leafPassword, TLS: pki["A"]})
-	b := startRegion(t, "B", ServerConfig{LeafRemotes: []string{a.leafRemote()}, TLS: pki["B"]})
-	bad := withUser(t, LeafURL(a.server()), leafUser, "wrong")
-	c := startRegion(t, "C", ServerConfig{LeafRemotes: []string{bad}, TLS: pki["C"]})
+	a := startRegion(t, "A", natsserver.Config{LeafPort: -1, LeafUser: leafUser, LeafPassword: leafPassword, TLS: pki["A"]})
+	b := startRegion(t, "B", natsserver.Config{LeafRemotes: []string{a.leafRemote()}, TLS: pki["B"]})
+	bad := withUser(t, natsserver.LeafURL(a.server()), leafUser, "wrong")
+	c := startRegion(t, "C", natsserver.Config{LeafRemotes: []string{bad}, TLS: pki["C"]})
 	dumpLogs(t, a, b, c)
 
-	waitCore(t, b, a, HealthSubject("B", "e1"), 10*time.Second)
-	waitCore(t, a, b, PurgeAckSubject("x"), 10*time.Second)
+	waitCore(t, b, a, bus.HealthSubject("B", "e1"), 10*time.Second)
+	waitCore(t, a, b, bus.PurgeAckSubject("x"), 10*time.Second)
 	a.ensureStream(t, "B")
 	b.ensureStream(t, "A")
 	a.publishPurge(t, "over-tls")
@@ -107,7 +109,7 @@ func TestLinkTLSAndAuth(t *testing.T) {
 	// it is the password that is wrong), and C never links.
 	testenv.Eventually(t, 10*time.Second, func() bool { return a.logs.contains("authentication error") },
 		"A never refused C's leafnode connection")
-	sub, err := a.nc.SubscribeSync(HealthWildcard)
+	sub, err := a.nc.SubscribeSync(bus.HealthWildcard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestLinkTLSAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		if err := c.nc.Publish(HealthSubject("C", "e1"), []byte("{}")); err != nil {
+		if err := c.nc.Publish(bus.HealthSubject("C", "e1"), []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
 		if m, err := sub.NextMsg(25 * time.Millisecond); err == nil {

@@ -71,9 +71,9 @@ type Config struct {
 	Cooldown time.Duration
 	// MaxCooldown caps the doubled cool-down. Zero means 30s (or Cooldown, when that is longer).
 	MaxCooldown time.Duration
-	// Registry receives the group's metrics (duet_edge_origin_*). Nil means a private registry
-	// (the metrics are then only kept, not served).
-	Registry prometheus.Registerer
+	// Metrics are the series the group updates (see Metrics). Nil means series that are only
+	// kept, not served.
+	Metrics Metrics
 	// Logger receives breaker changes. Nil means discard.
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
@@ -99,7 +99,7 @@ type MemberHealth struct {
 type Group struct {
 	members    []*member
 	forwarding bool
-	m          *metrics
+	m          Metrics
 	log        *slog.Logger
 	now        func() time.Time
 }
@@ -126,8 +126,8 @@ func New(cfg Config) (*Group, error) {
 	if cfg.MaxCooldown == 0 {
 		cfg.MaxCooldown = max(DefaultMaxCooldown, cfg.Cooldown)
 	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
+	if cfg.Metrics == nil {
+		cfg.Metrics = unservedMetrics{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -165,24 +165,21 @@ func New(cfg Config) (*Group, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registry)
-	if err != nil {
-		return nil, err
-	}
+	m := cfg.Metrics
 	g := &Group{m: m, log: cfg.Logger.With("component", "origin_failover"), now: cfg.Now, forwarding: true}
 	now := cfg.Now()
 	for _, mb := range cfg.Members {
 		mm := &member{name: mb.Name, f: mb.Origin,
-			errTimeout: m.errors.WithLabelValues(mb.Name, reasonTimeout),
-			errOther:   m.errors.WithLabelValues(mb.Name, reasonError),
-			err5xx:     m.errors.WithLabelValues(mb.Name, reason5xx),
+			errTimeout: m.MemberErrors(mb.Name, reasonTimeout),
+			errOther:   m.MemberErrors(mb.Name, reasonError),
+			err5xx:     m.MemberErrors(mb.Name, reason5xx),
 		}
 		if fw, ok := mb.Origin.(Forwarder); ok {
 			mm.fw = fw
 		} else {
 			g.forwarding = false
 		}
-		up, state := m.up.WithLabelValues(mb.Name), m.state.WithLabelValues(mb.Name)
+		up, state := m.OriginUp(mb.Name), m.BreakerState(mb.Name)
 		up.Set(1)
 		state.Set(StateClosed.gaugeValue())
 		name := mb.Name
@@ -290,7 +287,7 @@ func (g *Group) try(ctx context.Context, op, path string, failover bool, call fu
 			pending = nil
 		}
 		if prev != nil {
-			g.m.failovers.WithLabelValues(prev.name, m.name).Inc()
+			g.m.Failovers(prev.name, m.name).Inc()
 		}
 		prev = m
 		resp, err = call(m)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/failover"
 )
@@ -88,7 +89,12 @@ type fixture struct {
 func newGroup(t *testing.T, cfg failover.Config) fixture {
 	t.Helper()
 	f := fixture{reg: prometheus.NewRegistry(), clk: &clock{t: time.Unix(1_800_000_000, 0)}}
-	cfg.Registry = f.reg
+	// The edge's series, as cmd/duet wires them.
+	m, err := edge.NewOriginMetrics(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics = m
 	if cfg.Now == nil {
 		cfg.Now = f.clk.Now
 	}

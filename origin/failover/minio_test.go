@@ -17,6 +17,7 @@ import (
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/failover"
+	"github.com/duetcdn/duet/origin/s3origin"
 )
 
 // counting counts the fetches that reach a member.
@@ -46,7 +47,7 @@ func newRegion(t *testing.T, key string, body []byte) *region {
 	}); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
-	o, err := origin.NewS3(t.Context(), origin.S3Config{Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
+	o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
 		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

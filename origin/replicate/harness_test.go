@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 )
@@ -64,17 +65,17 @@ func twoRegions(t testing.TB) (a, b *testRegion) {
 // directory (see minioproc.NotifyNATS.NoQueue).
 func twoRegionsNotify(t testing.TB, noQueue bool) (a, b *testRegion) {
 	t.Helper()
-	a = newRegion(t, "A", bus.ServerConfig{LeafPort: -1}, noQueue)
-	b = newRegion(t, "B", bus.ServerConfig{LeafRemotes: []string{bus.LeafURL(a.nats)}}, noQueue)
+	a = newRegion(t, "A", natsserver.Config{LeafPort: -1}, noQueue)
+	b = newRegion(t, "B", natsserver.Config{LeafRemotes: []string{natsserver.LeafURL(a.nats)}}, noQueue)
 	return a, b
 }
 
-func newRegion(t testing.TB, name string, sc bus.ServerConfig, noQueue bool) *testRegion {
+func newRegion(t testing.TB, name string, sc natsserver.Config, noQueue bool) *testRegion {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	sc.Region, sc.Port, sc.StoreDir = name, -1, t.TempDir()
-	ns, err := bus.StartServer(ctx, sc)
+	ns, err := natsserver.Start(ctx, sc)
 	if err != nil {
 		t.Fatalf("start nats %s: %v", name, err)
 	}

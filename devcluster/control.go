@@ -1,4 +1,4 @@
-package main
+package devcluster
 
 import (
 	"encoding/json"
@@ -14,56 +14,56 @@ import (
 //	POST /v1/dev/regions/{name}/stop|start a whole region: edges, steering, purge, replicator, origin
 //	POST /v1/dev/origins/{region}/stop|start only the region's origin (MinIO): its edges fail over
 
-type devClusterJSON struct {
-	Regions    []devRegionJSON `json:"regions"`
-	PurgeToken string          `json:"purge_token"`
-	Sample     string          `json:"sample"`
-	Bucket     string          `json:"bucket"`
-	Upload     devUploadJSON   `json:"upload"`
+type ClusterJSON struct {
+	Regions    []RegionJSON `json:"regions"`
+	PurgeToken string       `json:"purge_token"`
+	Sample     string       `json:"sample"`
+	Bucket     string       `json:"bucket"`
+	Upload     UploadJSON   `json:"upload"`
 }
 
-type devRegionJSON struct {
-	Name     string        `json:"name"`
-	Steering string        `json:"steering"`
-	Purge    string        `json:"purge"`
-	Origin   string        `json:"origin"`
-	NATS     string        `json:"nats"`
-	Up       bool          `json:"up"`
-	Edges    []devEdgeJSON `json:"edges"`
+type RegionJSON struct {
+	Name     string     `json:"name"`
+	Steering string     `json:"steering"`
+	Purge    string     `json:"purge"`
+	Origin   string     `json:"origin"`
+	NATS     string     `json:"nats"`
+	Up       bool       `json:"up"`
+	Edges    []EdgeJSON `json:"edges"`
 }
 
-type devEdgeJSON struct {
+type EdgeJSON struct {
 	Name  string `json:"name"`
 	URL   string `json:"url"`
 	Admin string `json:"admin"`
 	Up    bool   `json:"up"`
 }
 
-type devUploadJSON struct {
+type UploadJSON struct {
 	Endpoint  string `json:"endpoint"`
 	AccessKey string `json:"access_key"`
 	SecretKey string `json:"secret_key"`
 }
 
-func (c *devCluster) describe() devClusterJSON {
-	out := devClusterJSON{PurgeToken: c.token, Sample: "/" + samplePrefix + "master.m3u8", Regions: []devRegionJSON{}}
+func (c *cluster) describe() ClusterJSON {
+	out := ClusterJSON{PurgeToken: c.token, Sample: "/" + samplePrefix + "master.m3u8", Regions: []RegionJSON{}}
 	for i, r := range c.regions {
-		rj := devRegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
+		rj := RegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
 			Origin: r.minio.Endpoint(), NATS: r.natsURL, Up: r.isUp()}
 		for j, e := range r.edges {
-			rj.Edges = append(rj.Edges, devEdgeJSON{Name: e.name, URL: "http://" + c.layout.edge(i, j),
+			rj.Edges = append(rj.Edges, EdgeJSON{Name: e.name, URL: "http://" + c.layout.edge(i, j),
 				Admin: "http://" + c.layout.edgeAdm(i, j), Up: e.running()})
 		}
 		out.Regions = append(out.Regions, rj)
 		if i == 0 {
 			out.Bucket = r.bucket
-			out.Upload = devUploadJSON{Endpoint: r.minio.Endpoint(), AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}
+			out.Upload = UploadJSON{Endpoint: r.minio.Endpoint(), AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}
 		}
 	}
 	return out
 }
 
-func (c *devCluster) controlHandler() http.Handler {
+func (c *cluster) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/dev/cluster", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, c.describe())

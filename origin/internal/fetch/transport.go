@@ -1,4 +1,4 @@
-package origin
+package fetch
 
 import (
 	"net"
@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// newTransport is the connection pool of one origin: up to maxConns idle connections are kept for
+// NewTransport is the connection pool of one origin: up to maxConns idle connections are kept for
 // reuse (an origin has one host, so the total and per-host limits are the same), dials are bounded
 // by dialTimeout, and nothing is decompressed behind the caller's back: the edge caches and serves
 // the bytes the origin sent, with their Content-Encoding.
-func newTransport(dialTimeout time.Duration, maxConns int, proxy func(*http.Request) (*url.URL, error)) *http.Transport {
+func NewTransport(dialTimeout time.Duration, maxConns int, proxy func(*http.Request) (*url.URL, error)) *http.Transport {
 	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 proxy,

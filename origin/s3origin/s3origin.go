@@ -1,4 +1,7 @@
-package origin
+// Package s3origin is the S3 origin: objects read from one bucket of an S3-compatible store
+// (AWS S3, MinIO) through aws-sdk-go-v2. It is apart from package origin so that what only needs
+// origin's Request and Response (the edge, failover) does not link the AWS SDK.
+package s3origin
 
 import (
 	"bytes"
@@ -21,17 +24,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/internal/fetch"
 )
 
-// Defaults for S3Config and HTTPConfig.
-const (
-	DefaultRegion   = "us-east-1"
-	DefaultTimeout  = 10 * time.Second
-	DefaultMaxConns = 256
-)
+// DefaultRegion is the region of a Config without one (what MinIO expects by default).
+const DefaultRegion = "us-east-1"
 
-// S3Config describes an S3-compatible origin (AWS S3, MinIO, ...).
-type S3Config struct {
+// Config describes an S3-compatible origin (AWS S3, MinIO, ...).
+type Config struct {
 	// Endpoint is the S3 API URL, for example "http://127.0.0.1:9000" for MinIO. Empty means AWS.
 	Endpoint string
 	// Region is the bucket's region. Empty means us-east-1 (what MinIO expects by default).
@@ -79,8 +81,8 @@ type createBucketAPI interface {
 	CreateBucket(ctx context.Context, in *s3.CreateBucketInput, optFns ...func(*s3.Options)) (*s3.CreateBucketOutput, error)
 }
 
-// S3 reads objects from one bucket (below an optional prefix) of an S3-compatible store.
-type S3 struct {
+// Origin reads objects from one bucket (below an optional prefix) of an S3-compatible store.
+type Origin struct {
 	bucket  string
 	prefix  string // "" or ends with "/"
 	region  string
@@ -94,34 +96,34 @@ type S3 struct {
 	create createBucketAPI
 }
 
-// NewS3 validates cfg and builds the client. ctx bounds loading the AWS credential chain, when
+// New validates cfg and builds the client. ctx bounds loading the AWS credential chain, when
 // static credentials are not given.
-func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+func New(ctx context.Context, cfg Config) (*Origin, error) {
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
+		cfg.Timeout = origin.DefaultTimeout
 	}
 	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
+		cfg.MaxConns = origin.DefaultMaxConns
 	}
 	switch {
 	case cfg.Bucket == "":
-		return nil, fmt.Errorf("%w: s3 Bucket is required", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: s3 Bucket is required", origin.ErrInvalidConfig)
 	case strings.Contains(cfg.Bucket, "/"):
-		return nil, fmt.Errorf("%w: s3 Bucket %q contains a slash (use Prefix for a folder)", ErrInvalidConfig, cfg.Bucket)
+		return nil, fmt.Errorf("%w: s3 Bucket %q contains a slash (use Prefix for a folder)", origin.ErrInvalidConfig, cfg.Bucket)
 	case (cfg.AccessKey == "") != (cfg.SecretKey == ""):
-		return nil, fmt.Errorf("%w: s3 AccessKey and SecretKey must be set together (or both left empty for the AWS credential chain)", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: s3 AccessKey and SecretKey must be set together (or both left empty for the AWS credential chain)", origin.ErrInvalidConfig)
 	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("%w: s3 Timeout %s is negative", ErrInvalidConfig, cfg.Timeout)
+		return nil, fmt.Errorf("%w: s3 Timeout %s is negative", origin.ErrInvalidConfig, cfg.Timeout)
 	case cfg.MaxConns < 0:
-		return nil, fmt.Errorf("%w: s3 MaxConns %d is negative", ErrInvalidConfig, cfg.MaxConns)
+		return nil, fmt.Errorf("%w: s3 MaxConns %d is negative", origin.ErrInvalidConfig, cfg.MaxConns)
 	}
 	if cfg.Endpoint != "" {
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: s3 Endpoint %q is not an http:// or https:// URL", ErrInvalidConfig, cfg.Endpoint)
+			return nil, fmt.Errorf("%w: s3 Endpoint %q is not an http:// or https:// URL", origin.ErrInvalidConfig, cfg.Endpoint)
 		}
 	}
 
@@ -147,7 +149,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
-		o.HTTPClient = &http.Client{Transport: newTransport(cfg.Timeout, cfg.MaxConns, http.ProxyFromEnvironment)}
+		o.HTTPClient = &http.Client{Transport: fetch.NewTransport(cfg.Timeout, cfg.MaxConns, http.ProxyFromEnvironment)}
 		// Checksums are validated only when a request asks for them (ChecksumMode), which Fetch
 		// never does: S3 answers a ranged read with the whole object's checksum, and a validator
 		// that wraps the body would fail at its end or hold bytes back.
@@ -169,7 +171,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &S3{
+	return &Origin{
 		bucket:  cfg.Bucket,
 		prefix:  prefix,
 		region:  cfg.Region,
@@ -184,12 +186,12 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 }
 
 // Name is "s3://bucket/prefix/", for logs and metrics.
-func (o *S3) Name() string { return o.name }
+func (o *Origin) Name() string { return o.name }
 
 // Fetch reads r.Path from the bucket. S3 answers that carry an HTTP status (missing key, failed
 // condition, bad range, denied access, server errors) are Responses with that status; the error
 // is for failing to get any answer (connection refused, timeout, cancelled context).
-func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
+func (o *Origin) Fetch(ctx context.Context, r *origin.Request) (*origin.Response, error) {
 	key, status := o.objectKey(r.Path)
 	if status != 0 {
 		return emptyResponse(status, nil), nil
@@ -211,16 +213,16 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 		in.IfMatch = aws.String(r.IfMatch)
 	}
 
-	fb := startFirstByte(ctx, o.timeout, false)
-	out, err := o.get.GetObject(fb.ctx, in)
+	fb := fetch.StartFirstByte(ctx, o.timeout, false)
+	out, err := o.get.GetObject(fb.Context(), in)
 	if err != nil {
-		defer fb.release()
+		defer fb.Release()
 		resp, ok := s3ErrorResponse(err)
 		if !ok {
-			return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, fb.wrapErr(err))
+			return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, fb.WrapErr(err))
 		}
 		if resp.Status == http.StatusRequestedRangeNotSatisfiable && resp.Header.Get("Content-Range") == "" {
-			if cr, ok := o.unsatisfiedRange(fb.ctx, in); ok {
+			if cr, ok := o.unsatisfiedRange(fb.Context(), in); ok {
 				resp.Header.Set("Content-Range", cr)
 			}
 		}
@@ -230,13 +232,13 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 	if body == nil {
 		body = http.NoBody
 	}
-	if !fb.arrived() {
+	if !fb.Arrived() {
 		_ = body.Close()
-		fb.release()
-		return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, context.Cause(fb.ctx))
+		fb.Release()
+		return nil, fmt.Errorf("fetch %s from %s: %w", r.Path, o.name, context.Cause(fb.Context()))
 	}
 
-	resp := &Response{
+	resp := &origin.Response{
 		Status: http.StatusOK,
 		Header: objectHeader(objectAttrs{
 			contentType: out.ContentType, contentLength: out.ContentLength, contentRange: out.ContentRange,
@@ -246,7 +248,7 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 			expires:  out.Expires, //nolint:staticcheck // ExpiresString is preferred; older servers fill only Expires
 			metadata: out.Metadata,
 		}),
-		Body:          &releaseBody{ReadCloser: body, release: fb.release},
+		Body:          &fetch.ReleaseBody{ReadCloser: body, Release: fb.Release},
 		ContentLength: -1,
 	}
 	if out.ContentLength != nil {
@@ -259,7 +261,7 @@ func (o *S3) Fetch(ctx context.Context, r *Request) (*Response, error) {
 }
 
 // headObject answers r.Head with HeadObject: the object's headers, no body.
-func (o *S3) headObject(ctx context.Context, key string, r *Request) (*Response, error) {
+func (o *Origin) headObject(ctx context.Context, key string, r *origin.Request) (*origin.Response, error) {
 	in := &s3.HeadObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(key)}
 	if r.IfNoneMatch != "" {
 		in.IfNoneMatch = aws.String(r.IfNoneMatch)
@@ -270,20 +272,20 @@ func (o *S3) headObject(ctx context.Context, key string, r *Request) (*Response,
 	if r.IfMatch != "" {
 		in.IfMatch = aws.String(r.IfMatch)
 	}
-	fb := startFirstByte(ctx, o.timeout, false)
-	defer fb.release()
-	out, err := o.headO.HeadObject(fb.ctx, in)
+	fb := fetch.StartFirstByte(ctx, o.timeout, false)
+	defer fb.Release()
+	out, err := o.headO.HeadObject(fb.Context(), in)
 	if err != nil {
 		resp, ok := s3ErrorResponse(err)
 		if !ok {
-			return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, fb.wrapErr(err))
+			return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, fb.WrapErr(err))
 		}
 		return resp, nil
 	}
-	if !fb.arrived() {
-		return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, context.Cause(fb.ctx))
+	if !fb.Arrived() {
+		return nil, fmt.Errorf("head %s at %s: %w", r.Path, o.name, context.Cause(fb.Context()))
 	}
-	resp := &Response{
+	resp := &origin.Response{
 		Status: http.StatusOK,
 		Header: objectHeader(objectAttrs{
 			contentType: out.ContentType, contentLength: out.ContentLength, contentRange: out.ContentRange,
@@ -307,7 +309,7 @@ func (o *S3) headObject(ctx context.Context, key string, r *Request) (*Response,
 // document, which the SDK does not expose). It reads the object's first byte under the same
 // conditions: a 206 names the size, and a 416 to "bytes=0-0" means the object is empty. ok is
 // false when the size cannot be learnt.
-func (o *S3) unsatisfiedRange(ctx context.Context, failed *s3.GetObjectInput) (contentRange string, ok bool) {
+func (o *Origin) unsatisfiedRange(ctx context.Context, failed *s3.GetObjectInput) (contentRange string, ok bool) {
 	in := *failed
 	in.Range = aws.String("bytes=0-0")
 	out, err := o.get.GetObject(ctx, &in)
@@ -336,7 +338,7 @@ func (o *S3) unsatisfiedRange(ctx context.Context, failed *s3.GetObjectInput) (c
 // objectKey maps a request path to the object key. A status other than 0 is the answer without
 // asking S3: 404 for a path that names no object (empty, or a folder), 400 for a path that is not
 // valid percent-encoding.
-func (o *S3) objectKey(path string) (key string, status int) {
+func (o *Origin) objectKey(path string) (key string, status int) {
 	p, err := url.PathUnescape(path)
 	if err != nil {
 		return "", http.StatusBadRequest
@@ -391,9 +393,9 @@ func objectHeader(out objectAttrs) http.Header {
 	return h
 }
 
-// s3ErrorResponse turns an S3 error answer into a Response with its HTTP status. ok is false for
-// errors without an HTTP answer (transport failures, timeouts), which stay errors.
-func s3ErrorResponse(err error) (resp *Response, ok bool) {
+// s3ErrorResponse turns an S3 error answer into an origin.Response with its HTTP status. ok is
+// false for errors without an HTTP answer (transport failures, timeouts), which stay errors.
+func s3ErrorResponse(err error) (resp *origin.Response, ok bool) {
 	var re *smithyhttp.ResponseError
 	if !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode == 0 {
 		return nil, false
@@ -426,7 +428,7 @@ func s3ErrorResponse(err error) (resp *Response, ok bool) {
 // `duet upload`). key is relative to the origin's Prefix. size is the body's length, or -1 when
 // unknown. meta becomes x-amz-meta-* metadata; a "surrogate-key" entry is what Fetch returns as
 // Surrogate-Key. Empty contentType and cacheControl are not sent.
-func (o *S3) Put(ctx context.Context, key string, body io.Reader, size int64, contentType, cacheControl string, meta map[string]string) error {
+func (o *Origin) Put(ctx context.Context, key string, body io.Reader, size int64, contentType, cacheControl string, meta map[string]string) error {
 	key = strings.TrimPrefix(key, "/")
 	if key == "" || strings.HasSuffix(key, "/") {
 		return fmt.Errorf("put %q to %s: key names no object", key, o.name)
@@ -516,7 +518,7 @@ func seekableBody(body io.Reader, size int64) (rs io.ReadSeeker, n int64, cleanu
 }
 
 // EnsureBucket creates the bucket if it does not exist (dev mode and tests).
-func (o *S3) EnsureBucket(ctx context.Context) error {
+func (o *Origin) EnsureBucket(ctx context.Context) error {
 	_, err := o.head.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(o.bucket)})
 	if err == nil {
 		return nil
@@ -538,4 +540,12 @@ func (o *S3) EnsureBucket(ctx context.Context) error {
 		return fmt.Errorf("create bucket %s: %w", o.bucket, err)
 	}
 	return nil
+}
+
+// emptyResponse is an answer without a body.
+func emptyResponse(status int, h http.Header) *origin.Response {
+	if h == nil {
+		h = make(http.Header)
+	}
+	return &origin.Response{Status: status, Header: h, Body: http.NoBody, ContentLength: 0}
 }

@@ -1,28 +1,30 @@
-package bus
+package natsserver
 
 import (
 	"errors"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/duetcdn/duet/internal/bus"
 )
 
-func TestServerConfigOptions(t *testing.T) {
+func TestConfigOptions(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		cfg  ServerConfig
+		cfg  Config
 		ok   bool
 	}{
-		{"minimal", ServerConfig{Region: "eu1", StoreDir: "/tmp/x"}, true},
-		{"hub cluster remote", ServerConfig{Region: "eu1", StoreDir: "/tmp/x",
+		{"minimal", Config{Region: "eu1", StoreDir: "/tmp/x"}, true},
+		{"hub cluster remote", Config{Region: "eu1", StoreDir: "/tmp/x",
 			LeafRemotes: []string{"nats-leaf://u:p@10.0.0.1:7422, nats-leaf://u:p@10.0.0.2:7422", "nats-leaf://10.1.0.1:7422"}}, true},
-		{"no region", ServerConfig{StoreDir: "/tmp/x"}, false},
-		{"reserved region", ServerConfig{Region: "ack", StoreDir: "/tmp/x"}, false},
-		{"no store", ServerConfig{Region: "eu1"}, false},
-		{"bad remote", ServerConfig{Region: "eu1", StoreDir: "/tmp/x", LeafRemotes: []string{"not a url"}}, false},
-		{"password alone", ServerConfig{Region: "eu1", StoreDir: "/tmp/x", LeafPort: -1, LeafPassword: "p"}, false},
-		{"TLS without CA", ServerConfig{Region: "eu1", StoreDir: "/tmp/x", TLS: &ServerTLS{CertFile: "c", KeyFile: "k"}}, false},
+		{"no region", Config{StoreDir: "/tmp/x"}, false},
+		{"reserved region", Config{Region: "ack", StoreDir: "/tmp/x"}, false},
+		{"no store", Config{Region: "eu1"}, false},
+		{"bad remote", Config{Region: "eu1", StoreDir: "/tmp/x", LeafRemotes: []string{"not a url"}}, false},
+		{"password alone", Config{Region: "eu1", StoreDir: "/tmp/x", LeafPort: -1, LeafPassword: "p"}, false},
+		{"TLS without CA", Config{Region: "eu1", StoreDir: "/tmp/x", TLS: &TLS{CertFile: "c", KeyFile: "k"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts, err := tc.cfg.options()
@@ -30,7 +32,7 @@ func TestServerConfigOptions(t *testing.T) {
 				t.Fatalf("options() = %v, want ok=%v", err, tc.ok)
 			}
 			if err != nil {
-				if !errors.Is(err, ErrInvalidConfig) {
+				if !errors.Is(err, bus.ErrInvalidConfig) {
 					t.Errorf("error %v does not wrap ErrInvalidConfig", err)
 				}
 				return
@@ -53,14 +55,18 @@ func TestServerConfigOptions(t *testing.T) {
 
 func TestLeafURLWithoutListener(t *testing.T) {
 	t.Parallel()
-	r := startRegion(t, "A", ServerConfig{})
-	if u := LeafURL(r.server()); u != "" {
+	s, err := Start(t.Context(), Config{Region: "A", Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if u := LeafURL(s); u != "" {
 		t.Errorf("LeafURL of a server without a leafnode listener = %q, want empty", u)
 	}
 }
 
-// TestStartServerPortInUse: a server that cannot listen fails fast with the reason.
-func TestStartServerPortInUse(t *testing.T) {
+// TestStartPortInUse: a server that cannot listen fails fast with the reason.
+func TestStartPortInUse(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,13 +74,13 @@ func TestStartServerPortInUse(t *testing.T) {
 	}
 	defer func() { _ = ln.Close() }()
 	start := time.Now()
-	s, err := StartServer(t.Context(), ServerConfig{Region: "A", Port: ln.Addr().(*net.TCPAddr).Port, StoreDir: t.TempDir()})
+	s, err := Start(t.Context(), Config{Region: "A", Port: ln.Addr().(*net.TCPAddr).Port, StoreDir: t.TempDir()})
 	if err == nil {
 		s.Shutdown()
-		t.Fatal("StartServer succeeded on a port in use")
+		t.Fatal("Start succeeded on a port in use")
 	}
 	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("StartServer took %s to fail", took)
+		t.Errorf("Start took %s to fail", took)
 	}
-	t.Logf("StartServer on a port in use: %v", err)
+	t.Logf("Start on a port in use: %v", err)
 }

@@ -1,4 +1,7 @@
-package bus
+// Package natsserver embeds a NATS server with JetStream for one region, linked to the other
+// regions by leafnodes: what `duet dev` and the tests run in place of the operators' NATS. It is
+// apart from package bus so that the roles, which only connect to NATS, do not link the server.
+package natsserver
 
 import (
 	"context"
@@ -14,13 +17,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/duetcdn/duet/internal/bus"
 )
 
-// ServerConfig configures an embedded NATS server for one region (`duet dev` and tests; in
-// production each region runs its operators' NATS, configured the same way: see the package
+// Config configures an embedded NATS server for one region (`duet dev` and tests; in
+// production each region runs its operators' NATS, configured the same way: see package bus's
 // documentation).
-type ServerConfig struct {
-	// Region names the region (ValidRegion); it is also the server's name and its JetStream
+type Config struct {
+	// Region names the region (bus.ValidRegion); it is also the server's name and its JetStream
 	// domain. Required.
 	Region string
 	// Host is the address the client and leafnode listeners bind; default 127.0.0.1.
@@ -34,7 +39,7 @@ type ServerConfig struct {
 	LeafPort int
 	// LeafRemotes are the leafnode listeners this server links to, one entry per other region (or
 	// hub): a URL ("nats-leaf://user:password@host:7422"), or a comma-separated list of the URLs
-	// of one cluster's servers. The links must form a tree: see the package documentation.
+	// of one cluster's servers. The links must form a tree: see package bus's documentation.
 	LeafRemotes []string
 	// LeafUser and LeafPassword, when LeafUser is set, are required of the regions that link to
 	// this server's leafnode listener (in their remote URL). Without them the listener accepts any
@@ -44,21 +49,21 @@ type ServerConfig struct {
 	// presents the certificate and requires a client certificate signed by the CA, and the
 	// remotes present it and verify the other region's. The certificate must therefore allow
 	// both server and client authentication.
-	TLS *ServerTLS
+	TLS *TLS
 	// Logger receives the server's logs, every line at debug level with the server's own level
 	// in nats_level (nil: silent).
 	Logger *slog.Logger
 }
 
-// ServerTLS names the PEM files of a server's leafnode TLS.
-type ServerTLS struct {
+// TLS names the PEM files of a server's leafnode TLS.
+type TLS struct {
 	// CAFile holds the CA certificates that sign the regions' certificates.
 	CAFile string
 	// CertFile and KeyFile are this server's certificate and key.
 	CertFile, KeyFile string
 }
 
-// DefaultStartTimeout bounds StartServer's wait for readiness when ctx has no deadline.
+// DefaultStartTimeout bounds Start's wait for readiness when ctx has no deadline.
 const DefaultStartTimeout = 30 * time.Second
 
 // leafReconnectInterval is how long a server waits before redialling a lost leafnode link (the
@@ -69,9 +74,9 @@ const leafReconnectInterval = 250 * time.Millisecond
 // tlsTimeout is the leafnode TLS handshake timeout, in seconds: generous, for busy test machines.
 const tlsTimeout = 5
 
-func (c *ServerConfig) options() (*server.Options, error) {
+func (c *Config) options() (*server.Options, error) {
 	var errs []error
-	if err := ValidRegion(c.Region); err != nil {
+	if err := bus.ValidRegion(c.Region); err != nil {
 		errs = append(errs, fmt.Errorf("region: %w", err))
 	}
 	if c.StoreDir == "" {
@@ -108,7 +113,7 @@ func (c *ServerConfig) options() (*server.Options, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("leafnode TLS: %w", err))
 		}
-		dialTLS, err = clientTLS(&TLSConfig{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile})
+		dialTLS, err = (&bus.TLSConfig{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile}).ClientConfig()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("leafnode TLS: %w", err))
 		}
@@ -147,17 +152,17 @@ func (c *ServerConfig) options() (*server.Options, error) {
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, remote)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", bus.ErrInvalidConfig, err)
 	}
 	return opts, nil
 }
 
-// StartServer starts an embedded NATS server for cfg.Region with JetStream (domain cfg.Region)
+// Start starts an embedded NATS server for cfg.Region with JetStream (domain cfg.Region)
 // and its leafnode listener and links, and returns once it is ready for connections with
 // JetStream enabled (or fails when ctx ends, or after DefaultStartTimeout when ctx has no
 // deadline). Leafnode links come up in the background. The caller owns the server: Shutdown and
 // WaitForShutdown it.
-func StartServer(ctx context.Context, cfg ServerConfig) (*server.Server, error) {
+func Start(ctx context.Context, cfg Config) (*server.Server, error) {
 	opts, err := cfg.options()
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)

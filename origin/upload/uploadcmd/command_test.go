@@ -1,10 +1,12 @@
-package main
+package uploadcmd
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3origin"
 	uploadpkg "github.com/duetcdn/duet/origin/upload"
 )
 
@@ -64,7 +67,7 @@ func TestUploadCommand(t *testing.T) {
 	upload := func(args ...string) (string, error) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		err := run(t.Context(), append([]string{"upload", "--config", conf}, args...), &out, &errb, nil)
+		err := run(t.Context(), append([]string{"--config", conf}, args...), &out, &errb, nil)
 		return out.String(), err
 	}
 	sortedLines := func(out, prefix string) []string {
@@ -113,7 +116,7 @@ func TestUploadCommand(t *testing.T) {
 		}
 		// The multipart object has the file's bytes, and the edge's S3 origin reads its tags as
 		// Surrogate-Key, so `duet purge tag show-abc` reaches it.
-		o, err := origin.NewS3(t.Context(), origin.S3Config{Endpoint: m.Endpoint(), Bucket: bucket, Prefix: "vod/abc",
+		o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: m.Endpoint(), Bucket: bucket, Prefix: "vod/abc",
 			PathStyle: true, AccessKey: m.AccessKey(), SecretKey: m.SecretKey()})
 		if err != nil {
 			t.Fatal(err)
@@ -169,7 +172,7 @@ func TestUploadCommand(t *testing.T) {
 
 	t.Run("one bucket from flags and AWS_* credentials", func(t *testing.T) {
 		var out bytes.Buffer
-		err := run(t.Context(), []string{"upload", filepath.Join(src, "720p/seg2.ts"), "--endpoint", m.Endpoint(), "--bucket", bucket, "--prefix", "x"},
+		err := run(t.Context(), []string{filepath.Join(src, "720p/seg2.ts"), "--endpoint", m.Endpoint(), "--bucket", bucket, "--prefix", "x"},
 			&out, &out, []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey(), "AWS_SECRET_ACCESS_KEY=" + m.SecretKey()})
 		if err != nil || !strings.Contains(out.String(), "uploaded x/seg2.ts 3 B") {
 			t.Fatalf("%v\n%s", err, &out)
@@ -185,7 +188,7 @@ func TestUploadCommand(t *testing.T) {
 		t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
 		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
 		var out bytes.Buffer
-		err := run(t.Context(), []string{"upload", src, "--endpoint", m.Endpoint(), "--bucket", bucket}, &out, &out, nil)
+		err := run(t.Context(), []string{src, "--endpoint", m.Endpoint(), "--bucket", bucket}, &out, &out, nil)
 		if err == nil || !strings.Contains(err.Error(), "no credentials for region") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 			t.Fatalf("error %v\n%s", err, &out)
 		}
@@ -238,4 +241,23 @@ func TestUploadBars(t *testing.T) {
 
 func uploadItem(key string, size int64) uploadpkg.Item {
 	return uploadpkg.Item{Path: key, Key: key, Size: size}
+}
+
+// run runs `duet upload ARGS` as the duet binary does: errors returned, not printed with usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
+	cmd := Command(func() (*slog.Logger, error) { return slog.New(slog.NewTextHandler(stderr, nil)), nil }, stdout, environ)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	return cmd.ExecuteContext(ctx)
+}
+
+// pattern is size bytes that differ from those of another seed n.
+func pattern(n, size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*7 + n*13 + i/251)
+	}
+	return b
 }

@@ -1,4 +1,4 @@
-package origin
+package s3origin
 
 import (
 	"bytes"
@@ -23,17 +23,18 @@ import (
 
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin"
 )
 
 // fetcher is what the edge needs from an origin; both clients must provide it.
 type fetcher interface {
-	Fetch(ctx context.Context, r *Request) (*Response, error)
+	Fetch(ctx context.Context, r *origin.Request) (*origin.Response, error)
 	Name() string
 }
 
 var (
-	_ fetcher      = (*S3)(nil)
-	_ fetcher      = (*HTTP)(nil)
+	_ fetcher      = (*Origin)(nil)
+	_ fetcher      = (*origin.HTTP)(nil)
 	_ getObjectAPI = (*s3.Client)(nil)
 	_ getObjectAPI = getObjectFunc(nil)
 )
@@ -45,9 +46,9 @@ func (f getObjectFunc) GetObject(ctx context.Context, in *s3.GetObjectInput, opt
 	return f(ctx, in, optFns...)
 }
 
-func newTestS3(t *testing.T, srv *minioproc.Server, bucket, prefix string) *S3 {
+func newTestS3(t *testing.T, srv *minioproc.Server, bucket, prefix string) *Origin {
 	t.Helper()
-	o, err := NewS3(t.Context(), S3Config{
+	o, err := New(t.Context(), Config{
 		Endpoint:  srv.Endpoint(),
 		Bucket:    bucket,
 		Prefix:    prefix,
@@ -57,13 +58,13 @@ func newTestS3(t *testing.T, srv *minioproc.Server, bucket, prefix string) *S3 {
 		Timeout:   5 * time.Second,
 	})
 	if err != nil {
-		t.Fatalf("NewS3: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return o
 }
 
 // readAll reads a response body to its end and closes it.
-func readAll(t *testing.T, resp *Response) []byte {
+func readAll(t *testing.T, resp *origin.Response) []byte {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -73,7 +74,7 @@ func readAll(t *testing.T, resp *Response) []byte {
 	return b
 }
 
-func fetch(t *testing.T, o fetcher, r *Request) *Response {
+func fetchOK(t *testing.T, o fetcher, r *origin.Request) *origin.Response {
 	t.Helper()
 	resp, err := o.Fetch(t.Context(), r)
 	if err != nil {
@@ -115,7 +116,7 @@ func TestS3(t *testing.T) {
 			Metadata:           map[string]string{"surrogate-key": "vod-abc vod"},
 		})
 
-		resp := fetch(t, o, &Request{Path: "/vod/abc/seg%201.ts"})
+		resp := fetchOK(t, o, &origin.Request{Path: "/vod/abc/seg%201.ts"})
 		got := readAll(t, resp)
 		if resp.Status != http.StatusOK || !bytes.Equal(got, body) || resp.ContentLength != int64(len(body)) {
 			t.Fatalf("status %d, body %q, length %d; want 200, %q, %d", resp.Status, got, resp.ContentLength, body, len(body))
@@ -159,7 +160,7 @@ func TestS3(t *testing.T) {
 			"application/vnd.apple.mpegurl", "max-age=2", map[string]string{"surrogate-key": "live"}); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
-		resp := fetch(t, o, &Request{Path: "/live/index.m3u8"})
+		resp := fetchOK(t, o, &origin.Request{Path: "/live/index.m3u8"})
 		if got := string(readAll(t, resp)); got != "#EXTM3U\n" {
 			t.Fatalf("body = %q", got)
 		}
@@ -173,7 +174,7 @@ func TestS3(t *testing.T) {
 		if err := o.Put(t.Context(), "big.ts", io.MultiReader(bytes.NewReader(big)), int64(len(big)), "", "", nil); err != nil {
 			t.Fatalf("Put big: %v", err)
 		}
-		if got := readAll(t, fetch(t, o, &Request{Path: "/big.ts"})); !bytes.Equal(got, big) {
+		if got := readAll(t, fetchOK(t, o, &origin.Request{Path: "/big.ts"})); !bytes.Equal(got, big) {
 			t.Fatalf("big object: read %d bytes back, want %d", len(got), len(big))
 		}
 		sr := strings.NewReader("skip-kept")
@@ -181,7 +182,7 @@ func TestS3(t *testing.T) {
 		if err := o.Put(t.Context(), "offset.ts", sr, 4, "", "", nil); err != nil {
 			t.Fatalf("Put from an offset: %v", err)
 		}
-		if got := string(readAll(t, fetch(t, o, &Request{Path: "/offset.ts"}))); got != "kept" {
+		if got := string(readAll(t, fetchOK(t, o, &origin.Request{Path: "/offset.ts"}))); got != "kept" {
 			t.Fatalf("Put from an offset stored %q, want %q", got, "kept")
 		}
 		if err := o.Put(t.Context(), "short", strings.NewReader("abc"), 5, "", "", nil); err == nil {
@@ -196,7 +197,7 @@ func TestS3(t *testing.T) {
 		t.Parallel()
 		o := newTestS3(t, srv, testenv.Bucket(t, srv), "")
 		for _, p := range []string{"/missing.ts", "/", "/folder/", ""} {
-			resp := fetch(t, o, &Request{Path: p})
+			resp := fetchOK(t, o, &origin.Request{Path: p})
 			if b := readAll(t, resp); resp.Status != http.StatusNotFound || len(b) != 0 {
 				t.Errorf("Fetch %q: status %d body %q, want 404 and no body", p, resp.Status, b)
 			}
@@ -207,14 +208,14 @@ func TestS3(t *testing.T) {
 		t.Parallel()
 		bucket := testenv.Bucket(t, srv)
 		put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("a.ts"), Body: bytes.NewReader(body)})
-		o, err := NewS3(t.Context(), S3Config{
+		o, err := New(t.Context(), Config{
 			Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
 			AccessKey: srv.AccessKey(), SecretKey: "not-the-secret",
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp := fetch(t, o, &Request{Path: "/a.ts"})
+		resp := fetchOK(t, o, &origin.Request{Path: "/a.ts"})
 		if b := readAll(t, resp); resp.Status != http.StatusForbidden || len(b) != 0 {
 			t.Fatalf("wrong secret: status %d body %q, want 403 and no body", resp.Status, b)
 		}
@@ -242,7 +243,7 @@ func TestS3(t *testing.T) {
 				{"bytes=15-", "bytes 15-19/20", "fghij"},
 				{"bytes=0-999", "bytes 0-19/20", string(body)},
 			} {
-				resp := fetch(t, o, &Request{Path: key, Range: tc.rng})
+				resp := fetchOK(t, o, &origin.Request{Path: key, Range: tc.rng})
 				got := string(readAll(t, resp))
 				if resp.Status != http.StatusPartialContent || got != tc.body ||
 					resp.Header.Get("Content-Range") != tc.contentRange ||
@@ -261,7 +262,7 @@ func TestS3(t *testing.T) {
 		bucket := testenv.Bucket(t, srv)
 		o := newTestS3(t, srv, bucket, "")
 		put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("a.ts"), Body: bytes.NewReader(body)})
-		resp := fetch(t, o, &Request{Path: "/a.ts", Range: "bytes=100-"})
+		resp := fetchOK(t, o, &origin.Request{Path: "/a.ts", Range: "bytes=100-"})
 		readAll(t, resp)
 		if resp.Status != http.StatusRequestedRangeNotSatisfiable {
 			t.Fatalf("status %d, want 416", resp.Status)
@@ -270,7 +271,7 @@ func TestS3(t *testing.T) {
 			t.Errorf("Content-Range = %q, want bytes */20", cr)
 		}
 		put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("empty.ts"), Body: bytes.NewReader(nil)})
-		resp = fetch(t, o, &Request{Path: "/empty.ts", Range: "bytes=5-"})
+		resp = fetchOK(t, o, &origin.Request{Path: "/empty.ts", Range: "bytes=5-"})
 		readAll(t, resp)
 		if cr := resp.Header.Get("Content-Range"); resp.Status != http.StatusRequestedRangeNotSatisfiable || cr != "bytes */0" {
 			t.Errorf("empty object: status %d Content-Range %q, want 416 bytes */0", resp.Status, cr)
@@ -282,7 +283,7 @@ func TestS3(t *testing.T) {
 		bucket := testenv.Bucket(t, srv)
 		o := newTestS3(t, srv, bucket, "")
 		etag := aws.ToString(put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("a.ts"), Body: bytes.NewReader(body)}).ETag)
-		first := fetch(t, o, &Request{Path: "/a.ts"})
+		first := fetchOK(t, o, &origin.Request{Path: "/a.ts"})
 		readAll(t, first)
 		lastMod, err := http.ParseTime(first.Header.Get("Last-Modified"))
 		if err != nil {
@@ -291,21 +292,21 @@ func TestS3(t *testing.T) {
 
 		for _, tc := range []struct {
 			name   string
-			req    Request
+			req    origin.Request
 			status int
 			body   string
 		}{
-			{"If-None-Match same", Request{IfNoneMatch: etag}, http.StatusNotModified, ""},
-			{"If-None-Match other", Request{IfNoneMatch: `"other"`}, http.StatusOK, string(body)},
-			{"If-Modified-Since later", Request{IfModifiedSince: lastMod.Add(time.Hour)}, http.StatusNotModified, ""},
-			{"If-Modified-Since earlier", Request{IfModifiedSince: lastMod.Add(-time.Hour)}, http.StatusOK, string(body)},
-			{"If-Match wrong", Request{IfMatch: `"0123456789abcdef0123456789abcdef"`}, http.StatusPreconditionFailed, ""},
-			{"If-Match right with range", Request{IfMatch: etag, Range: "bytes=0-3"}, http.StatusPartialContent, "0123"},
-			{"If-Match wrong with range", Request{IfMatch: `"0123456789abcdef0123456789abcdef"`, Range: "bytes=0-3"}, http.StatusPreconditionFailed, ""},
+			{"If-None-Match same", origin.Request{IfNoneMatch: etag}, http.StatusNotModified, ""},
+			{"If-None-Match other", origin.Request{IfNoneMatch: `"other"`}, http.StatusOK, string(body)},
+			{"If-Modified-Since later", origin.Request{IfModifiedSince: lastMod.Add(time.Hour)}, http.StatusNotModified, ""},
+			{"If-Modified-Since earlier", origin.Request{IfModifiedSince: lastMod.Add(-time.Hour)}, http.StatusOK, string(body)},
+			{"If-Match wrong", origin.Request{IfMatch: `"0123456789abcdef0123456789abcdef"`}, http.StatusPreconditionFailed, ""},
+			{"If-Match right with range", origin.Request{IfMatch: etag, Range: "bytes=0-3"}, http.StatusPartialContent, "0123"},
+			{"If-Match wrong with range", origin.Request{IfMatch: `"0123456789abcdef0123456789abcdef"`, Range: "bytes=0-3"}, http.StatusPreconditionFailed, ""},
 		} {
 			r := tc.req
 			r.Path = "/a.ts"
-			resp := fetch(t, o, &r)
+			resp := fetchOK(t, o, &r)
 			got := string(readAll(t, resp))
 			if resp.Status != tc.status || got != tc.body {
 				t.Errorf("%s: status %d body %q, want %d %q", tc.name, resp.Status, got, tc.status, tc.body)
@@ -325,11 +326,11 @@ func TestS3(t *testing.T) {
 			if o.Name() != "s3://"+bucket+"/vod/" {
 				t.Errorf("prefix %q: Name = %q", prefix, o.Name())
 			}
-			resp := fetch(t, o, &Request{Path: "/a/b.ts"})
+			resp := fetchOK(t, o, &origin.Request{Path: "/a/b.ts"})
 			if got := readAll(t, resp); resp.Status != http.StatusOK || !bytes.Equal(got, body) {
 				t.Errorf("prefix %q: status %d body %q", prefix, resp.Status, got)
 			}
-			resp = fetch(t, o, &Request{Path: "/vod/a/b.ts"})
+			resp = fetchOK(t, o, &origin.Request{Path: "/vod/a/b.ts"})
 			if readAll(t, resp); resp.Status != http.StatusNotFound {
 				t.Errorf("prefix %q: the prefix was applied twice? status %d", prefix, resp.Status)
 			}
@@ -364,7 +365,7 @@ func TestS3(t *testing.T) {
 		const n = 50
 		for i := range n {
 			// Alternate hits, misses and ranges: error answers must leave the connection usable too.
-			r := &Request{Path: "/a.ts"}
+			r := &origin.Request{Path: "/a.ts"}
 			switch i % 3 {
 			case 1:
 				r.Path = "/missing.ts"
@@ -405,12 +406,12 @@ func TestS3OriginDown(t *testing.T) {
 	if err := o.Put(t.Context(), "a.ts", strings.NewReader("abc"), 3, "", "", nil); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
-	readAll(t, fetch(t, o, &Request{Path: "/a.ts"})) // leaves an idle connection in the pool
+	readAll(t, fetchOK(t, o, &origin.Request{Path: "/a.ts"})) // leaves an idle connection in the pool
 
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	resp, err := o.Fetch(t.Context(), &Request{Path: "/a.ts"})
+	resp, err := o.Fetch(t.Context(), &origin.Request{Path: "/a.ts"})
 	if err == nil {
 		resp.Body.Close()
 		t.Fatalf("Fetch from a stopped MinIO answered %d, want an error", resp.Status)
@@ -423,16 +424,16 @@ func TestS3OriginDown(t *testing.T) {
 	if err := srv.Restart(t.Context()); err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
-	if got := string(readAll(t, fetch(t, o, &Request{Path: "/a.ts"}))); got != "abc" {
+	if got := string(readAll(t, fetchOK(t, o, &origin.Request{Path: "/a.ts"}))); got != "abc" {
 		t.Fatalf("after Restart body = %q", got)
 	}
 }
 
 // TestS3Timeout checks that an S3 endpoint that accepts connections and never answers is an
-// ErrTimeout after Timeout, not a hang.
+// origin.ErrTimeout after Timeout, not a hang.
 func TestS3Timeout(t *testing.T) {
 	addr := silentServer(t)
-	o, err := NewS3(t.Context(), S3Config{
+	o, err := New(t.Context(), Config{
 		Endpoint: "http://" + addr, Bucket: "b", PathStyle: true,
 		AccessKey: "k", SecretKey: "secret-key", Timeout: 200 * time.Millisecond,
 	})
@@ -440,13 +441,13 @@ func TestS3Timeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	resp, err := o.Fetch(t.Context(), &Request{Path: "/a.ts"})
+	resp, err := o.Fetch(t.Context(), &origin.Request{Path: "/a.ts"})
 	if err == nil {
 		resp.Body.Close()
 		t.Fatalf("Fetch answered %d, want a timeout", resp.Status)
 	}
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v, want ErrTimeout", err)
+	if !errors.Is(err, origin.ErrTimeout) {
+		t.Fatalf("err = %v, want origin.ErrTimeout", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("timed out after %s, want about 200ms", d)
@@ -457,7 +458,7 @@ func TestS3Timeout(t *testing.T) {
 // mapping of S3 errors without an HTTP answer.
 func TestS3Unit(t *testing.T) {
 	calls := 0
-	o := &S3{bucket: "b", prefix: "p/", timeout: time.Second, name: "s3://b/p/",
+	o := &Origin{bucket: "b", prefix: "p/", timeout: time.Second, name: "s3://b/p/",
 		get: getObjectFunc(func(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 			calls++
 			if got := aws.ToString(in.Key); got != "p/a b/c.ts" {
@@ -466,7 +467,7 @@ func TestS3Unit(t *testing.T) {
 			return nil, errors.New("connection reset")
 		})}
 	for path, status := range map[string]int{"": 404, "/": 404, "/dir/": 404, "/bad%zz": 400} {
-		resp := fetch(t, o, &Request{Path: path})
+		resp := fetchOK(t, o, &origin.Request{Path: path})
 		if resp.Status != status || resp.Body == nil {
 			t.Errorf("Fetch %q: status %d, want %d", path, resp.Status, status)
 		}
@@ -474,21 +475,21 @@ func TestS3Unit(t *testing.T) {
 	if calls != 0 {
 		t.Fatalf("S3 was called %d times for paths that name no object", calls)
 	}
-	if _, err := o.Fetch(t.Context(), &Request{Path: "/a%20b/c.ts"}); err == nil || calls != 1 {
+	if _, err := o.Fetch(t.Context(), &origin.Request{Path: "/a%20b/c.ts"}); err == nil || calls != 1 {
 		t.Fatalf("transport failure: err %v after %d calls, want an error after 1", err, calls)
 	}
 }
 
 func TestS3ErrorStatuses(t *testing.T) {
 	for _, status := range []int{http.StatusBadRequest, http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable} {
-		o := &S3{bucket: "b", timeout: time.Second, name: "s3://b/",
+		o := &Origin{bucket: "b", timeout: time.Second, name: "s3://b/",
 			get: getObjectFunc(func(context.Context, *s3.GetObjectInput, ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 				return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: &smithyhttp.ResponseError{
-					Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status, Header: http.Header{"X-Amz-Request-Id": {"1"}}}},
+					Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status, Header: http.Header{"X-Amz-origin.Request-Id": {"1"}}}},
 					Err:      &smithy.GenericAPIError{Code: "Whatever", Message: "server said no"},
 				}}
 			})}
-		resp := fetch(t, o, &Request{Path: "/a.ts"})
+		resp := fetchOK(t, o, &origin.Request{Path: "/a.ts"})
 		if b := readAll(t, resp); resp.Status != status || len(b) != 0 || len(resp.Header) != 0 {
 			t.Errorf("status %d: got %d, body %q, header %v; want the status, no body, no header", status, resp.Status, b, resp.Header)
 		}
@@ -498,23 +499,23 @@ func TestS3ErrorStatuses(t *testing.T) {
 func TestNewS3Validation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  S3Config
+		cfg  Config
 	}{
-		{"no bucket", S3Config{AccessKey: "a", SecretKey: "b"}},
-		{"slash in bucket", S3Config{Bucket: "a/b", AccessKey: "a", SecretKey: "b"}},
-		{"half credentials", S3Config{Bucket: "b", AccessKey: "a"}},
-		{"bad endpoint", S3Config{Bucket: "b", Endpoint: "127.0.0.1:9000", AccessKey: "a", SecretKey: "b"}},
-		{"negative timeout", S3Config{Bucket: "b", Timeout: -1, AccessKey: "a", SecretKey: "b"}},
-		{"negative conns", S3Config{Bucket: "b", MaxConns: -1, AccessKey: "a", SecretKey: "b"}},
+		{"no bucket", Config{AccessKey: "a", SecretKey: "b"}},
+		{"slash in bucket", Config{Bucket: "a/b", AccessKey: "a", SecretKey: "b"}},
+		{"half credentials", Config{Bucket: "b", AccessKey: "a"}},
+		{"bad endpoint", Config{Bucket: "b", Endpoint: "127.0.0.1:9000", AccessKey: "a", SecretKey: "b"}},
+		{"negative timeout", Config{Bucket: "b", Timeout: -1, AccessKey: "a", SecretKey: "b"}},
+		{"negative conns", Config{Bucket: "b", MaxConns: -1, AccessKey: "a", SecretKey: "b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewS3(t.Context(), tc.cfg); !errors.Is(err, ErrInvalidConfig) {
-				t.Fatalf("NewS3(%+v) err = %v, want ErrInvalidConfig", tc.cfg, err)
+			if _, err := New(t.Context(), tc.cfg); !errors.Is(err, origin.ErrInvalidConfig) {
+				t.Fatalf("New(%+v) err = %v, want origin.ErrInvalidConfig", tc.cfg, err)
 			}
 		})
 	}
-	o, err := NewS3(t.Context(), S3Config{Bucket: "b", AccessKey: "a", SecretKey: "b"})
-	if err != nil || o.timeout != DefaultTimeout || o.region != DefaultRegion || o.Name() != "s3://b/" {
+	o, err := New(t.Context(), Config{Bucket: "b", AccessKey: "a", SecretKey: "b"})
+	if err != nil || o.timeout != origin.DefaultTimeout || o.region != DefaultRegion || o.Name() != "s3://b/" {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package devcluster
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// devProc is one role of `duet dev` running as its own process (`duet <role> --config ...`), so
+// proc is one role of `duet dev` running as its own process (`duet <role> --config ...`), so
 // that the control API can kill it for real (SIGKILL: no drain, no goodbye heartbeat) the way a
 // crashed machine would go, and start it again with the same configuration and state.
-type devProc struct {
+type proc struct {
 	name   string   // e.g. "eu-west-1" or "steering-eu-west"
 	exe    string   // the duet binary
 	args   []string // after the binary
@@ -31,7 +31,7 @@ type devProc struct {
 
 // start launches the process (if it is not running) and waits, bounded by ctx and 30 s, until its
 // health URL answers 200.
-func (p *devProc) start(ctx context.Context) error {
+func (p *proc) start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.runningLocked() {
@@ -66,7 +66,7 @@ func (p *devProc) start(ctx context.Context) error {
 
 // stop ends the process: SIGKILL when kill is set (a crash), otherwise SIGTERM and a graceful
 // shutdown, with SIGKILL after 20 s. Stopping a stopped process is a no-op.
-func (p *devProc) stop(kill bool) {
+func (p *proc) stop(kill bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.runningLocked() {
@@ -85,13 +85,13 @@ func (p *devProc) stop(kill bool) {
 	}
 }
 
-func (p *devProc) running() bool {
+func (p *proc) running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.runningLocked()
 }
 
-func (p *devProc) runningLocked() bool {
+func (p *proc) runningLocked() bool {
 	if p.cmd == nil {
 		return false
 	}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"time"
+
+	"github.com/duetcdn/duet/devcluster"
+	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/upload"
+	"github.com/duetcdn/duet/origin/upload/uploadcmd"
+	"github.com/duetcdn/duet/purge"
+	"github.com/duetcdn/duet/steering"
+)
+
+// devRoles gives `duet dev` the roles' own configurations, so each process it starts reads
+// exactly what `duet <role> --config` would.
+type devRoles struct{}
+
+var _ devcluster.Roles = devRoles{}
+
+func (devRoles) Upload(s devcluster.UploadSpec) any {
+	up := uploadcmd.DefaultSettings()
+	up.Region = s.Region
+	for _, b := range s.Buckets {
+		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Endpoint: b.Endpoint, Bucket: b.Bucket,
+			AccessKey: b.AccessKey, SecretKey: b.SecretKey, PathStyle: true})
+	}
+	return up
+}
+
+func (devRoles) Purge(s devcluster.PurgeSpec) any {
+	pc := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{s.NATSURL}}}
+	pc.Region, pc.Regions, pc.Listen = s.Region, s.Regions, s.Listen
+	pc.Tokens = []purge.Token{{Name: "dev", Secret: s.Token}}
+	return pc
+}
+
+func (devRoles) Replicate(s devcluster.ReplicateSpec) any {
+	rc := defaultReplicateRoleConfig()
+	rc.Name, rc.Region, rc.NATS, rc.Admin = s.Name, s.Region, natsConfig{URLs: []string{s.NATSURL}}, s.Admin
+	for _, b := range s.Buckets {
+		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Endpoint: b.Endpoint, Bucket: b.Bucket,
+			AccessKey: b.AccessKey, SecretKey: b.SecretKey})
+	}
+	rc.SweepInterval = s.SweepInterval
+	return rc
+}
+
+func (devRoles) Steering(s devcluster.SteeringSpec) any {
+	sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: s.Name, NATS: natsConfig{URLs: []string{s.NATSURL}}}
+	sc.Listen, sc.Regions, sc.DefaultRegion = s.Listen, s.Regions, s.DefaultRegion
+	return sc
+}
+
+// Edge sizes a dev edge for a laptop: small tiers, a quick drain, and quick failover between the
+// regions' origins.
+func (devRoles) Edge(s devcluster.EdgeSpec) any {
+	ec := defaultEdgeRoleConfig()
+	ec.Name, ec.Region, ec.Listen, ec.AdminListen = s.Name, s.Region, s.Listen, s.Admin
+	for i, b := range s.Origins {
+		o := edge.OriginConfig{Name: b.Region, Type: "s3", Endpoint: b.Endpoint, Bucket: b.Bucket,
+			AccessKey: b.AccessKey, SecretKey: b.SecretKey, Timeout: 5 * time.Second}
+		if i == 0 {
+			ec.Origin = o
+		} else {
+			ec.Origin.Fallbacks = append(ec.Origin.Fallbacks, o)
+		}
+	}
+	ec.Origin.BreakerFailures, ec.Origin.BreakerCooldown = 3, time.Second
+	ec.Memory = edge.MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 4 << 20}
+	ec.Disk = edge.DiskConfig{Dir: s.CacheDir, MaxBytes: 512 << 20}
+	ec.DrainDelay, ec.ShutdownTimeout = 500*time.Millisecond, 5*time.Second
+	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}}, s.PurgeRegions
+	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
+	return ec
+}

@@ -1,0 +1,59 @@
+package devcluster
+
+import (
+	"time"
+
+	"github.com/duetcdn/duet/steering"
+)
+
+// Roles turns what the cluster decided about each process into that role's configuration, which
+// the cluster writes as YAML and starts `duet <role> --config` with. cmd/duet implements it with
+// the roles' own config types, so that what `duet dev` writes is exactly what the roles read.
+type Roles interface {
+	Upload(UploadSpec) any
+	Purge(PurgeSpec) any
+	Replicate(ReplicateSpec) any
+	Steering(SteeringSpec) any
+	Edge(EdgeSpec) any
+}
+
+// Bucket is one region's origin: a bucket on its MinIO (path-style, static credentials).
+type Bucket struct {
+	Region, Endpoint, Bucket, AccessKey, SecretKey string
+}
+
+// UploadSpec is `duet upload`'s configuration: every region's bucket, Region the default.
+type UploadSpec struct {
+	Region  string
+	Buckets []Bucket
+}
+
+// PurgeSpec is one region's purge API: it listens on Listen, accepts Token, and waits for the
+// acknowledgements of the edges of Regions.
+type PurgeSpec struct {
+	Region, Listen, Token, NATSURL string
+	Regions                        []string
+}
+
+// ReplicateSpec is one region's replicator, copying between Buckets.
+type ReplicateSpec struct {
+	Name, Region, NATSURL, Admin string
+	Buckets                      []Bucket
+	SweepInterval                time.Duration
+}
+
+// SteeringSpec is one region's steering service.
+type SteeringSpec struct {
+	Name, Listen, DefaultRegion, NATSURL string
+	Regions                              []steering.Region
+}
+
+// EdgeSpec is one edge: Origins in the order it tries them (its region's first), its disk cache
+// in CacheDir, the purges of PurgeRegions, content steering pointing at the steering URIs.
+type EdgeSpec struct {
+	Name, Region, Listen, Admin, NATSURL string
+	Origins                              []Bucket
+	CacheDir                             string
+	PurgeRegions                         []string
+	HLSSteeringURI, DASHSteeringURI      string
+}

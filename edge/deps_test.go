@@ -1,0 +1,29 @@
+package edge
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDepsStayLean: the edge links neither the embedded NATS server (internal/bus/natsserver is
+// for dev and tests) nor the AWS SDK (origin/s3origin is wired in by cmd/duet): both came in by
+// accident once, through packages the edge imports for a type or a constant.
+func TestDepsStayLean(t *testing.T) {
+	t.Parallel()
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	for _, d := range deps {
+		for _, banned := range []string{"github.com/nats-io/nats-server/", "github.com/aws/"} {
+			if strings.HasPrefix(d, banned) {
+				t.Errorf("the edge depends on %s", d)
+			}
+		}
+	}
+	if len(deps) < 100 {
+		t.Fatalf("go list -deps listed %d packages: not the edge's dependencies", len(deps))
+	}
+}
