@@ -21,6 +21,7 @@ import (
 	"github.com/duetcdn/duet/edge/byterange"
 	"github.com/duetcdn/duet/edge/cachecontrol"
 	"github.com/duetcdn/duet/edge/cachekey"
+	"github.com/duetcdn/duet/edge/conditional"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/bus"
@@ -997,73 +998,26 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 	ctx.SetBodyStream(pr, int(mp.Len()))
 }
 
-// preconditionsHold evaluates If-Match, then If-Unmodified-Since, against a stored response
-// (RFC 9110 §13.2.2 steps 1 and 2); false means 412. If-Match compares strongly and fails for
-// a response that is not a 2xx representation; If-Unmodified-Since is ignored when If-Match is
-// present, when its value is not a valid date, or when the response has no Last-Modified (as
-// Go's net/http does: the condition cannot be evaluated).
-func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	if im := b2s(h.PeekCanonical(hdrIfMatch)); im != "" {
-		if m.Status < 200 || m.Status > 299 {
-			return false
-		}
-		return strings.TrimSpace(im) == "*" || etagListMatches(im, m.ETag, true)
-	}
-	if ius := h.PeekCanonical(hdrIfUnmodSince); len(ius) > 0 && !m.LastModified.IsZero() {
-		t, err := http.ParseTime(strings.TrimSpace(string(ius)))
-		return err != nil || !m.LastModified.Truncate(time.Second).After(t)
-	}
-	return true
+// The conditional checks (edge/conditional) read the request's fields as views of fasthttp's
+// buffers: nothing is copied on a hit.
+
+func stored(m *object.Meta) conditional.Stored {
+	return conditional.Stored{Status: m.Status, ETag: m.ETag, LastModified: m.LastModified}
 }
 
-// notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
+// preconditionsHold evaluates If-Match and If-Unmodified-Since; false means 412.
+func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
+	return conditional.Preconditions(b2s(h.PeekCanonical(hdrIfMatch)), b2s(h.PeekCanonical(hdrIfUnmodSince)), stored(m))
+}
+
+// notModified evaluates If-None-Match and If-Modified-Since; true means 304.
 func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	if inm := b2s(h.PeekCanonical(hdrIfNoneMatch)); inm != "" {
-		// "*" matches any current representation, with or without an ETag.
-		return strings.TrimSpace(inm) == "*" || etagListMatches(inm, m.ETag, false)
-	}
-	if ims := h.PeekCanonical(hdrIfModifiedSince); len(ims) > 0 && !m.LastModified.IsZero() {
-		t, err := http.ParseTime(string(ims))
-		return err == nil && !m.LastModified.Truncate(time.Second).After(t)
-	}
-	return false
+	return conditional.NotModified(b2s(h.PeekCanonical(hdrIfNoneMatch)), b2s(h.PeekCanonical(hdrIfModifiedSince)), stored(m))
 }
 
 // ifRangeHolds evaluates If-Range: a range applies only to the representation the client has.
 func ifRangeHolds(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	ir := strings.TrimSpace(b2s(h.PeekCanonical(hdrIfRange)))
-	if ir == "" {
-		return true
-	}
-	if strings.HasPrefix(ir, "\"") || strings.HasPrefix(ir, "W/") {
-		return etagListMatches(ir, m.ETag, true)
-	}
-	t, err := http.ParseTime(ir)
-	return err == nil && !m.LastModified.IsZero() && m.LastModified.Truncate(time.Second).Equal(t)
-}
-
-// etagListMatches compares an entity-tag list with an ETag, weakly unless strong is set.
-func etagListMatches(list, etag string, strong bool) bool {
-	if etag == "" {
-		return false
-	}
-	if strings.TrimSpace(list) == "*" {
-		return true
-	}
-	if strong && strings.HasPrefix(etag, "W/") {
-		return false
-	}
-	want := strings.TrimPrefix(etag, "W/")
-	for part := range strings.SplitSeq(list, ",") {
-		part = strings.TrimSpace(part)
-		if strong && strings.HasPrefix(part, "W/") {
-			continue
-		}
-		if strings.TrimPrefix(part, "W/") == want {
-			return true
-		}
-	}
-	return false
+	return conditional.IfRange(b2s(h.PeekCanonical(hdrIfRange)), stored(m))
 }
 
 // fileBody streams part of a disk entry. fasthttp hands the *os.File inside an
