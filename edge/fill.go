@@ -19,6 +19,29 @@ import (
 	"github.com/duetcdn/duet/origin"
 )
 
+// A fill settles its flight exactly once, as soon as the origin's headers (or the lack of an
+// answer) tell what the flight turned out to be; the waiters then go on, each answering from
+// the result. settle is the only writer of a flight's result and the only closer of its ready
+// channel (TestOnlySettleSettles checks the package's source for any other).
+func (f *flight) settle(r result) {
+	f.result = r
+	close(f.ready)
+}
+
+// joinFill joins the flight that fills key, or, when there is none, leads a new one: lead
+// then starts its fill. It returns once the flight is settled. The flight comes pinned (see
+// flights.join): the caller unpins it when done with its body.
+func (s *Server) joinFill(key string, lead func(f *flight)) (f *flight, leader bool) {
+	f, leader = s.fl.join(key)
+	if leader {
+		lead(f)
+	} else {
+		s.m.collapsed.Inc()
+	}
+	<-f.ready
+	return f, leader
+}
+
 // fill runs one origin fetch for a flight, detached from any viewer: a viewer that gives up does
 // not cancel the fetch the others are waiting for.
 func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
@@ -31,8 +54,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	if stale == nil {
 		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
 			cancel()
-			f.out = outRefreshed
-			close(f.ready)
+			f.settle(result{out: outRefreshed})
 			return
 		}
 	}
@@ -71,8 +93,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 			// viewer's credentials got says nothing about the others'.)
 			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 		}
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		f.settle(result{out: outPass, pass: resp})
 		return
 	}
 	if resp.Status == http.StatusOK && resp.ContentLength > s.sliceAbove {
@@ -84,8 +105,7 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 			s.store.remove(stale.Key)
 		}
 		s.store.markSliced(primary)
-		f.out = outSliced
-		close(f.ready)
+		f.settle(result{out: outSliced})
 		return
 	}
 	if stale != nil && stale.Key != d.meta.Key {
@@ -115,13 +135,11 @@ func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, 
 	// The fetch ends with its body, which a pass-through answer reads after this returns.
 	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 	pass := func(resp *origin.Response) {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		f.settle(result{out: outPass, pass: resp})
 	}
 	fail := func(status int, err error) {
 		_ = resp.Body.Close()
-		f.out, f.status, f.err = outFailed, status, err
-		close(f.ready)
+		f.settle(result{out: outFailed, status: status, err: err})
 	}
 	d := s.decide(primary, reqPath, reqTime, respTime, resp)
 	if !d.storable || (resp.Status != http.StatusOK && resp.Status != http.StatusPartialContent) {
@@ -190,8 +208,7 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	resp, err := s.fetch(ctx, oreq)
 	respTime = s.now()
 	fail := func(status int, err error) {
-		f.out, f.status, f.err = outFailed, status, err
-		close(f.ready)
+		f.settle(result{out: outFailed, status: status, err: err})
 	}
 	switch {
 	case err != nil:
@@ -210,15 +227,13 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 			if oreq.Header.Get("Authorization") == "" {
 				s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 			}
-			f.out = outPass
-			close(f.ready)
+			f.settle(result{out: outPass})
 			break
 		}
 		if err := s.store.updateMeta(m); err != nil {
 			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
 		}
-		f.out = outRefreshed
-		close(f.ready)
+		f.settle(result{out: outRefreshed})
 	case resp.Status == http.StatusPreconditionFailed:
 		_ = resp.Body.Close()
 		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
@@ -297,8 +312,7 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	w, err := s.store.disk.Create(meta.Key)
 	if err != nil {
 		s.log.Warn("disk tier refused a fill", "cache_key", meta.Key, "error", err)
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		f.settle(result{out: outPass, pass: resp})
 		return
 	}
 	f.sp = w
@@ -308,9 +322,7 @@ func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
 	f.streaming = true
 	f.mu.Unlock()
 	meta.Size = resp.ContentLength
-	f.meta = meta
-	f.out = outBody
-	close(f.ready)
+	f.settle(result{out: outBody, meta: meta})
 
 	buf := make([]byte, 64<<10)
 	var written int64
@@ -393,8 +405,7 @@ type bufferedResponse struct {
 // is already failing). A larger body streams to the leader, and each waiter fetches its own.
 func (s *Server) settleError(f *flight, resp *origin.Response) {
 	if resp.ContentLength > maxBufferedError {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
+		f.settle(result{out: outPass, pass: resp})
 		return
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedError+1))
@@ -402,14 +413,13 @@ func (s *Server) settleError(f *flight, resp *origin.Response) {
 	switch {
 	case err != nil:
 		s.log.Warn("read origin error body", "cache_key", f.key, "error", err)
-		f.out, f.status, f.err = outFailed, http.StatusBadGateway, fmt.Errorf("read origin %d body: %w", resp.Status, err)
+		f.settle(result{out: outFailed, status: http.StatusBadGateway, err: fmt.Errorf("read origin %d body: %w", resp.Status, err)})
 	case len(b) > maxBufferedError:
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d with a large body", resp.Status)
+		f.settle(result{out: outFailed, status: resp.Status, err: fmt.Errorf("origin answered %d with a large body", resp.Status)})
 	default:
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
-		f.errResp = &bufferedResponse{status: resp.Status, header: resp.Header, body: b}
+		f.settle(result{out: outFailed, status: resp.Status, err: fmt.Errorf("origin answered %d", resp.Status),
+			errResp: &bufferedResponse{status: resp.Status, header: resp.Header, body: b}})
 	}
-	close(f.ready)
 }
 
 // maxRewrite bounds the manifests the rewriter sees; larger ones are cached unchanged.

@@ -39,13 +39,8 @@ type spool interface {
 	io.ReaderAt
 }
 
-// flight is one origin fetch that any number of requests for the same cache key share
-// (request collapsing). The body is readable while it is written (read-while-write).
-type flight struct {
-	key   string
-	ready chan struct{} // closed when out (and what goes with it) is set
-
-	// Set before ready is closed, read-only afterwards.
+// result is how a flight turned out once the origin's headers arrived. Only settle writes it.
+type result struct {
 	out    outcome
 	meta   object.Meta      // outBody: the entry being written (Size is the expected length or -1)
 	pass   *origin.Response // outPass: the response for the leader
@@ -54,6 +49,16 @@ type flight struct {
 	// errResp, with outFailed, is the origin's own uncacheable 5xx, small enough to hand every
 	// waiter a copy (rather than sending them all to the origin at once).
 	errResp *bufferedResponse
+}
+
+// flight is one origin fetch that any number of requests for the same cache key share
+// (request collapsing). The body is readable while it is written (read-while-write).
+type flight struct {
+	key   string
+	ready chan struct{} // closed by settle, once result is set
+
+	// result is set by settle before ready is closed, and read-only afterwards.
+	result
 
 	mu      sync.Mutex
 	cond    *sync.Cond

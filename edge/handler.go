@@ -104,7 +104,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.observe(csPass, start, s.now())
 		return
 	}
-	cs := s.serveCacheable(ctx, &rq, false)
+	cs := s.serveCacheable(ctx, &rq)
 	s.applyCORS(ctx)
 	s.m.observe(cs, start, s.now())
 }
@@ -129,128 +129,149 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString("ready\n")
 }
 
-// serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin.
-func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried bool) cacheStatus {
-	key := s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
-	now := rq.start
-	if retried {
-		now = s.now()
-	}
+// serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin. It
+// looks the key up twice at most: again when the fill it waited for settled another variant
+// than this request's, or revalidated an entry that was gone by the time it looked.
+func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request) cacheStatus {
 	// A request with credentials may use only an entry whose response allows it (RFC 9111
 	// §3.5), and fetches in a flight of its own (see authFlightKey).
 	auth := len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) > 0
-	var stale *object.Meta
-	e, ok := s.store.open(key)
-	if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
-		e.close()
-		ok = false
-	}
-	if ok {
-		fr := freshnessOf(e.meta, now)
-		if s.untrusted.Load() {
-			fr = expired // purges may be missing: the origin must confirm the entry first
+	now := rq.start
+	for look := 1; ; look++ {
+		key := s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
+		var stale *object.Meta
+		e, ok := s.store.open(key)
+		if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
+			e.close()
+			ok = false
 		}
-		if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
-			fr = expired
+		if ok {
+			fr := freshnessOf(e.meta, now)
+			if s.untrusted.Load() {
+				fr = expired // purges may be missing: the origin must confirm the entry first
+			}
+			if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
+				fr = expired
+			}
+			switch fr {
+			case fresh:
+				s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
+				return csHit
+			case staleRevalidateAsync:
+				s.revalidateInBackground(ctx, key, rq, *e.meta)
+				s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
+				return csStaleWhileRevalidate
+			}
+			m := *e.meta
+			stale = &m
+			e.close()
 		}
-		switch fr {
-		case fresh:
-			s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
-			return csHit
-		case staleRevalidateAsync:
-			s.revalidateInBackground(ctx, key, rq, *e.meta)
-			s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
-			return csStaleWhileRevalidate
+		sliced := rq.rangeHdr != "" || s.store.isSliced(rq.primary)
+		if auth && sliced && stale == nil {
+			// Slices are stored as they arrive, before anyone could tell whether this viewer's
+			// credentials allow sharing them: a range (or a sliced object) with credentials passes.
+			return s.passThrough(ctx, rq, nil)
 		}
-		m := *e.meta
-		stale = &m
-		e.close()
-	}
-	sliced := rq.rangeHdr != "" || s.store.isSliced(rq.primary)
-	if auth && sliced && stale == nil {
-		// Slices are stored as they arrive, before anyone could tell whether this viewer's
-		// credentials allow sharing them: a range (or a sliced object) with credentials passes.
-		return s.passThrough(ctx, rq, nil)
-	}
-	if sliced && stale == nil {
-		if _, inFlight := s.fl.get(key); !inFlight {
-			return s.serveSlices(ctx, rq)
+		if sliced && stale == nil {
+			if _, inFlight := s.fl.get(key); !inFlight {
+				return s.serveSlices(ctx, rq)
+			}
 		}
-	}
-	if rq.head && stale == nil {
-		if _, inFlight := s.fl.get(key); !inFlight {
-			return s.headThrough(ctx, rq)
+		if rq.head && stale == nil {
+			if _, inFlight := s.fl.get(key); !inFlight {
+				return s.headThrough(ctx, rq)
+			}
 		}
+		if s.pass.has(key, now) {
+			return s.passThrough(ctx, rq, nil)
+		}
+		cs, again := s.serveFill(ctx, rq, key, stale, auth, look == 2)
+		if !again {
+			return cs
+		}
+		now = s.now()
 	}
-	if s.pass.has(key, now) {
-		return s.passThrough(ctx, rq, nil)
-	}
+}
 
+// serveFill answers from the flight that fills key, joined or led. again asks serveCacheable
+// to look the key up once more (never when last is set): the flight stored a variant this
+// request does not share, or revalidated an entry that is gone.
+func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, stale *object.Meta, auth, last bool) (cs cacheStatus, again bool) {
 	fkey := key
 	if auth {
 		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
 	}
-	f, leader := s.fl.join(fkey)
+	f, leader := s.joinFill(fkey, func(f *flight) {
+		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
+	})
 	defer f.unpin()
-	if leader {
-		oreq := s.originRequest(ctx, rq)
-		go s.fill(f, oreq, stale, rq.path, rq.primary)
-	} else {
-		s.m.collapsed.Inc()
+	if f.out == outBody && f.meta.Key != key && !last &&
+		s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) }) != f.meta.Key {
+		// The response varies on a header whose value this request does not share with the
+		// leader's: look again under the right variant.
+		return csError, true
 	}
-	<-f.ready
+	if m, src, cs, ok := s.fromFlight(f, key, stale, auth); ok {
+		s.respond(ctx, rq, m, src, cs, s.now())
+		return cs, false
+	}
+	switch f.out {
+	case outRefreshed: // and the entry is gone again
+		if !last {
+			return csError, true
+		}
+		s.fail(ctx, fasthttp.StatusBadGateway, "entry vanished during revalidation")
+		return csError, false
+	case outPass:
+		if leader && f.pass != nil {
+			return s.passThrough(ctx, rq, f.pass), false
+		}
+		return s.passThrough(ctx, rq, nil), false
+	case outSliced:
+		return s.serveSlices(ctx, rq), false
+	default: // outFailed, and no stale entry may stand in
+		if f.errResp != nil {
+			s.writeBuffered(ctx, f.errResp, rq.head)
+			return csPass, false
+		}
+		s.fail(ctx, f.status, failReason(f.status))
+		return csError, false
+	}
+}
+
+// fromFlight is what a settled flight gives a request to answer from, the same for whole
+// objects and slices: the body being filled (outBody), the entry the flight revalidated
+// (outRefreshed), or the stale entry when the fill failed and stale-if-error lets it stand in.
+// ok is false for everything else, which the caller answers in its own way.
+func (s *Server) fromFlight(f *flight, key string, stale *object.Meta, auth bool) (m *object.Meta, src body, cs cacheStatus, ok bool) {
 	switch f.out {
 	case outBody:
-		if f.meta.Key != key && !retried &&
-			s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) }) != f.meta.Key {
-			// The response varies on a header whose value this request does not share with the
-			// leader's: look again under the right variant.
-			return s.serveCacheable(ctx, rq, true)
-		}
-		cs := csMiss
+		cs = csMiss
 		if stale != nil {
 			cs = csRefetched
 		}
-		s.respond(ctx, rq, &f.meta, body{f: f}, cs, s.now())
-		return cs
+		return &f.meta, body{f: f}, cs, true
 	case outRefreshed:
-		if e, ok := s.store.open(key); ok && (!auth || e.meta.Flags&object.AuthReusable != 0) {
-			cs := csRevalidated
-			if stale == nil {
-				cs = csHit
-			}
-			s.respond(ctx, rq, e.meta, body{e: e}, cs, s.now())
-			return cs
-		}
-		if ok {
+		e, found := s.store.open(key)
+		if found && auth && e.meta.Flags&object.AuthReusable == 0 {
 			e.close()
+			found = false
 		}
-		if !retried {
-			return s.serveCacheable(ctx, rq, true)
+		if found {
+			cs = csRevalidated
+			if stale == nil {
+				cs = csHit // another flight had committed the key (see fill)
+			}
+			return e.meta, body{e: e}, cs, true
 		}
-		s.fail(ctx, fasthttp.StatusBadGateway, "entry vanished during revalidation")
-		return csError
-	case outPass:
-		if leader && f.pass != nil {
-			return s.passThrough(ctx, rq, f.pass)
-		}
-		return s.passThrough(ctx, rq, nil)
-	case outSliced:
-		return s.serveSlices(ctx, rq)
-	default: // outFailed
+	case outFailed:
 		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
-			if e, ok := s.store.open(key); ok {
-				s.respond(ctx, rq, e.meta, body{e: e}, csStaleIfError, s.now())
-				return csStaleIfError
+			if e, found := s.store.open(key); found {
+				return e.meta, body{e: e}, csStaleIfError, true
 			}
 		}
-		if f.errResp != nil {
-			s.writeBuffered(ctx, f.errResp, rq.head)
-			return csPass
-		}
-		s.fail(ctx, f.status, failReason(f.status))
-		return csError
 	}
+	return nil, body{}, csError, false
 }
 
 // viewerNoCache tells whether a request asks for revalidation: Cache-Control no-cache or

@@ -440,31 +440,27 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 			e.close()
 		}
 	}
-	f, leader := s.fl.join(key)
-	defer f.unpin()
-	if leader {
+	f, leader := s.joinFill(key, func(f *flight) {
 		oreq := sf.request()
 		oreq.Range = "bytes=" + strconv.FormatInt(i*size, 10) + "-" + strconv.FormatInt((i+1)*size-1, 10)
 		oreq.IfMatch = pin
 		go s.fillSlice(f, oreq, stale, sf.path, sf.primary, i*size, total)
-	} else {
-		s.m.collapsed.Inc()
+	})
+	defer f.unpin()
+	if f.out == outFailed && f.status == http.StatusPreconditionFailed {
+		return nil, errPinBroken
 	}
-	<-f.ready
+	if m, src, cs, ok := s.fromFlight(f, key, stale, false); ok {
+		sl := &slice{meta: *m, src: src, cs: cs}
+		if src.f != nil {
+			sl.src.reader = f.newReader(0, -1)
+			sl.whole = m.Status == http.StatusOK
+		}
+		return sl, nil
+	}
 	switch f.out {
-	case outBody:
-		cs := csMiss
-		if stale != nil {
-			cs = csRefetched
-		}
-		r := f.newReader(0, -1)
-		return &slice{meta: f.meta, src: body{f: f, reader: r}, cs: cs, whole: f.meta.Status == http.StatusOK}, nil
-	case outRefreshed:
-		e, ok := s.store.open(key)
-		if !ok {
-			return nil, &fillError{status: http.StatusBadGateway, err: errors.New("slice vanished during revalidation")}
-		}
-		return &slice{meta: *e.meta, src: body{e: e}, cs: csRevalidated}, nil
+	case outRefreshed: // and the slice is gone again
+		return nil, &fillError{status: http.StatusBadGateway, err: errors.New("slice vanished during revalidation")}
 	case outPass:
 		if !first {
 			if leader && f.pass != nil {
@@ -488,14 +484,6 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 		resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 		return &slice{pass: resp}, nil
 	default:
-		if f.status == http.StatusPreconditionFailed {
-			return nil, errPinBroken
-		}
-		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
-			if e, ok := s.store.open(key); ok {
-				return &slice{meta: *e.meta, src: body{e: e}, cs: csStaleIfError}, nil
-			}
-		}
 		return nil, &fillError{status: f.status, err: fmt.Errorf("origin unavailable: %w", f.err)}
 	}
 }
