@@ -76,6 +76,8 @@ type flight struct {
 	// set while a timer will wake them for bytes written since (see progress).
 	nextWake    int64
 	wakePending bool
+	// waiting counts the readers blocked in waitFor (tests wait for one to block).
+	waiting int
 
 	// noStore is set by a purge that arrives while the flight runs: its bytes may be the old
 	// version, so they reach the viewers already waiting but are never committed.
@@ -239,7 +241,9 @@ func (f *flight) waitFor(end int64) (int64, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for f.readable() < end && !f.done && f.bodyErr == nil {
+		f.waiting++
 		f.cond.Wait()
+		f.waiting--
 	}
 	return f.readable(), f.done, f.bodyErr
 }
