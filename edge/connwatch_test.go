@@ -84,7 +84,7 @@ func TestViewerTimeouts(t *testing.T) {
 				if _, err := c.Write([]byte("X")); err != nil {
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) //nolint:forbidigo // the slowloris trickle: a byte every 100 ms
 			}
 		}()
 		if !closedWithin(c, 5*time.Second) {
@@ -110,7 +110,7 @@ func TestViewerTimeouts(t *testing.T) {
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) //nolint:forbidigo // a gap between keep-alive requests, far shorter than idle_timeout
 		}
 		start := time.Now()
 		if !closedWithin(c, 10*time.Second) {
@@ -156,7 +156,7 @@ func TestSlowViewerGetsTheWholeObject(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond) // about 5 MB/s: 24 MiB take about 5 s
+		time.Sleep(100 * time.Millisecond) //nolint:forbidigo // about 5 MB/s: 24 MiB take about 5 s
 	}
 	if d := time.Since(start); d < 2*time.Second {
 		t.Fatalf("read in %v: too fast to outlast the timeouts", d)
@@ -240,7 +240,7 @@ func TestSlowOriginOutlastsReadTimeout(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) //nolint:forbidigo // a deliberately slow origin
 		_, _ = io.WriteString(w, "created")
 	}))
 	t.Cleanup(ts.Close)

@@ -28,7 +28,7 @@ func TestFlightWakesReadersForHeldBytes(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the reader did not start waiting within 10 s")
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 	f.mu.Lock()
 	wakesAt := f.nextWake

@@ -96,7 +96,7 @@ func within(d time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 	return true
 }
