@@ -7,6 +7,9 @@ BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(BIN)/minio
 MINIO_STAMP := $(BIN)/.minio-$(MINIO_VERSION)
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint
+GOLANGCI_LINT_STAMP := $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 # The version `duet version` prints and the image is tagged with; the commit and its time label and
 # date the image (its time makes the image reproducible).
@@ -23,15 +26,21 @@ BENCHTIME ?= 1s
 help:
 	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? /  /'
 
-#? tools: install the pinned MinIO server into ./bin (fast when already there). k6 is not
+#? tools: install the pinned MinIO server and golangci-lint into ./bin (fast when already there). k6 is not
 #?        installed: it is AGPL-licensed, which this project's dependency rules exclude (see loadtest/k6)
-tools: $(MINIO_STAMP)
+tools: $(MINIO_STAMP) $(GOLANGCI_LINT_STAMP)
 
 $(MINIO_STAMP):
 	@mkdir -p $(BIN)
 	@echo "building MinIO $(MINIO_VERSION) into ./bin (once; takes a few minutes)"
 	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(BIN)/.minio-* && touch $@
+
+$(GOLANGCI_LINT_STAMP):
+	@mkdir -p $(BIN)
+	@echo "building golangci-lint $(GOLANGCI_LINT_VERSION) into ./bin (once; takes a few minutes)"
+	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@rm -f $(BIN)/.golangci-lint-* && touch $@
 
 #? browser: install Debian's chromium (the player's browser test plays the sample in it); needs root
 browser:
@@ -55,8 +64,8 @@ build:
 image:
 	$(GO) run ./internal/image/mkimage -out out -version "$(VERSION)" -revision "$(REVISION)" -created "$(SOURCE_DATE_EPOCH)"
 
-#? test: MinIO, under CI=true chromium, vet, and every test (integration tests included) with the race detector
-test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
+#? test: MinIO, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
+test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet lint
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
 	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
 	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
@@ -70,11 +79,27 @@ test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet
 vet:
 	$(GO) vet ./...
 
-#? lint: gofmt check, go vet, go mod tidy check
-lint: vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	@cp go.mod /tmp/duet-go.mod.bak && cp go.sum /tmp/duet-go.sum.bak && $(GO) mod tidy && \
-	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; git diff -- go.mod go.sum; exit 1; fi
+#? lint: golangci-lint (pinned, built into ./bin; .golangci.yml), go mod tidy -diff, generated files current
+lint: $(GOLANGCI_LINT_STAMP) check-generated
+	$(GOLANGCI_LINT) run ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' (the diff above is what it would change)"; exit 1; }
+
+# The generated GeoIP data (steering/geoip: country.mmdb, countries_gen.go) is rebuilt by `make
+# generate`, which needs npm and fetches its pinned inputs. The check does not regenerate: it
+# compares the SHA-256 sums that `make generate` recorded, of the outputs and of the generator
+# (whose pins name the inputs), so an output edited by hand or a generator changed without
+# regenerating fails it, offline and in a second.
+GEOIP_GENERATED := internal/gen/main.go country.mmdb countries_gen.go
+
+#? check-generated: the generated GeoIP files are what their generator last produced
+check-generated:
+	@cd steering/geoip && sha256sum --quiet -c generated.sha256 || \
+	  { echo "steering/geoip: generated files or their generator changed: run 'make generate'"; exit 1; }
+
+#? generate: rebuild the generated GeoIP data (needs npm) and record its sums
+generate:
+	$(GO) generate ./steering/geoip/...
+	cd steering/geoip && sha256sum $(GEOIP_GENERATED) > generated.sha256
 
 #? fuzz: run every fuzz target in the tree for FUZZTIME (default 60s) each
 fuzz:
@@ -103,4 +128,4 @@ loadtest: $(MINIO_STAMP) build
 run: $(MINIO_STAMP) build
 	$(BIN)/duet dev $(ARGS)
 
-.PHONY: help tools browser build image test vet lint fuzz bench bench-upload loadtest run
+.PHONY: help tools browser build image test vet lint check-generated generate fuzz bench bench-upload loadtest run

@@ -74,7 +74,7 @@ func TestBudgetsHold(t *testing.T) {
 			maxDisk.Store(max(maxDisk.Load(), h.srv.store.disk.Bytes()))
 			maxDir.Store(max(maxDir.Load(), dirBytes(t, h.cfg.Disk.Dir)))
 			samples.Add(1)
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond) //nolint:forbidigo // sampling interval while the load runs
 		}
 	}()
 	sizes := []int{16 << 10, 100 << 10, 300 << 10, 1 << 20} // the last is disk-only

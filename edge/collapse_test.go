@@ -25,7 +25,7 @@ type slowReader struct {
 }
 
 func (s *slowReader) Read(p []byte) (int, error) {
-	time.Sleep(s.pause)
+	time.Sleep(s.pause) //nolint:forbidigo // paces a deliberately slow origin body
 	if len(p) > s.step {
 		p = p[:s.step]
 	}

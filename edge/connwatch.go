@@ -37,6 +37,7 @@ type connWatch struct {
 	sweep                    atomic.Int64 // number of the latest sweep
 	conns                    sync.Map     // net.Conn → *watchedConn
 	closed                   atomic.Uint64
+	now                      func() time.Time // the sweeper's clock: time.Now but in tests
 
 	times [sweepHistory]time.Time // times[n % sweepHistory]: when sweep n began; sweeper only
 }
@@ -46,9 +47,11 @@ type watchedConn struct {
 	since atomic.Int64 // the sweep number when the phase began
 }
 
-func newConnWatch(read, idle time.Duration) *connWatch {
-	w := &connWatch{readTimeout: read, idleTimeout: idle}
-	w.times[0] = time.Now()
+// newConnWatch returns a watch for the given timeouts. now is read by the sweeper only (the
+// hooks never read a clock): the server passes time.Now, tests a clock they advance.
+func newConnWatch(read, idle time.Duration, now func() time.Time) *connWatch {
+	w := &connWatch{readTimeout: read, idleTimeout: idle, now: now}
+	w.times[0] = now()
 	return w
 }
 
@@ -100,7 +103,7 @@ func (w *connWatch) sweepOnce() {
 	n := w.sweep.Load() + 1
 	w.sweep.Store(n)
 	// Read the time after publishing n: a hook that noted n-1 ran before this instant.
-	now := time.Now()
+	now := w.now()
 	w.times[n%sweepHistory] = now
 	w.conns.Range(func(k, v any) bool {
 		wc := v.(*watchedConn)

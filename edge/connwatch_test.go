@@ -32,7 +32,7 @@ func watchEdge(t *testing.T, body []byte) *harness {
 		t.Fatal(err)
 	}
 	return startEdge(t, o, func(c *Config) {
-		c.ReadTimeout, c.IdleTimeout = 400*time.Millisecond, 700*time.Millisecond
+		c.ReadTimeout, c.IdleTimeout = 400*time.Millisecond, 2*time.Second
 		c.Memory.MaxObjectBytes = 32 << 20
 	})
 }
@@ -84,7 +84,7 @@ func TestViewerTimeouts(t *testing.T) {
 				if _, err := c.Write([]byte("X")); err != nil {
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) //nolint:forbidigo // the slowloris trickle: a byte every 100 ms
 			}
 		}()
 		if !closedWithin(c, 5*time.Second) {
@@ -100,7 +100,7 @@ func TestViewerTimeouts(t *testing.T) {
 		c := dial()
 		br := bufio.NewReader(c)
 		for i := range 3 {
-			// Requests 300 ms apart, each gap shorter than idle_timeout: the connection stays.
+			// Requests 200 ms apart, each gap far shorter than idle_timeout: the connection stays.
 			if _, err := io.WriteString(c, "GET /obj HTTP/1.1\r\nHost: edge\r\n\r\n"); err != nil {
 				t.Fatalf("request %d: %v", i, err)
 			}
@@ -110,13 +110,13 @@ func TestViewerTimeouts(t *testing.T) {
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) //nolint:forbidigo // a gap between keep-alive requests, far shorter than idle_timeout
 		}
 		start := time.Now()
-		if !closedWithin(c, 5*time.Second) {
-			t.Fatal("an idle keep-alive connection was still open after 5s (idle_timeout 700ms)")
+		if !closedWithin(c, 10*time.Second) {
+			t.Fatal("an idle keep-alive connection was still open after 10s (idle_timeout 2s)")
 		}
-		if d := time.Since(start); d < 300*time.Millisecond {
+		if d := time.Since(start); d < time.Second {
 			t.Fatalf("idle connection closed after %v, before idle_timeout", d)
 		}
 	})
@@ -156,7 +156,7 @@ func TestSlowViewerGetsTheWholeObject(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond) // about 5 MB/s: 24 MiB take about 5 s
+		time.Sleep(100 * time.Millisecond) //nolint:forbidigo // about 5 MB/s: 24 MiB take about 5 s
 	}
 	if d := time.Since(start); d < 2*time.Second {
 		t.Fatalf("read in %v: too fast to outlast the timeouts", d)
@@ -167,30 +167,70 @@ func TestSlowViewerGetsTheWholeObject(t *testing.T) {
 }
 
 // TestConnWatchNeverClosesEarly: a sweeper held up for longer than the timeout must not count
-// the hold-up against a connection that arrived during it.
+// the hold-up against a connection that arrived during it. The sweeper's clock is a test clock:
+// the timings are exact, whatever the machine's load.
 func TestConnWatchNeverClosesEarly(t *testing.T) {
 	t.Parallel()
-	w := newConnWatch(200*time.Millisecond, time.Hour)
+	clk := newClock()
+	w := newConnWatch(200*time.Millisecond, time.Hour, clk.Now)
 	server, client := net.Pipe()
 	defer client.Close()
-	time.Sleep(250 * time.Millisecond) // the sweeper is late: sweep 0 began 250 ms ago
+	clk.Advance(250 * time.Millisecond) // the sweeper is late: sweep 0 began 250 ms ago
 	w.connState(server, fasthttp.StateNew)
 	w.sweepOnce()
 	if w.closed.Load() != 0 {
-		t.Fatal("a connection a few microseconds old was closed by a late sweep")
+		t.Fatal("a connection that arrived just now was closed by a late sweep")
 	}
-	time.Sleep(100 * time.Millisecond)
+	clk.Advance(100 * time.Millisecond)
 	w.sweepOnce()
 	if w.closed.Load() != 0 {
-		t.Fatal("closed after about 100 ms with a 200 ms read timeout")
+		t.Fatal("closed 100 ms after the late sweep, with a 200 ms read timeout")
 	}
-	time.Sleep(150 * time.Millisecond)
+	clk.Advance(99 * time.Millisecond)
+	w.sweepOnce()
+	if w.closed.Load() != 0 {
+		t.Fatal("closed 199 ms after the late sweep, with a 200 ms read timeout")
+	}
+	clk.Advance(1 * time.Millisecond)
 	w.sweepOnce()
 	if w.closed.Load() != 1 {
-		t.Fatal("not closed 250 ms into a 200 ms read timeout")
+		t.Fatal("not closed 200 ms after the late sweep (the latest the connection can have arrived), with a 200 ms read timeout")
 	}
 	if _, err := client.Write([]byte("x")); err == nil {
 		t.Fatal("the closed connection still accepts writes")
+	}
+}
+
+// TestConnWatchIdle: an idle keep-alive connection is bounded by the idle timeout, counted
+// from the sweep after it went idle; a connection whose answer is being written is not bounded.
+func TestConnWatchIdle(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	w := newConnWatch(time.Second, 3*time.Second, clk.Now)
+	idle, idleClient := net.Pipe()
+	defer idleClient.Close()
+	busy, busyClient := net.Pipe()
+	defer busyClient.Close()
+	for _, c := range []net.Conn{idle, busy} {
+		w.connState(c, fasthttp.StateNew)
+		w.connState(c, fasthttp.StateActive)
+	}
+	w.handling(busy)
+	w.connState(idle, fasthttp.StateIdle) // noted during sweep 0
+	clk.Advance(time.Second)
+	w.sweepOnce() // sweep 1: the idle phase began before it
+	clk.Advance(2*time.Second - time.Millisecond)
+	w.sweepOnce()
+	if w.closed.Load() != 0 {
+		t.Fatal("an idle connection was closed before idle_timeout, or one that is being answered was closed")
+	}
+	clk.Advance(time.Hour)
+	w.sweepOnce()
+	if w.closed.Load() != 1 {
+		t.Fatalf("%d connections closed an hour later, want the idle one only", w.closed.Load())
+	}
+	if _, err := idleClient.Write([]byte("x")); err == nil {
+		t.Fatal("the idle connection is still open")
 	}
 }
 
@@ -200,7 +240,7 @@ func TestSlowOriginOutlastsReadTimeout(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) //nolint:forbidigo // a deliberately slow origin
 		_, _ = io.WriteString(w, "created")
 	}))
 	t.Cleanup(ts.Close)

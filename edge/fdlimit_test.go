@@ -117,7 +117,7 @@ func TestLowFileLimit(t *testing.T) {
 				}
 			}
 			// Let the edge accept what it can (and, on 718ea16, fail).
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) //nolint:forbidigo // watching for an exit that must not happen
 			if edge.exited() {
 				t.Fatalf("the edge exited under %d connections: %s", opened, edge.output())
 			}

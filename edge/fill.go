@@ -1,451 +1,489 @@
 package edge
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
-	"os"
-	"sync"
-	"sync/atomic"
+	"log/slog"
+	"net/http"
+	"strings"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/duetcdn/duet/edge/byterange"
+	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/origin"
 )
 
-// outcome is what a flight turned out to be once the origin's headers arrived.
-type outcome int
-
-const (
-	// outBody: a cacheable body is streaming into the spool; everyone reads it as it arrives.
-	outBody outcome = iota
-	// outRefreshed: the origin confirmed (304) or the cache already held a usable entry; look
-	// the key up again.
-	outRefreshed
-	// outPass: the response may not be shared (private, no-store, Set-Cookie, an error status
-	// that is not cacheable). The leader receives it; everyone else fetches on their own at once,
-	// without queueing behind anybody.
-	outPass
-	// outFailed: no usable answer (connection error, timeout, 5xx). Waiters may fall back to a
-	// stale entry under stale-if-error.
-	outFailed
-	// outSliced: the object is too large to store whole (a 200 above Server.sliceAbove); the
-	// origin's answer was dropped and every waiter answers from slices.
-	outSliced
-)
-
-// spool is where a flight's body bytes go while readers follow: the disk tier's writer.
-type spool interface {
-	io.Writer
-	io.ReaderAt
+// A fill settles its flight exactly once, as soon as the origin's headers (or the lack of an
+// answer) tell what the flight turned out to be; the waiters then go on, each answering from
+// the result. settle is the only writer of a flight's result and the only closer of its ready
+// channel (TestOnlySettleSettles checks the package's source for any other).
+func (f *flight) settle(r result) {
+	f.result = r
+	close(f.ready)
 }
 
-// flight is one origin fetch that any number of requests for the same cache key share
-// (request collapsing). The body is readable while it is written (read-while-write).
-type flight struct {
-	key   string
-	ready chan struct{} // closed when out (and what goes with it) is set
-
-	// Set before ready is closed, read-only afterwards.
-	out    outcome
-	meta   object.Meta      // outBody: the entry being written (Size is the expected length or -1)
-	pass   *origin.Response // outPass: the response for the leader
-	status int              // outFailed: the status to report (502, 504 or the origin's 5xx)
-	err    error            // outFailed: why
-	// errResp, with outFailed, is the origin's own uncacheable 5xx, small enough to hand every
-	// waiter a copy (rather than sending them all to the origin at once).
-	errResp *bufferedResponse
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	sp      spool
-	written int64
-	// expect is the body length the origin announced, or -1. The last byte is held back from
-	// readers until the entry is committed, so that a viewer who has the whole body can count on
-	// the next request being a hit (and a purge that follows it finding the entry).
-	expect  int64
-	done    bool   // the body is complete and committed
-	bodyErr error  // the body failed mid-way: every reader fails too
-	readers int    // open readers; the spool is released when done and no reader is left
-	release func() // releases the spool; called once, after done with no readers
-	// nextWake is the written total at which progress next wakes the readers; wakePending is
-	// set while a timer will wake them for bytes written since (see progress).
-	nextWake    int64
-	wakePending bool
-
-	// noStore is set by a purge that arrives while the flight runs: its bytes may be the old
-	// version, so they reach the viewers already waiting but are never committed.
-	noStore atomic.Bool
-	// fs is the registry the flight is in. cancel, set by the fill before the body streams,
-	// stops the origin read; streaming is set (under mu) once the body streams into the spool.
-	// abandoned is set, under fs.mu and mu, when the last reader left a fill that was not going
-	// to finish soon: the fill is cancelled, the flight leaves the registry (a later request
-	// starts a new fill) and nothing is stored.
-	fs        *flights
-	cancel    context.CancelFunc
-	streaming bool
-	abandoned bool
-	// satisfied is set when a reader got all of the range it asked for: such a fill completes
-	// (a player that reads a file range by range would otherwise restart, and abandon, a fill
-	// from byte 0 for every range). Only viewers that left mid-body make a fill unread.
-	satisfied bool
-}
-
-func newFlight(key string) *flight {
-	f := &flight{key: key, ready: make(chan struct{}), expect: -1}
-	f.cond = sync.NewCond(&f.mu)
-	return f
-}
-
-// Readers are woken when the body has doubled since the last wake (at most maxWakeStep more),
-// and otherwise within wakeDelay of a write. Waking every reader on every 64 KiB write made a
-// flash crowd's 1,000 viewers take 32,000 wakeups, seeks and small sendfiles for a 2 MiB
-// object; doubling makes that about 6 per viewer, and the delay bounds how long a byte that
-// arrived stays unseen (a trickling origin, a low-latency part followed by a pause).
-const (
-	maxWakeStep = 1 << 20
-	wakeDelay   = 2 * time.Millisecond
-)
-
-// progress records n more bytes written to the spool.
-func (f *flight) progress(n int) {
-	f.mu.Lock()
-	f.written += int64(n)
-	wake := f.written >= f.nextWake
-	if wake {
-		f.nextWake = f.written + min(f.written, maxWakeStep)
-	} else if !f.wakePending {
-		f.wakePending = true
-		time.AfterFunc(wakeDelay, f.wakeReaders)
+// joinFill joins the flight that fills key, or, when there is none, leads a new one: lead
+// then starts its fill. It returns once the flight is settled. The flight comes pinned (see
+// flights.join): the caller unpins it when done with its body.
+func (s *Server) joinFill(key string, lead func(f *flight)) (f *flight, leader bool) {
+	f, leader = s.fl.join(key)
+	if leader {
+		lead(f)
+	} else {
+		s.m.collapsed.Inc()
 	}
-	// A body of unknown length that nobody reads may grow past the bound only now.
-	unread := f.unreadLocked()
-	f.mu.Unlock()
-	if wake {
-		f.cond.Broadcast()
-	}
-	if unread {
-		f.abandonIfUnread()
-	}
+	<-f.ready
+	return f, leader
 }
 
-// unreadLocked reports whether nobody reads a body still streaming that the policy would not
-// let complete: the cheap test before abandonIfUnread takes the locks in order. f.mu held.
-func (f *flight) unreadLocked() bool {
-	return f.readers == 0 && f.streaming && f.cancel != nil && !f.abandoned && !f.satisfied && !f.done && f.bodyErr == nil &&
-		f.fs != nil && !f.fs.bg.completes(f.written, f.expect)
-}
+// fill runs one origin fetch for a flight, detached from any viewer: a viewer that gives up does
+// not cancel the fetch the others are waiting for.
+func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
+	defer s.fl.leave(f)
+	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
+	primary = strings.Clone(primary)
+	reqPath = strings.Clone(reqPath)
 
-// abandonIfUnread stops a fill whose last reader has gone, unless it will finish soon (see
-// bgFill): a viewer who closes after 100 bytes of a cold 5 GB object must not make the origin
-// send all of it. The flight leaves the registry under fs.mu, before any new request can join
-// it, so that the next request starts a fill of its own instead of reading a cancelled body.
-func (f *flight) abandonIfUnread() {
-	fs := f.fs
-	fs.mu.Lock()
-	f.mu.Lock()
-	stop := f.unreadLocked()
-	if stop {
-		f.abandoned = true
-		if fs.m[f.key] == f {
-			delete(fs.m, f.key)
+	// Another flight may have committed the key between the viewer's lookup and this flight.
+	if stale == nil {
+		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
+			cancel()
+			f.settle(result{out: outRefreshed})
+			return
 		}
 	}
-	f.mu.Unlock()
-	fs.mu.Unlock()
-	if stop {
-		f.cancel()
+	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
+	if settled {
+		cancel()
+		return
 	}
+	// The fetch ends with its body (not with this function): a pass-through answer is read by
+	// its viewer after the fill returned, and was cut short when the fill cancelled it.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
+	d := s.decide(primary, reqPath, reqTime, respTime, resp)
+	if d.storable && oreq.Header.Get("Authorization") != "" && d.meta.Flags&object.AuthReusable == 0 {
+		d.storable, d.reason = false, "authorization" // RFC 9111 §3.5
+	}
+	if !d.storable && resp.Status >= 500 {
+		// An uncacheable 5xx goes to every viewer of the flight as the origin sent it.
+		s.settleError(f, resp)
+		return
+	}
+	if !d.storable && stale != nil {
+		s.store.remove(stale.Key) // the object is no longer cacheable
+	}
+	if names := varyNames(d.meta.Header); len(names) == 0 && d.storable {
+		// The URL no longer varies: lookups must find this response under the primary key.
+		// (Only a response that will be stored says so: an answer that cannot be shared, such
+		// as a 401 to one viewer's bad credentials, must not drop everyone's variants.)
+		s.store.forgetVary(primary)
+	} else if len(names) > 0 && d.storable {
+		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
+		defer s.store.beginVary(primary, names)()
+	}
+	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
+		if d.reason != "" && oreq.Header.Get("Authorization") == "" {
+			// (Not for a flight with credentials: its key is per credentials, and what one
+			// viewer's credentials got says nothing about the others'.)
+			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
+		}
+		f.settle(result{out: outPass, pass: resp})
+		return
+	}
+	if resp.Status == http.StatusOK && resp.ContentLength > s.sliceAbove {
+		// Too large to store whole: the object is cached, and served, as slices. Its viewers
+		// fetch them at once; this answer is dropped (a read of the first slices from it would
+		// save a round trip, at the cost of a second way to fill slices).
+		_ = resp.Body.Close()
+		if stale != nil {
+			s.store.remove(stale.Key)
+		}
+		s.store.markSliced(primary)
+		f.settle(result{out: outSliced})
+		return
+	}
+	if stale != nil && stale.Key != d.meta.Key {
+		s.store.remove(stale.Key)
+	}
+	if s.rewriter != nil && resp.Status == http.StatusOK && kindOf(reqPath) == kindPlaylist {
+		resp = s.rewriteManifest(reqPath, resp)
+	}
+	f.cancel = cancel // the body may be abandoned when its last viewer leaves (abandonIfUnread)
+	s.spoolBody(f, resp, d.meta)
 }
 
-// isAbandoned reports whether the fill was stopped for want of readers.
-func (f *flight) isAbandoned() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.abandoned
+// fillSlice fetches one slice, the bytes from first on, of an object of total bytes (-1 when
+// not known yet). An origin that ignores ranges (200), or an object that fits in one slice, is
+// stored whole under the object's own key instead, unless it is too large to store whole: then
+// it goes to the viewer that asked, uncached. Every other answer must be exactly the range
+// asked for, with the pinned ETag and total: anything else fails the slice with a reason.
+func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string, first, total int64) {
+	defer s.fl.leave(f)
+	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
+	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
+	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
+	if settled {
+		cancel()
+		return
+	}
+	// The fetch ends with its body, which a pass-through answer reads after this returns.
+	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
+	pass := func(resp *origin.Response) {
+		f.settle(result{out: outPass, pass: resp})
+	}
+	fail := func(status int, err error) {
+		_ = resp.Body.Close()
+		f.settle(result{out: outFailed, status: status, err: err})
+	}
+	d := s.decide(primary, reqPath, reqTime, respTime, resp)
+	if !d.storable || (resp.Status != http.StatusOK && resp.Status != http.StatusPartialContent) {
+		pass(resp)
+		return
+	}
+	if oreq.IfMatch != "" && d.meta.ETag != oreq.IfMatch {
+		// The origin ignored If-Match and sent another version.
+		fail(http.StatusPreconditionFailed, errPinBroken)
+		return
+	}
+	switch resp.Status {
+	case http.StatusOK:
+		if resp.ContentLength > s.sliceAbove || resp.ContentLength < 0 && s.store.isSliced(primary) {
+			pass(resp) // too large to store whole, and the origin does not do ranges
+			return
+		}
+	case http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		start, end, size, err := byterange.ParseContentRange(cr)
+		if err != nil || size < 0 || start < 0 {
+			fail(http.StatusBadGateway, fmt.Errorf("origin sent a bad Content-Range %q", cr))
+			return
+		}
+		wantEnd := min(first+int64(s.cfg.Cache.SliceBytes), size) - 1
+		switch {
+		case start != first || end != wantEnd:
+			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q to %s", cr, oreq.Range))
+			return
+		case total >= 0 && size != total:
+			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q for an object of %d bytes with the same ETag", cr, total))
+			return
+		case resp.ContentLength >= 0 && resp.ContentLength != end-start+1:
+			fail(http.StatusBadGateway, fmt.Errorf("origin sent %d bytes of body for %q", resp.ContentLength, cr))
+			return
+		}
+		resp.ContentLength = end - start + 1 // spoolBody holds the body to it
+		if start == 0 && end == size-1 {
+			d.meta.Status = http.StatusOK // the slice is the whole object
+		} else {
+			d.meta.Key, d.meta.Offset, d.meta.Total = f.key, start, size
+		}
+	}
+	if stale != nil && stale.ETag != d.meta.ETag {
+		// The object changed: its other slices belong to the old version.
+		s.dropSlices(primary)
+	}
+	s.spoolBody(f, resp, d.meta)
 }
 
-// bgFill is the policy for a fill whose viewers have all gone (Traffic Server's background
-// fill): it completes, and is cached, when it is far enough along or little is left; otherwise
-// it is stopped.
-type bgFill struct {
-	// percent: a fill at least this far along (of a known length) completes. 0: every fill
-	// completes.
-	percent int
-	// minBytes: a fill with at most this many bytes left completes; one of unknown length
-	// completes while it has received no more than this.
-	minBytes int64
-}
-
-// completes reports whether a fill with written of expect bytes (-1: unknown) goes on alone.
-func (p bgFill) completes(written, expect int64) bool {
+// exchange runs a fill's origin request, conditional when a stale entry is being revalidated.
+// It settles the flight itself (settled is true) when the origin gives no answer (connection,
+// timeout), a broken If-Match, a 5xx while the stale entry may stand in for it (stale-if-error),
+// or answers the revalidation (304); otherwise the caller gets the response, 5xx included.
+// withdraw removes the stale entry when a 304 forbids storing it any longer; the viewers then
+// fetch on their own (the stored body is still the representation, but refetching is what
+// the origin's no-store or private asks of a shared cache, and keeps this path simple).
+func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, stale *object.Meta, reqPath string, withdraw func()) (resp *origin.Response, reqTime, respTime time.Time, settled bool) {
+	if stale != nil {
+		oreq.IfNoneMatch = stale.ETag
+		if stale.ETag == "" {
+			oreq.IfModifiedSince = stale.LastModified
+		}
+	}
+	reqTime = s.now()
+	resp, err := s.fetch(ctx, oreq)
+	respTime = s.now()
+	fail := func(status int, err error) {
+		f.settle(result{out: outFailed, status: status, err: err})
+	}
 	switch {
-	case p.percent == 0:
-		return true
-	case expect < 0:
-		return written <= p.minBytes
-	case expect-written <= p.minBytes:
-		return true
-	}
-	return written*100 >= expect*int64(p.percent)
-}
-
-// wakeReaders is progress's delayed wake.
-func (f *flight) wakeReaders() {
-	f.mu.Lock()
-	f.wakePending = false
-	f.mu.Unlock()
-	f.cond.Broadcast()
-}
-
-// finish ends the body, successfully when err is nil.
-func (f *flight) finish(err error) {
-	f.mu.Lock()
-	f.done = err == nil
-	f.bodyErr = err
-	rel := f.maybeRelease()
-	f.mu.Unlock()
-	f.cond.Broadcast()
-	if rel != nil {
-		rel()
-	}
-}
-
-// maybeRelease returns the release function when nothing needs the spool any more. f.mu held.
-func (f *flight) maybeRelease() func() {
-	if (f.done || f.bodyErr != nil) && f.readers == 0 && f.release != nil {
-		r := f.release
-		f.release = nil
-		return r
-	}
-	return nil
-}
-
-// readable is how many bytes readers may see. f.mu held.
-func (f *flight) readable() int64 {
-	if f.done || f.expect < 0 {
-		return f.written
-	}
-	return min(f.written, f.expect-1)
-}
-
-// waitFor blocks until the spool holds at least end readable bytes, the body is complete, or
-// it failed. It returns how many bytes are readable.
-func (f *flight) waitFor(end int64) (int64, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for f.readable() < end && !f.done && f.bodyErr == nil {
-		f.cond.Wait()
-	}
-	return f.readable(), f.done, f.bodyErr
-}
-
-// reader streams [off, end) of the flight's body as it arrives; end < 0 means "to the end".
-// It fails, rather than ending early, when the origin cuts the body: the client then sees a cut
-// connection, never a short 200.
-type flightReader struct {
-	f        *flight
-	off, end int64
-	closed   bool
-}
-
-func (f *flight) newReader(off, end int64) *flightReader {
-	f.mu.Lock()
-	f.readers++
-	f.mu.Unlock()
-	return &flightReader{f: f, off: off, end: end}
-}
-
-func (r *flightReader) Read(p []byte) (int, error) {
-	if r.end >= 0 && r.off >= r.end {
-		return 0, io.EOF
-	}
-	want := r.off + 1
-	avail, done, err := r.f.waitFor(want)
-	if err != nil {
-		return 0, err
-	}
-	if avail <= r.off {
-		if done {
-			if r.end >= 0 && r.off < r.end {
-				return 0, io.ErrUnexpectedEOF
+	case err != nil:
+		s.log.Warn("origin fetch failed", "cache_key", f.key, "error", err)
+		fail(statusForError(err), err)
+	case resp.Status == http.StatusNotModified && stale != nil:
+		_ = resp.Body.Close()
+		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
+		if oreq.Header.Get("Authorization") != "" && m.Flags&object.AuthReusable == 0 {
+			ok = false // RFC 9111 §3.5: the entry no longer allows requests with credentials
+		}
+		if !ok {
+			// The 304's headers forbid storing (no-store, private...): the old entry must go,
+			// and every viewer fetches the object for itself.
+			withdraw()
+			if oreq.Header.Get("Authorization") == "" {
+				s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
 			}
-			return 0, io.EOF
+			f.settle(result{out: outPass})
+			break
 		}
+		if err := s.store.updateMeta(m); err != nil {
+			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
+		}
+		f.settle(result{out: outRefreshed})
+	case resp.Status == http.StatusPreconditionFailed:
+		_ = resp.Body.Close()
+		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
+	case resp.Status >= 500 && stale != nil && !s.untrusted.Load() && usableOnError(stale, respTime):
+		// stale-if-error (RFC 5861 §4): the stale entry answers instead of the 5xx.
+		_ = resp.Body.Close()
+		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
+	default:
+		return resp, reqTime, respTime, false
 	}
-	n := avail - r.off
-	if r.end >= 0 {
-		n = min(n, r.end-r.off)
-	}
-	n = min(n, int64(len(p)))
-	m, rerr := r.f.sp.ReadAt(p[:n], r.off)
-	r.off += int64(m)
-	if rerr == io.EOF && int64(m) == n {
-		rerr = nil
-	}
-	return m, rerr
+	return nil, reqTime, respTime, true
 }
 
-// reopener is a spool whose file a reader may open on its own (the disk tier's Writer).
-type reopener interface {
-	Reopen() (*os.File, error)
+// fetch asks the origin and records the exchange.
+func (s *Server) fetch(ctx context.Context, r *origin.Request) (*origin.Response, error) {
+	start := s.now()
+	resp, err := s.origin.Fetch(ctx, r)
+	s.m.originLatency.Observe(s.now().Sub(start).Seconds())
+	s.m.nOriginFetches.Add(1)
+	if err != nil || resp.Status >= 500 {
+		s.m.nOriginFailures.Add(1)
+	}
+	switch {
+	case err != nil:
+		s.m.originErrors.WithLabelValues("connect").Inc()
+		s.m.originFetches.WithLabelValues("error").Inc()
+	case resp.Status >= 500:
+		s.m.originErrors.WithLabelValues("5xx").Inc()
+		s.m.originFetches.WithLabelValues("5xx").Inc()
+	case resp.Status == http.StatusNotModified:
+		s.m.originFetches.WithLabelValues("304").Inc()
+	case resp.Status >= 400:
+		s.m.originFetches.WithLabelValues("4xx").Inc()
+	default:
+		s.m.originFetches.WithLabelValues("ok").Inc()
+	}
+	return resp, err
 }
 
-// WriteTo sends the reader's range with sendfile from the spool's file, each chunk as soon as
-// the fill has written it, when w can take a file (fasthttp hands a body stream that implements
-// WriterTo its connection's writer, whose ReadFrom ends in sendfile). Otherwise it copies
-// through a buffer, as io.Copy would. Under a flash crowd this keeps a thousand viewers'
-// bytes out of user space (docs/performance.md).
-func (r *flightReader) WriteTo(w io.Writer) (int64, error) {
-	rf, okW := w.(io.ReaderFrom)
-	ro, okS := r.f.sp.(reopener)
-	var file *os.File
-	if okW && okS {
-		file, _ = ro.Reopen()
+func statusForError(err error) int {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fasthttp.StatusGatewayTimeout
 	}
-	if file == nil {
-		return io.Copy(w, struct{ io.Reader }{r}) // hide WriteTo from io.Copy
-	}
-	defer file.Close()
-	var total int64
-	for r.end < 0 || r.off < r.end {
-		avail, done, err := r.f.waitFor(r.off + 1)
-		if err != nil {
-			return total, err
-		}
-		if avail <= r.off { // waitFor returns short only when the body is complete
-			if r.end >= 0 || !done {
-				return total, io.ErrUnexpectedEOF
-			}
-			return total, nil
-		}
-		n := avail - r.off
-		if r.end >= 0 {
-			n = min(n, r.end-r.off)
-		}
-		if _, err := file.Seek(r.off, io.SeekStart); err != nil {
-			return total, err
-		}
-		m, err := rf.ReadFrom(&io.LimitedReader{R: file, N: n})
-		r.off += m
-		total += m
-		if err != nil {
-			return total, err
-		}
-		if m < n {
-			return total, io.ErrUnexpectedEOF
-		}
-	}
-	return total, nil
+	return fasthttp.StatusBadGateway
 }
 
-// ReadAt reads already written bytes, waiting for them when needed (multipart answers).
-func (r *flightReader) ReadAt(p []byte, off int64) (int, error) {
-	avail, _, err := r.f.waitFor(off + int64(len(p)))
+// originRequest builds the origin read for a viewer's request. End-to-end request headers go
+// along (a response may vary on any of them), Authorization included (a protected origin needs
+// it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
+// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is
+// normalised so that one origin response serves a whole variant.
+func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Request {
+	h := http.Header{}
+	for k, v := range ctx.Request.Header.All() {
+		name := http.CanonicalHeaderKey(b2s(k))
+		if dropHeaders[name] || skipRequestHeaders[name] {
+			continue
+		}
+		h.Add(name, string(v))
+	}
+	h.Set("Accept-Encoding", normaliseAcceptEncoding(b2s(ctx.Request.Header.Peek("Accept-Encoding"))))
+	return &origin.Request{Path: strings.Clone(rq.path), Query: strings.Clone(rq.query), Header: h}
+}
+
+// skipRequestHeaders are viewer request headers never forwarded on a cacheable fetch.
+var skipRequestHeaders = map[string]bool{
+	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
+	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
+	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
+	"Content-Range": true, "Date": true,
+}
+
+// spoolBody streams a cacheable origin body into the disk tier while the flight's readers
+// follow, then commits it. A body cut short fails every reader and caches nothing.
+func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
+	w, err := s.store.disk.Create(meta.Key)
 	if err != nil {
-		return 0, err
+		s.log.Warn("disk tier refused a fill", "cache_key", meta.Key, "error", err)
+		f.settle(result{out: outPass, pass: resp})
+		return
 	}
-	if off >= avail {
-		return 0, io.EOF
-	}
-	n := min(int64(len(p)), avail-off)
-	m, rerr := r.f.sp.ReadAt(p[:n], off)
-	if rerr == nil && m < len(p) {
-		rerr = io.EOF
-	}
-	return m, rerr
-}
-
-// Close gives the reader's hold on the spool back; fasthttp calls it after the response.
-func (r *flightReader) Close() error {
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	// A reader that got the whole range it asked for leaves satisfied; one that reads to the end
-	// and closes early, aborted.
-	r.f.leaveReader(r.end >= 0 && r.off >= r.end)
-	return nil
-}
-
-// leaveReader gives back a reader's or a pin's hold: the spool is released when the body is
-// over, and a fill nobody reads any more may be stopped.
-func (f *flight) leaveReader(satisfied bool) {
+	f.sp = w
+	f.release = w.Abort
 	f.mu.Lock()
-	f.readers--
-	f.satisfied = f.satisfied || satisfied
-	rel := f.maybeRelease()
-	unread := f.unreadLocked()
+	f.expect = resp.ContentLength
+	f.streaming = true
 	f.mu.Unlock()
-	if rel != nil {
-		rel()
+	meta.Size = resp.ContentLength
+	f.settle(result{out: outBody, meta: meta})
+
+	buf := make([]byte, 64<<10)
+	var written int64
+	var bodyErr error
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				bodyErr = fmt.Errorf("spool body: %w", werr)
+				break
+			}
+			written += int64(n)
+			s.m.originBytes.Add(float64(n))
+			f.progress(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			bodyErr = fmt.Errorf("read origin body: %w", rerr)
+			break
+		}
 	}
-	if unread {
-		f.abandonIfUnread()
+	_ = resp.Body.Close()
+	if bodyErr == nil && resp.ContentLength >= 0 && written != resp.ContentLength {
+		bodyErr = fmt.Errorf("origin body ended after %d of %d bytes", written, resp.ContentLength)
+	}
+	if errors.Is(bodyErr, disktier.ErrTooLarge) && meta.Offset == 0 && meta.Total == 0 {
+		// An object that announced no length ran past what the disk tier stores whole: its
+		// next requests go to slices (an origin that ignores ranges then streams it through).
+		s.store.markSliced(primaryOf(meta.Key))
+	}
+	if bodyErr != nil && f.isAbandoned() {
+		s.m.fillsAbandoned.Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "fill abandoned: no viewer left",
+			slog.String("cache_key", meta.Key), slog.Int64("bytes", written), slog.Int64("length", resp.ContentLength))
+		f.finish(fmt.Errorf("fill abandoned after %d bytes: no viewer left", written))
+		return
+	}
+	if bodyErr != nil {
+		s.m.originErrors.WithLabelValues("body").Inc()
+		s.log.Warn("fill failed mid-body; nothing cached", "cache_key", meta.Key, "error", bodyErr)
+		f.finish(bodyErr)
+		return
+	}
+	m := meta
+	m.Size = written
+	if f.noStore.Load() {
+		f.finish(nil)
+		return
+	}
+	if err := w.Commit(m); err != nil {
+		s.log.Warn("commit fill to disk", "cache_key", m.Key, "error", err)
+		f.finish(nil)
+		return
+	}
+	if got, ok := s.store.disk.Get(m.Key); ok {
+		m = got
+	}
+	// The memory tier gets the object on its next request (store.open reads a disk hit into
+	// memory and offers it): TinyLFU refuses most first-seen objects anyway, and a body-sized
+	// buffer per miss was most of the edge's garbage under churn (docs/performance.md).
+	s.store.committed(m, nil)
+	s.fl.forget(f)
+	f.finish(nil)
+}
+
+// maxBufferedError bounds the origin 5xx body a flight copies for its waiters.
+const maxBufferedError = 64 << 10
+
+// bufferedResponse is a small origin answer held whole, to be written to many viewers.
+type bufferedResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// settleError ends a flight whose answer is an uncacheable 5xx: its waiters all get a copy when
+// the body is small, instead of all asking the origin again at once (a storm on an origin that
+// is already failing). A larger body streams to the leader, and each waiter fetches its own.
+func (s *Server) settleError(f *flight, resp *origin.Response) {
+	if resp.ContentLength > maxBufferedError {
+		f.settle(result{out: outPass, pass: resp})
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedError+1))
+	_ = resp.Body.Close()
+	switch {
+	case err != nil:
+		s.log.Warn("read origin error body", "cache_key", f.key, "error", err)
+		f.settle(result{out: outFailed, status: http.StatusBadGateway, err: fmt.Errorf("read origin %d body: %w", resp.Status, err)})
+	case len(b) > maxBufferedError:
+		f.settle(result{out: outFailed, status: resp.Status, err: fmt.Errorf("origin answered %d with a large body", resp.Status)})
+	default:
+		f.settle(result{out: outFailed, status: resp.Status, err: fmt.Errorf("origin answered %d", resp.Status),
+			errResp: &bufferedResponse{status: resp.Status, header: resp.Header, body: b}})
 	}
 }
 
-// flights collapses concurrent fetches of one key into one.
-type flights struct {
-	mu sync.Mutex
-	m  map[string]*flight // guarded by mu
-	wg sync.WaitGroup     // running fills, waited for at shutdown
-	bg bgFill             // what becomes of a fill nobody reads; set before the first join
-}
+// maxRewrite bounds the manifests the rewriter sees; larger ones are cached unchanged.
+const maxRewrite = 4 << 20
 
-// join returns the flight for key, creating it when there is none; leader is true for the
-// caller that must start it. The flight comes pinned: its spool stays readable until the caller
-// calls unpin (readers it opens in between hold their own pins), so that a flight finishing
-// between join and read never leaves a joiner with a released spool. Lock order: fs.mu, f.mu.
-func (fs *flights) join(key string) (f *flight, leader bool) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	f, ok := fs.m[key]
-	if !ok {
-		f = newFlight(key)
-		f.fs = fs
-		fs.m[key] = f
-		fs.wg.Add(1)
+// rewriteManifest reads a whole playlist or MPD, rewrites it, and returns a response that
+// carries the new body (or the original bytes when nothing applies).
+func (s *Server) rewriteManifest(reqPath string, resp *origin.Response) *origin.Response {
+	if resp.ContentLength > maxRewrite {
+		return resp
 	}
-	f.mu.Lock()
-	f.readers++
-	f.mu.Unlock()
-	return f, !ok
-}
-
-// unpin gives back the pin join took.
-func (f *flight) unpin() { f.leaveReader(false) }
-
-// forget removes a flight from the registry, so that later requests look in the tiers (where
-// its entry now is) instead of joining it. Idempotent.
-func (fs *flights) forget(f *flight) {
-	fs.mu.Lock()
-	if fs.m[f.key] == f {
-		delete(fs.m, f.key)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRewrite+1))
+	if err != nil || int64(len(body)) > maxRewrite {
+		// Cannot rewrite: hand on what was read followed by the rest, or the error.
+		resp.Body = &readCloser{Reader: io.MultiReader(bytes.NewReader(body), &errReader{err}, resp.Body), Closer: resp.Body}
+		return resp
 	}
-	fs.mu.Unlock()
-}
-
-// leave forgets a flight whose fill has ended.
-func (fs *flights) leave(f *flight) {
-	fs.forget(f)
-	fs.wg.Done()
-}
-
-func (fs *flights) get(key string) (*flight, bool) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	f, ok := fs.m[key]
-	return f, ok
-}
-
-// wait blocks until every running fill has finished or ctx ends.
-func (fs *flights) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { fs.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	_ = resp.Body.Close()
+	if nb, ok := s.rewriter.Rewrite(reqPath, body); ok {
+		body = nb
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// errReader fails with err (when err is nil it is an empty reader).
+type errReader struct{ err error }
+
+func (e *errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
+}
+
+// revalidateInBackground refreshes a stale-while-revalidate entry without holding up the viewer.
+func (s *Server) revalidateInBackground(ctx *fasthttp.RequestCtx, key string, rq *request, stale object.Meta) {
+	f, leader := s.fl.join(key)
+	if !leader {
+		f.unpin()
+		return
+	}
+	// The viewer's headers go along as on a miss: the entry may be one variant of a response
+	// that varies on them, and must be refreshed as that variant.
+	oreq := s.originRequest(ctx, rq)
+	path, primary := strings.Clone(rq.path), strings.Clone(rq.primary)
+	go func() {
+		defer f.unpin()
+		go s.fill(f, oreq, &stale, path, primary)
+		<-f.ready
+		if f.out == outPass && f.pass != nil {
+			_ = f.pass.Body.Close()
+		}
+		if f.out == outBody {
+			// Nobody reads this body but the tiers; a reader keeps the spool until it is done.
+			r := f.newReader(0, -1)
+			_, _ = io.Copy(io.Discard, r)
+			_ = r.Close()
+		}
+	}()
 }

@@ -16,8 +16,27 @@ func TestFlightWakesReadersForHeldBytes(t *testing.T) {
 		n, _, _ := f.waitFor(64<<10 + 1)
 		got <- n
 	}()
-	time.Sleep(20 * time.Millisecond) // let the reader wait (if it has not, it passes at once)
-	f.progress(1 << 10)               // less than double: held until the delayed wake
+	// Only once the reader waits can the test tell a wake from bytes it found on arrival.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		waiting := f.waiting
+		f.mu.Unlock()
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader did not start waiting within 10 s")
+		}
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
+	}
+	f.mu.Lock()
+	wakesAt := f.nextWake
+	f.mu.Unlock()
+	if wakesAt <= 65<<10 {
+		t.Fatalf("the next immediate wake is due at %d bytes: the test no longer tests the delayed wake", wakesAt)
+	}
+	f.progress(1 << 10) // less than double: held until the delayed wake
 	select {
 	case n := <-got:
 		if n != 65<<10 {

@@ -51,7 +51,7 @@ func (so *slowOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("warm"))
 		return
 	}
-	time.Sleep(so.ttfb)
+	time.Sleep(so.ttfb) //nolint:forbidigo // the origin's time to first byte
 	w.Header().Set("Cache-Control", "max-age=3600")
 	w.Header().Set("Content-Length", strconv.Itoa(len(so.body)))
 	_, _ = w.Write(so.body)

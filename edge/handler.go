@@ -6,9 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"github.com/duetcdn/duet/edge/byterange"
 	"github.com/duetcdn/duet/edge/cachecontrol"
 	"github.com/duetcdn/duet/edge/cachekey"
+	"github.com/duetcdn/duet/edge/conditional"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/bus"
@@ -105,7 +104,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.observe(csPass, start, s.now())
 		return
 	}
-	cs := s.serveCacheable(ctx, &rq, false)
+	cs := s.serveCacheable(ctx, &rq)
 	s.applyCORS(ctx)
 	s.m.observe(cs, start, s.now())
 }
@@ -130,128 +129,149 @@ func (s *Server) serveReady(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString("ready\n")
 }
 
-// serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin.
-func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request, retried bool) cacheStatus {
-	key := s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
-	now := rq.start
-	if retried {
-		now = s.now()
-	}
+// serveCacheable answers a GET or HEAD from the tiers, a collapsed fill, or the origin. It
+// looks the key up twice at most: again when the fill it waited for settled another variant
+// than this request's, or revalidated an entry that was gone by the time it looked.
+func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request) cacheStatus {
 	// A request with credentials may use only an entry whose response allows it (RFC 9111
 	// §3.5), and fetches in a flight of its own (see authFlightKey).
 	auth := len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) > 0
-	var stale *object.Meta
-	e, ok := s.store.open(key)
-	if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
-		e.close()
-		ok = false
-	}
-	if ok {
-		fr := freshnessOf(e.meta, now)
-		if s.untrusted.Load() {
-			fr = expired // purges may be missing: the origin must confirm the entry first
+	now := rq.start
+	for look := 1; ; look++ {
+		key := s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
+		var stale *object.Meta
+		e, ok := s.store.open(key)
+		if ok && auth && e.meta.Flags&object.AuthReusable == 0 {
+			e.close()
+			ok = false
 		}
-		if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
-			fr = expired
+		if ok {
+			fr := freshnessOf(e.meta, now)
+			if s.untrusted.Load() {
+				fr = expired // purges may be missing: the origin must confirm the entry first
+			}
+			if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
+				fr = expired
+			}
+			switch fr {
+			case fresh:
+				s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
+				return csHit
+			case staleRevalidateAsync:
+				s.revalidateInBackground(ctx, key, rq, *e.meta)
+				s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
+				return csStaleWhileRevalidate
+			}
+			m := *e.meta
+			stale = &m
+			e.close()
 		}
-		switch fr {
-		case fresh:
-			s.respond(ctx, rq, e.meta, body{e: e}, csHit, now)
-			return csHit
-		case staleRevalidateAsync:
-			s.revalidateInBackground(ctx, key, rq, *e.meta)
-			s.respond(ctx, rq, e.meta, body{e: e}, csStaleWhileRevalidate, now)
-			return csStaleWhileRevalidate
+		sliced := rq.rangeHdr != "" || s.store.isSliced(rq.primary)
+		if auth && sliced && stale == nil {
+			// Slices are stored as they arrive, before anyone could tell whether this viewer's
+			// credentials allow sharing them: a range (or a sliced object) with credentials passes.
+			return s.passThrough(ctx, rq, nil)
 		}
-		m := *e.meta
-		stale = &m
-		e.close()
-	}
-	sliced := rq.rangeHdr != "" || s.store.isSliced(rq.primary)
-	if auth && sliced && stale == nil {
-		// Slices are stored as they arrive, before anyone could tell whether this viewer's
-		// credentials allow sharing them: a range (or a sliced object) with credentials passes.
-		return s.passThrough(ctx, rq, nil)
-	}
-	if sliced && stale == nil {
-		if _, inFlight := s.fl.get(key); !inFlight {
-			return s.serveSlices(ctx, rq)
+		if sliced && stale == nil {
+			if _, inFlight := s.fl.get(key); !inFlight {
+				return s.serveSlices(ctx, rq)
+			}
 		}
-	}
-	if rq.head && stale == nil {
-		if _, inFlight := s.fl.get(key); !inFlight {
-			return s.headThrough(ctx, rq)
+		if rq.head && stale == nil {
+			if _, inFlight := s.fl.get(key); !inFlight {
+				return s.headThrough(ctx, rq)
+			}
 		}
+		if s.pass.has(key, now) {
+			return s.passThrough(ctx, rq, nil)
+		}
+		cs, again := s.serveFill(ctx, rq, key, stale, auth, look == 2)
+		if !again {
+			return cs
+		}
+		now = s.now()
 	}
-	if s.pass.has(key, now) {
-		return s.passThrough(ctx, rq, nil)
-	}
+}
 
+// serveFill answers from the flight that fills key, joined or led. again asks serveCacheable
+// to look the key up once more (never when last is set): the flight stored a variant this
+// request does not share, or revalidated an entry that is gone.
+func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, stale *object.Meta, auth, last bool) (cs cacheStatus, again bool) {
 	fkey := key
 	if auth {
 		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
 	}
-	f, leader := s.fl.join(fkey)
+	f, leader := s.joinFill(fkey, func(f *flight) {
+		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
+	})
 	defer f.unpin()
-	if leader {
-		oreq := s.originRequest(ctx, rq)
-		go s.fill(f, oreq, stale, rq.path, rq.primary)
-	} else {
-		s.m.collapsed.Inc()
+	if f.out == outBody && f.meta.Key != key && !last &&
+		s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) }) != f.meta.Key {
+		// The response varies on a header whose value this request does not share with the
+		// leader's: look again under the right variant.
+		return csError, true
 	}
-	<-f.ready
+	if m, src, cs, ok := s.fromFlight(f, key, stale, auth); ok {
+		s.respond(ctx, rq, m, src, cs, s.now())
+		return cs, false
+	}
+	switch f.out {
+	case outRefreshed: // and the entry is gone again
+		if !last {
+			return csError, true
+		}
+		s.fail(ctx, fasthttp.StatusBadGateway, "entry vanished during revalidation")
+		return csError, false
+	case outPass:
+		if leader && f.pass != nil {
+			return s.passThrough(ctx, rq, f.pass), false
+		}
+		return s.passThrough(ctx, rq, nil), false
+	case outSliced:
+		return s.serveSlices(ctx, rq), false
+	default: // outFailed, and no stale entry may stand in
+		if f.errResp != nil {
+			s.writeBuffered(ctx, f.errResp, rq.head)
+			return csPass, false
+		}
+		s.fail(ctx, f.status, failReason(f.status))
+		return csError, false
+	}
+}
+
+// fromFlight is what a settled flight gives a request to answer from, the same for whole
+// objects and slices: the body being filled (outBody), the entry the flight revalidated
+// (outRefreshed), or the stale entry when the fill failed and stale-if-error lets it stand in.
+// ok is false for everything else, which the caller answers in its own way.
+func (s *Server) fromFlight(f *flight, key string, stale *object.Meta, auth bool) (m *object.Meta, src body, cs cacheStatus, ok bool) {
 	switch f.out {
 	case outBody:
-		if f.meta.Key != key && !retried &&
-			s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) }) != f.meta.Key {
-			// The response varies on a header whose value this request does not share with the
-			// leader's: look again under the right variant.
-			return s.serveCacheable(ctx, rq, true)
-		}
-		cs := csMiss
+		cs = csMiss
 		if stale != nil {
 			cs = csRefetched
 		}
-		s.respond(ctx, rq, &f.meta, body{f: f}, cs, s.now())
-		return cs
+		return &f.meta, body{f: f}, cs, true
 	case outRefreshed:
-		if e, ok := s.store.open(key); ok && (!auth || e.meta.Flags&object.AuthReusable != 0) {
-			cs := csRevalidated
-			if stale == nil {
-				cs = csHit
-			}
-			s.respond(ctx, rq, e.meta, body{e: e}, cs, s.now())
-			return cs
-		}
-		if ok {
+		e, found := s.store.open(key)
+		if found && auth && e.meta.Flags&object.AuthReusable == 0 {
 			e.close()
+			found = false
 		}
-		if !retried {
-			return s.serveCacheable(ctx, rq, true)
+		if found {
+			cs = csRevalidated
+			if stale == nil {
+				cs = csHit // another flight had committed the key (see fill)
+			}
+			return e.meta, body{e: e}, cs, true
 		}
-		s.fail(ctx, fasthttp.StatusBadGateway, "entry vanished during revalidation")
-		return csError
-	case outPass:
-		if leader && f.pass != nil {
-			return s.passThrough(ctx, rq, f.pass)
-		}
-		return s.passThrough(ctx, rq, nil)
-	case outSliced:
-		return s.serveSlices(ctx, rq)
-	default: // outFailed
+	case outFailed:
 		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
-			if e, ok := s.store.open(key); ok {
-				s.respond(ctx, rq, e.meta, body{e: e}, csStaleIfError, s.now())
-				return csStaleIfError
+			if e, found := s.store.open(key); found {
+				return e.meta, body{e: e}, csStaleIfError, true
 			}
 		}
-		if f.errResp != nil {
-			s.writeBuffered(ctx, f.errResp, rq.head)
-			return csPass
-		}
-		s.fail(ctx, f.status, failReason(f.status))
-		return csError
 	}
+	return nil, body{}, csError, false
 }
 
 // viewerNoCache tells whether a request asks for revalidation: Cache-Control no-cache or
@@ -303,357 +323,6 @@ func viewerReason(status int, err error) string {
 	return err.Error()
 }
 
-// originRequest builds the origin read for a viewer's request. End-to-end request headers go
-// along (a response may vary on any of them), Authorization included (a protected origin needs
-// it; serveCacheable keeps what comes back from other viewers unless RFC 9111 §3.5 allows),
-// minus cookies and the validators and ranges the edge sets itself; Accept-Encoding is
-// normalised so that one origin response serves a whole variant.
-func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Request {
-	h := http.Header{}
-	for k, v := range ctx.Request.Header.All() {
-		name := http.CanonicalHeaderKey(b2s(k))
-		if dropHeaders[name] || skipRequestHeaders[name] {
-			continue
-		}
-		h.Add(name, string(v))
-	}
-	h.Set("Accept-Encoding", normaliseAcceptEncoding(b2s(ctx.Request.Header.Peek("Accept-Encoding"))))
-	return &origin.Request{Path: strings.Clone(rq.path), Query: strings.Clone(rq.query), Header: h}
-}
-
-// skipRequestHeaders are viewer request headers never forwarded on a cacheable fetch.
-var skipRequestHeaders = map[string]bool{
-	"Host": true, "Cookie": true, "Range": true, "If-Range": true,
-	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
-	"Cache-Control": true, "Pragma": true, "Content-Length": true, "Expect": true,
-	"Content-Range": true, "Date": true,
-}
-
-// fill runs one origin fetch for a flight, detached from any viewer: a viewer that gives up does
-// not cancel the fetch the others are waiting for.
-func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string) {
-	defer s.fl.leave(f)
-	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	primary = strings.Clone(primary)
-	reqPath = strings.Clone(reqPath)
-
-	// Another flight may have committed the key between the viewer's lookup and this flight.
-	if stale == nil {
-		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
-			cancel()
-			f.out = outRefreshed
-			close(f.ready)
-			return
-		}
-	}
-	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
-	if settled {
-		cancel()
-		return
-	}
-	// The fetch ends with its body (not with this function): a pass-through answer is read by
-	// its viewer after the fill returned, and was cut short when the fill cancelled it.
-	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
-	d := s.decide(primary, reqPath, reqTime, respTime, resp)
-	if d.storable && oreq.Header.Get("Authorization") != "" && d.meta.Flags&object.AuthReusable == 0 {
-		d.storable, d.reason = false, "authorization" // RFC 9111 §3.5
-	}
-	if !d.storable && resp.Status >= 500 {
-		// An uncacheable 5xx goes to every viewer of the flight as the origin sent it.
-		s.settleError(f, resp)
-		return
-	}
-	if !d.storable && stale != nil {
-		s.store.remove(stale.Key) // the object is no longer cacheable
-	}
-	if names := varyNames(d.meta.Header); len(names) == 0 && d.storable {
-		// The URL no longer varies: lookups must find this response under the primary key.
-		// (Only a response that will be stored says so: an answer that cannot be shared, such
-		// as a 401 to one viewer's bad credentials, must not drop everyone's variants.)
-		s.store.forgetVary(primary)
-	} else if len(names) > 0 && d.storable {
-		d.meta.Key = variantKey(primary, varyValues(names, oreq.Header.Get))
-		defer s.store.beginVary(primary, names)()
-	}
-	if !d.storable || resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified {
-		if d.reason != "" && oreq.Header.Get("Authorization") == "" {
-			// (Not for a flight with credentials: its key is per credentials, and what one
-			// viewer's credentials got says nothing about the others'.)
-			s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
-		}
-		f.out, f.pass = outPass, resp
-		close(f.ready)
-		return
-	}
-	if resp.Status == http.StatusOK && resp.ContentLength > s.sliceAbove {
-		// Too large to store whole: the object is cached, and served, as slices. Its viewers
-		// fetch them at once; this answer is dropped (a read of the first slices from it would
-		// save a round trip, at the cost of a second way to fill slices).
-		_ = resp.Body.Close()
-		if stale != nil {
-			s.store.remove(stale.Key)
-		}
-		s.store.markSliced(primary)
-		f.out = outSliced
-		close(f.ready)
-		return
-	}
-	if stale != nil && stale.Key != d.meta.Key {
-		s.store.remove(stale.Key)
-	}
-	if s.rewriter != nil && resp.Status == http.StatusOK && kindOf(reqPath) == kindPlaylist {
-		resp = s.rewriteManifest(reqPath, resp)
-	}
-	f.cancel = cancel // the body may be abandoned when its last viewer leaves (abandonIfUnread)
-	s.spoolBody(f, resp, d.meta)
-}
-
-// maxRewrite bounds the manifests the rewriter sees; larger ones are cached unchanged.
-const maxRewrite = 4 << 20
-
-// rewriteManifest reads a whole playlist or MPD, rewrites it, and returns a response that
-// carries the new body (or the original bytes when nothing applies).
-func (s *Server) rewriteManifest(reqPath string, resp *origin.Response) *origin.Response {
-	if resp.ContentLength > maxRewrite {
-		return resp
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRewrite+1))
-	if err != nil || int64(len(body)) > maxRewrite {
-		// Cannot rewrite: hand on what was read followed by the rest, or the error.
-		resp.Body = &readCloser{Reader: io.MultiReader(bytes.NewReader(body), &errReader{err}, resp.Body), Closer: resp.Body}
-		return resp
-	}
-	_ = resp.Body.Close()
-	if nb, ok := s.rewriter.Rewrite(reqPath, body); ok {
-		body = nb
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	return resp
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-// errReader fails with err (when err is nil it is an empty reader).
-type errReader struct{ err error }
-
-func (e *errReader) Read([]byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	return 0, io.EOF
-}
-
-// spoolBody streams a cacheable origin body into the disk tier while the flight's readers
-// follow, then commits it. A body cut short fails every reader and caches nothing.
-func (s *Server) spoolBody(f *flight, resp *origin.Response, meta object.Meta) {
-	w, err := s.store.disk.Create(meta.Key)
-	if err != nil {
-		s.log.Warn("disk tier refused a fill", "cache_key", meta.Key, "error", err)
-		f.out, f.pass = outPass, resp
-		close(f.ready)
-		return
-	}
-	f.sp = w
-	f.release = w.Abort
-	f.mu.Lock()
-	f.expect = resp.ContentLength
-	f.streaming = true
-	f.mu.Unlock()
-	meta.Size = resp.ContentLength
-	f.meta = meta
-	f.out = outBody
-	close(f.ready)
-
-	buf := make([]byte, 64<<10)
-	var written int64
-	var bodyErr error
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				bodyErr = fmt.Errorf("spool body: %w", werr)
-				break
-			}
-			written += int64(n)
-			s.m.originBytes.Add(float64(n))
-			f.progress(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			bodyErr = fmt.Errorf("read origin body: %w", rerr)
-			break
-		}
-	}
-	_ = resp.Body.Close()
-	if bodyErr == nil && resp.ContentLength >= 0 && written != resp.ContentLength {
-		bodyErr = fmt.Errorf("origin body ended after %d of %d bytes", written, resp.ContentLength)
-	}
-	if errors.Is(bodyErr, disktier.ErrTooLarge) && meta.Offset == 0 && meta.Total == 0 {
-		// An object that announced no length ran past what the disk tier stores whole: its
-		// next requests go to slices (an origin that ignores ranges then streams it through).
-		s.store.markSliced(primaryOf(meta.Key))
-	}
-	if bodyErr != nil && f.isAbandoned() {
-		s.m.fillsAbandoned.Inc()
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "fill abandoned: no viewer left",
-			slog.String("cache_key", meta.Key), slog.Int64("bytes", written), slog.Int64("length", resp.ContentLength))
-		f.finish(fmt.Errorf("fill abandoned after %d bytes: no viewer left", written))
-		return
-	}
-	if bodyErr != nil {
-		s.m.originErrors.WithLabelValues("body").Inc()
-		s.log.Warn("fill failed mid-body; nothing cached", "cache_key", meta.Key, "error", bodyErr)
-		f.finish(bodyErr)
-		return
-	}
-	m := meta
-	m.Size = written
-	if f.noStore.Load() {
-		f.finish(nil)
-		return
-	}
-	if err := w.Commit(m); err != nil {
-		s.log.Warn("commit fill to disk", "cache_key", m.Key, "error", err)
-		f.finish(nil)
-		return
-	}
-	if got, ok := s.store.disk.Get(m.Key); ok {
-		m = got
-	}
-	// The memory tier gets the object on its next request (store.open reads a disk hit into
-	// memory and offers it): TinyLFU refuses most first-seen objects anyway, and a body-sized
-	// buffer per miss was most of the edge's garbage under churn (docs/performance.md).
-	s.store.committed(m, nil)
-	s.fl.forget(f)
-	f.finish(nil)
-}
-
-// exchange runs a fill's origin request, conditional when a stale entry is being revalidated.
-// It settles the flight itself (settled is true) when the origin gives no answer (connection,
-// timeout), a broken If-Match, a 5xx while the stale entry may stand in for it (stale-if-error),
-// or answers the revalidation (304); otherwise the caller gets the response, 5xx included.
-// withdraw removes the stale entry when a 304 forbids storing it any longer; the viewers then
-// fetch on their own (the stored body is still the representation, but refetching is what
-// the origin's no-store or private asks of a shared cache, and keeps this path simple).
-func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, stale *object.Meta, reqPath string, withdraw func()) (resp *origin.Response, reqTime, respTime time.Time, settled bool) {
-	if stale != nil {
-		oreq.IfNoneMatch = stale.ETag
-		if stale.ETag == "" {
-			oreq.IfModifiedSince = stale.LastModified
-		}
-	}
-	reqTime = s.now()
-	resp, err := s.fetch(ctx, oreq)
-	respTime = s.now()
-	fail := func(status int, err error) {
-		f.out, f.status, f.err = outFailed, status, err
-		close(f.ready)
-	}
-	switch {
-	case err != nil:
-		s.log.Warn("origin fetch failed", "cache_key", f.key, "error", err)
-		fail(statusForError(err), err)
-	case resp.Status == http.StatusNotModified && stale != nil:
-		_ = resp.Body.Close()
-		m, ok := s.merge304(*stale, reqPath, reqTime, respTime, resp)
-		if oreq.Header.Get("Authorization") != "" && m.Flags&object.AuthReusable == 0 {
-			ok = false // RFC 9111 §3.5: the entry no longer allows requests with credentials
-		}
-		if !ok {
-			// The 304's headers forbid storing (no-store, private...): the old entry must go,
-			// and every viewer fetches the object for itself.
-			withdraw()
-			if oreq.Header.Get("Authorization") == "" {
-				s.pass.add(f.key, s.now().Add(s.cfg.Cache.PassTTL))
-			}
-			f.out = outPass
-			close(f.ready)
-			break
-		}
-		if err := s.store.updateMeta(m); err != nil {
-			s.log.Warn("store revalidated metadata", "cache_key", f.key, "error", err)
-		}
-		f.out = outRefreshed
-		close(f.ready)
-	case resp.Status == http.StatusPreconditionFailed:
-		_ = resp.Body.Close()
-		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
-	case resp.Status >= 500 && stale != nil && !s.untrusted.Load() && usableOnError(stale, respTime):
-		// stale-if-error (RFC 5861 §4): the stale entry answers instead of the 5xx.
-		_ = resp.Body.Close()
-		fail(resp.Status, fmt.Errorf("origin answered %d", resp.Status))
-	default:
-		return resp, reqTime, respTime, false
-	}
-	return nil, reqTime, respTime, true
-}
-
-// fetch asks the origin and records the exchange.
-func (s *Server) fetch(ctx context.Context, r *origin.Request) (*origin.Response, error) {
-	start := s.now()
-	resp, err := s.origin.Fetch(ctx, r)
-	s.m.originLatency.Observe(s.now().Sub(start).Seconds())
-	s.m.nOriginFetches.Add(1)
-	if err != nil || resp.Status >= 500 {
-		s.m.nOriginFailures.Add(1)
-	}
-	switch {
-	case err != nil:
-		s.m.originErrors.WithLabelValues("connect").Inc()
-		s.m.originFetches.WithLabelValues("error").Inc()
-	case resp.Status >= 500:
-		s.m.originErrors.WithLabelValues("5xx").Inc()
-		s.m.originFetches.WithLabelValues("5xx").Inc()
-	case resp.Status == http.StatusNotModified:
-		s.m.originFetches.WithLabelValues("304").Inc()
-	case resp.Status >= 400:
-		s.m.originFetches.WithLabelValues("4xx").Inc()
-	default:
-		s.m.originFetches.WithLabelValues("ok").Inc()
-	}
-	return resp, err
-}
-
-func statusForError(err error) int {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fasthttp.StatusGatewayTimeout
-	}
-	return fasthttp.StatusBadGateway
-}
-
-// revalidateInBackground refreshes a stale-while-revalidate entry without holding up the viewer.
-func (s *Server) revalidateInBackground(ctx *fasthttp.RequestCtx, key string, rq *request, stale object.Meta) {
-	f, leader := s.fl.join(key)
-	if !leader {
-		f.unpin()
-		return
-	}
-	// The viewer's headers go along as on a miss: the entry may be one variant of a response
-	// that varies on them, and must be refreshed as that variant.
-	oreq := s.originRequest(ctx, rq)
-	path, primary := strings.Clone(rq.path), strings.Clone(rq.primary)
-	go func() {
-		defer f.unpin()
-		go s.fill(f, oreq, &stale, path, primary)
-		<-f.ready
-		if f.out == outPass && f.pass != nil {
-			_ = f.pass.Body.Close()
-		}
-		if f.out == outBody {
-			// Nobody reads this body but the tiers; a reader keeps the spool until it is done.
-			r := f.newReader(0, -1)
-			_, _ = io.Copy(io.Discard, r)
-			_ = r.Close()
-		}
-	}()
-}
-
 // passThrough fetches for this viewer alone (uncacheable responses, hit-for-pass keys) and
 // streams the answer. resp, when given, is a response a flight already received.
 func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin.Response) cacheStatus {
@@ -677,6 +346,25 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 	}
 	s.writeOriginResponse(ctx, resp, rq.head, cancel, "duet; fwd=uri-miss; detail=uncacheable", "PASS")
 	return csPass
+}
+
+// headThrough answers a HEAD for an object the edge does not hold by asking the origin for the
+// headers alone (HEAD, or S3's HeadObject): a HEAD must never cost the origin the whole body.
+// Nothing is stored (a HEAD answer has no body to store), and the request is not collapsed
+// with others; a HEAD that arrives while a GET of the object is being filled joins that fill
+// instead (serveCacheable).
+func (s *Server) headThrough(ctx *fasthttp.RequestCtx, rq *request) cacheStatus {
+	fctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
+	oreq := s.originRequest(ctx, rq)
+	oreq.Head = true
+	resp, err := s.fetch(fctx, oreq)
+	if err != nil {
+		cancel()
+		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
+		return csError
+	}
+	s.writeOriginResponse(ctx, resp, true, cancel, "duet; fwd=uri-miss; detail=head", "MISS")
+	return csMiss
 }
 
 // writeOriginResponse streams an origin response to the viewer unchanged but for hop-by-hop
@@ -709,40 +397,6 @@ func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Resp
 	ctx.SetBodyStream(&closeFunc{ReadCloser: resp.Body, done: done}, int(resp.ContentLength))
 }
 
-// maxBufferedError bounds the origin 5xx body a flight copies for its waiters.
-const maxBufferedError = 64 << 10
-
-// bufferedResponse is a small origin answer held whole, to be written to many viewers.
-type bufferedResponse struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// settleError ends a flight whose answer is an uncacheable 5xx: its waiters all get a copy when
-// the body is small, instead of all asking the origin again at once (a storm on an origin that
-// is already failing). A larger body streams to the leader, and each waiter fetches its own.
-func (s *Server) settleError(f *flight, resp *origin.Response) {
-	if resp.ContentLength > maxBufferedError {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
-		return
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedError+1))
-	_ = resp.Body.Close()
-	switch {
-	case err != nil:
-		s.log.Warn("read origin error body", "cache_key", f.key, "error", err)
-		f.out, f.status, f.err = outFailed, http.StatusBadGateway, fmt.Errorf("read origin %d body: %w", resp.Status, err)
-	case len(b) > maxBufferedError:
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d with a large body", resp.Status)
-	default:
-		f.out, f.status, f.err = outFailed, resp.Status, fmt.Errorf("origin answered %d", resp.Status)
-		f.errResp = &bufferedResponse{status: resp.Status, header: resp.Header, body: b}
-	}
-	close(f.ready)
-}
-
 // writeBuffered writes a buffered origin answer as writeOriginResponse writes a streamed one.
 func (s *Server) writeBuffered(ctx *fasthttp.RequestCtx, b *bufferedResponse, head bool) {
 	resp := &origin.Response{Status: b.status, Header: b.header, Body: io.NopCloser(bytes.NewReader(b.body)), ContentLength: int64(len(b.body))}
@@ -758,68 +412,6 @@ func (c *closeFunc) Close() error {
 	err := c.ReadCloser.Close()
 	c.done()
 	return err
-}
-
-// forward passes methods other than GET and HEAD to an HTTP origin, uncached, and invalidates
-// what the edge holds for the URL when the origin accepted the request (RFC 9111 §4.4).
-func (s *Server) forward(ctx *fasthttp.RequestCtx, rq *request) {
-	fw, ok := s.origin.(Forwarder)
-	if !ok {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		s.fail(ctx, fasthttp.StatusMethodNotAllowed, "this edge's origin is read-only: only GET and HEAD are served")
-		return
-	}
-	h := http.Header{}
-	for k, v := range ctx.Request.Header.All() {
-		if !validFieldName(k) { // the origin client would refuse to send it: not a 502
-			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: a header field name is not a token")
-			return
-		}
-		name := http.CanonicalHeaderKey(b2s(k))
-		if dropHeaders[name] && name != "Set-Cookie" || name == "Host" {
-			continue
-		}
-		h.Add(name, string(v))
-	}
-	fctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	var reqBody io.Reader = bytes.NewReader(nil)
-	var capped *bodyCap
-	if ctx.Request.IsBodyStream() {
-		capped = &bodyCap{r: ctx.RequestBodyStream(), left: maxRequestBodyBytes}
-		reqBody = capped
-	} else if b := ctx.Request.Body(); len(b) > 0 {
-		reqBody = bytes.NewReader(b)
-	}
-	s.stopFlights(map[string]struct{}{rq.primary: {}})
-	resp, err := fw.Forward(fctx, b2s(ctx.Method()), rq.path, rq.query, h, reqBody)
-	if err != nil {
-		cancel()
-		if capped != nil && capped.over {
-			s.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than "+strconv.Itoa(maxRequestBodyBytes)+" bytes")
-			return
-		}
-		if capped != nil && capped.failed != nil {
-			s.refuse(ctx, fasthttp.StatusBadRequest, "bad request: reading the request body: "+capped.failed.Error())
-			return
-		}
-		s.log.Warn("origin forward failed", "path", rq.path, "error", err)
-		s.fail(ctx, statusForError(err), failReason(statusForError(err)))
-		return
-	}
-	if resp.Status < 400 {
-		n := 0
-		for _, k := range s.store.keysUnder(rq.primary) {
-			if s.store.remove(k) {
-				n++
-			}
-		}
-		s.pass.remove(rq.primary)
-		if n > 0 {
-			s.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidated after unsafe method",
-				slog.String("cache_key", rq.primary), slog.Int("entries", n))
-		}
-	}
-	s.writeOriginResponse(ctx, resp, false, cancel, "duet; fwd=bypass", "PASS")
 }
 
 // fail answers with a status and a reason in plain text.
@@ -997,73 +589,26 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 	ctx.SetBodyStream(pr, int(mp.Len()))
 }
 
-// preconditionsHold evaluates If-Match, then If-Unmodified-Since, against a stored response
-// (RFC 9110 §13.2.2 steps 1 and 2); false means 412. If-Match compares strongly and fails for
-// a response that is not a 2xx representation; If-Unmodified-Since is ignored when If-Match is
-// present, when its value is not a valid date, or when the response has no Last-Modified (as
-// Go's net/http does: the condition cannot be evaluated).
-func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	if im := b2s(h.PeekCanonical(hdrIfMatch)); im != "" {
-		if m.Status < 200 || m.Status > 299 {
-			return false
-		}
-		return strings.TrimSpace(im) == "*" || etagListMatches(im, m.ETag, true)
-	}
-	if ius := h.PeekCanonical(hdrIfUnmodSince); len(ius) > 0 && !m.LastModified.IsZero() {
-		t, err := http.ParseTime(strings.TrimSpace(string(ius)))
-		return err != nil || !m.LastModified.Truncate(time.Second).After(t)
-	}
-	return true
+// The conditional checks (edge/conditional) read the request's fields as views of fasthttp's
+// buffers: nothing is copied on a hit.
+
+func stored(m *object.Meta) conditional.Stored {
+	return conditional.Stored{Status: m.Status, ETag: m.ETag, LastModified: m.LastModified}
 }
 
-// notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 §13.2.2).
+// preconditionsHold evaluates If-Match and If-Unmodified-Since; false means 412.
+func preconditionsHold(h *fasthttp.RequestHeader, m *object.Meta) bool {
+	return conditional.Preconditions(b2s(h.PeekCanonical(hdrIfMatch)), b2s(h.PeekCanonical(hdrIfUnmodSince)), stored(m))
+}
+
+// notModified evaluates If-None-Match and If-Modified-Since; true means 304.
 func notModified(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	if inm := b2s(h.PeekCanonical(hdrIfNoneMatch)); inm != "" {
-		// "*" matches any current representation, with or without an ETag.
-		return strings.TrimSpace(inm) == "*" || etagListMatches(inm, m.ETag, false)
-	}
-	if ims := h.PeekCanonical(hdrIfModifiedSince); len(ims) > 0 && !m.LastModified.IsZero() {
-		t, err := http.ParseTime(string(ims))
-		return err == nil && !m.LastModified.Truncate(time.Second).After(t)
-	}
-	return false
+	return conditional.NotModified(b2s(h.PeekCanonical(hdrIfNoneMatch)), b2s(h.PeekCanonical(hdrIfModifiedSince)), stored(m))
 }
 
 // ifRangeHolds evaluates If-Range: a range applies only to the representation the client has.
 func ifRangeHolds(h *fasthttp.RequestHeader, m *object.Meta) bool {
-	ir := strings.TrimSpace(b2s(h.PeekCanonical(hdrIfRange)))
-	if ir == "" {
-		return true
-	}
-	if strings.HasPrefix(ir, "\"") || strings.HasPrefix(ir, "W/") {
-		return etagListMatches(ir, m.ETag, true)
-	}
-	t, err := http.ParseTime(ir)
-	return err == nil && !m.LastModified.IsZero() && m.LastModified.Truncate(time.Second).Equal(t)
-}
-
-// etagListMatches compares an entity-tag list with an ETag, weakly unless strong is set.
-func etagListMatches(list, etag string, strong bool) bool {
-	if etag == "" {
-		return false
-	}
-	if strings.TrimSpace(list) == "*" {
-		return true
-	}
-	if strong && strings.HasPrefix(etag, "W/") {
-		return false
-	}
-	want := strings.TrimPrefix(etag, "W/")
-	for part := range strings.SplitSeq(list, ",") {
-		part = strings.TrimSpace(part)
-		if strong && strings.HasPrefix(part, "W/") {
-			continue
-		}
-		if strings.TrimPrefix(part, "W/") == want {
-			return true
-		}
-	}
-	return false
+	return conditional.IfRange(b2s(h.PeekCanonical(hdrIfRange)), stored(m))
 }
 
 // fileBody streams part of a disk entry. fasthttp hands the *os.File inside an

@@ -102,7 +102,7 @@ func TestViewerListenerRetriesAcceptErrors(t *testing.T) {
 		acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE))
 	done := make(chan error, 1)
 	go func() { _, err := vl.Accept(); done <- err }()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) //nolint:forbidigo // gives the accept loop time to retry, which it must not stop doing
 	_ = vl.Close()
 	select {
 	case err := <-done:
@@ -184,7 +184,7 @@ func TestEdgeServesThroughAcceptErrors(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("/metrics does not count the accept errors:\n%s", metrics)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 }
 

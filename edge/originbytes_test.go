@@ -276,7 +276,7 @@ func TestAbandonedFillStops(t *testing.T) {
 	h.readAndLeave("/cold.mp4", 100)
 	gone := func() bool { _, ok := h.srv.fl.get("/cold.mp4"); return !ok }
 	for i := 0; i < 500 && !gone(); i++ {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) //nolint:forbidigo // poll interval, bounded by the loop
 	}
 	close(bo.resume)
 	testenv.Eventually(t, 30*time.Second, func() bool { return bo.ended.Load() == 1 }, "origin handler never returned")
@@ -323,7 +323,7 @@ func TestFillPastThresholdCompletes(t *testing.T) {
 		return f.written == 12<<20
 	}, "fill never reached the origin's pause")
 	_ = resp.Body.Close()
-	time.Sleep(50 * time.Millisecond) // let the edge see the viewer go before the origin goes on
+	time.Sleep(50 * time.Millisecond) //nolint:forbidigo // let the edge see the viewer go before the origin goes on
 	close(bo.resume)
 	h.waitCached("/warm.mp4")
 	resp2, b := h.get("/warm.mp4")
@@ -364,7 +364,7 @@ type throttled struct {
 }
 
 func (t *throttled) Read(p []byte) (int, error) {
-	time.Sleep(2 * time.Millisecond)
+	time.Sleep(2 * time.Millisecond) //nolint:forbidigo // paces a deliberately slow origin
 	n, err := t.ReadCloser.Read(p[:min(len(p), 32<<10)])
 	t.n.Add(int64(n))
 	return n, err

@@ -33,7 +33,7 @@ func scriptedEdge(t *testing.T, fn http.HandlerFunc, mutate func(*Config)) *harn
 
 // poll reports whether cond became true within timeout.
 func poll(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) { //nolint:forbidigo // poll interval inside a deadline
 		if cond() {
 			return true
 		}
@@ -203,9 +203,9 @@ func TestRevalidation304UpdatesHeaders(t *testing.T) {
 	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/r"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := h.get("/r")
+	resp, _ := h.get("/r")
 	expect(t, resp, 200, "REVALIDATED")
-	resp, body = h.get("/r")
+	resp, body := h.get("/r")
 	expect(t, resp, 200, "HIT")
 	if string(body) != "body" || resp.Header.Get("X-Version") != "two" || resp.Header.Get("X-Kept") != "yes" ||
 		resp.Header.Get("Content-Type") != "text/x-test" {

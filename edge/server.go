@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	st = newStore(mem, disk, log, s.sliceAbove)
 	s.store = st
 	// The sweep runs every second, or ten times per timeout when one is shorter than 10 s.
-	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout)
+	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout, time.Now)
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
 	s.m = newMetrics(deps.Registry, st, s.watch)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -39,8 +39,8 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	for ready() != 200 {
-		time.Sleep(5 * time.Millisecond)
+	if !within(10*time.Second, func() bool { return ready() == 200 }) {
+		t.Fatal("the edge was not ready within 10 s of starting")
 	}
 	// Steering probes readiness on the viewer listener (the admin one is private).
 	viewerReady := func() int {
@@ -61,8 +61,8 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	cancel()
 	// Not ready at once, while viewers are still served during the drain delay.
-	for ready() == 200 {
-		time.Sleep(time.Millisecond)
+	if !within(10*time.Second, func() bool { return ready() != 200 }) {
+		t.Fatal("still ready 10 s after shutdown began (drain delay 300 ms)")
 	}
 	if code := ready(); code != http.StatusServiceUnavailable && code != 0 {
 		t.Fatalf("readyz during drain: %d", code)
@@ -87,4 +87,16 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("viewer listener still accepting after shutdown")
 	}
 	srv.Close() // idempotent after Serve closed it
+}
+
+// within polls cond every millisecond until it holds (true) or d has passed (false).
+func within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
+	}
+	return true
 }

@@ -440,31 +440,27 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 			e.close()
 		}
 	}
-	f, leader := s.fl.join(key)
-	defer f.unpin()
-	if leader {
+	f, leader := s.joinFill(key, func(f *flight) {
 		oreq := sf.request()
 		oreq.Range = "bytes=" + strconv.FormatInt(i*size, 10) + "-" + strconv.FormatInt((i+1)*size-1, 10)
 		oreq.IfMatch = pin
 		go s.fillSlice(f, oreq, stale, sf.path, sf.primary, i*size, total)
-	} else {
-		s.m.collapsed.Inc()
+	})
+	defer f.unpin()
+	if f.out == outFailed && f.status == http.StatusPreconditionFailed {
+		return nil, errPinBroken
 	}
-	<-f.ready
+	if m, src, cs, ok := s.fromFlight(f, key, stale, false); ok {
+		sl := &slice{meta: *m, src: src, cs: cs}
+		if src.f != nil {
+			sl.src.reader = f.newReader(0, -1)
+			sl.whole = m.Status == http.StatusOK
+		}
+		return sl, nil
+	}
 	switch f.out {
-	case outBody:
-		cs := csMiss
-		if stale != nil {
-			cs = csRefetched
-		}
-		r := f.newReader(0, -1)
-		return &slice{meta: f.meta, src: body{f: f, reader: r}, cs: cs, whole: f.meta.Status == http.StatusOK}, nil
-	case outRefreshed:
-		e, ok := s.store.open(key)
-		if !ok {
-			return nil, &fillError{status: http.StatusBadGateway, err: errors.New("slice vanished during revalidation")}
-		}
-		return &slice{meta: *e.meta, src: body{e: e}, cs: csRevalidated}, nil
+	case outRefreshed: // and the slice is gone again
+		return nil, &fillError{status: http.StatusBadGateway, err: errors.New("slice vanished during revalidation")}
 	case outPass:
 		if !first {
 			if leader && f.pass != nil {
@@ -488,90 +484,8 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 		resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
 		return &slice{pass: resp}, nil
 	default:
-		if f.status == http.StatusPreconditionFailed {
-			return nil, errPinBroken
-		}
-		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
-			if e, ok := s.store.open(key); ok {
-				return &slice{meta: *e.meta, src: body{e: e}, cs: csStaleIfError}, nil
-			}
-		}
 		return nil, &fillError{status: f.status, err: fmt.Errorf("origin unavailable: %w", f.err)}
 	}
-}
-
-// fillSlice fetches one slice, the bytes from first on, of an object of total bytes (-1 when
-// not known yet). An origin that ignores ranges (200), or an object that fits in one slice, is
-// stored whole under the object's own key instead, unless it is too large to store whole: then
-// it goes to the viewer that asked, uncached. Every other answer must be exactly the range
-// asked for, with the pinned ETag and total: anything else fails the slice with a reason.
-func (s *Server) fillSlice(f *flight, oreq *origin.Request, stale *object.Meta, reqPath, primary string, first, total int64) {
-	defer s.fl.leave(f)
-	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
-	primary, reqPath = strings.Clone(primary), strings.Clone(reqPath)
-	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.dropSlices(primary) })
-	if settled {
-		cancel()
-		return
-	}
-	// The fetch ends with its body, which a pass-through answer reads after this returns.
-	resp.Body = &closeFunc{ReadCloser: resp.Body, done: cancel}
-	pass := func(resp *origin.Response) {
-		f.out, f.pass = outPass, resp
-		close(f.ready)
-	}
-	fail := func(status int, err error) {
-		_ = resp.Body.Close()
-		f.out, f.status, f.err = outFailed, status, err
-		close(f.ready)
-	}
-	d := s.decide(primary, reqPath, reqTime, respTime, resp)
-	if !d.storable || (resp.Status != http.StatusOK && resp.Status != http.StatusPartialContent) {
-		pass(resp)
-		return
-	}
-	if oreq.IfMatch != "" && d.meta.ETag != oreq.IfMatch {
-		// The origin ignored If-Match and sent another version.
-		fail(http.StatusPreconditionFailed, errPinBroken)
-		return
-	}
-	switch resp.Status {
-	case http.StatusOK:
-		if resp.ContentLength > s.sliceAbove || resp.ContentLength < 0 && s.store.isSliced(primary) {
-			pass(resp) // too large to store whole, and the origin does not do ranges
-			return
-		}
-	case http.StatusPartialContent:
-		cr := resp.Header.Get("Content-Range")
-		start, end, size, err := byterange.ParseContentRange(cr)
-		if err != nil || size < 0 || start < 0 {
-			fail(http.StatusBadGateway, fmt.Errorf("origin sent a bad Content-Range %q", cr))
-			return
-		}
-		wantEnd := min(first+int64(s.cfg.Cache.SliceBytes), size) - 1
-		switch {
-		case start != first || end != wantEnd:
-			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q to %s", cr, oreq.Range))
-			return
-		case total >= 0 && size != total:
-			fail(http.StatusBadGateway, fmt.Errorf("origin answered %q for an object of %d bytes with the same ETag", cr, total))
-			return
-		case resp.ContentLength >= 0 && resp.ContentLength != end-start+1:
-			fail(http.StatusBadGateway, fmt.Errorf("origin sent %d bytes of body for %q", resp.ContentLength, cr))
-			return
-		}
-		resp.ContentLength = end - start + 1 // spoolBody holds the body to it
-		if start == 0 && end == size-1 {
-			d.meta.Status = http.StatusOK // the slice is the whole object
-		} else {
-			d.meta.Key, d.meta.Offset, d.meta.Total = f.key, start, size
-		}
-	}
-	if stale != nil && stale.ETag != d.meta.ETag {
-		// The object changed: its other slices belong to the old version.
-		s.dropSlices(primary)
-	}
-	s.spoolBody(f, resp, d.meta)
 }
 
 // readAt reads from an entry or a flight.

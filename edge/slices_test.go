@@ -302,7 +302,7 @@ func TestLargeUncacheableWhole(t *testing.T) {
 		for b := obj; len(b) > 0; b = b[min(len(b), 1<<20):] {
 			_, _ = w.Write(b[:min(len(b), 1<<20)])
 			w.(http.Flusher).Flush()
-			time.Sleep(5 * time.Millisecond) // the body outlives the fill that received its headers
+			time.Sleep(5 * time.Millisecond) //nolint:forbidigo // the body outlives the fill that received its headers
 		}
 	})
 	h := startEdge(t, o, nil)

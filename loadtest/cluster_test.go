@@ -26,11 +26,11 @@ import (
 
 // testEdge is a real edge on fixed loopback ports that the test control API stops and starts.
 type testEdge struct {
-	t                 *testing.T
-	name, region      string
-	addr, admin, disk string
-	cfg               edge.Config
-	o                 edge.Origin
+	t            *testing.T
+	name, region string
+	addr, admin  string
+	cfg          edge.Config
+	o            edge.Origin
 
 	mu   sync.Mutex // guards stop
 	stop func()
@@ -62,7 +62,7 @@ func (e *testEdge) start() error {
 	go func() { done <- srv.Serve(ctx, ln, adm) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for !srv.Ready() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 	e.stop = func() {
 		cancel()
@@ -96,7 +96,7 @@ func listenRetry(addr string) (net.Listener, error) {
 		if ln, err = net.Listen("tcp", addr); err == nil {
 			return ln, nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) //nolint:forbidigo // retry interval, bounded by the loop
 	}
 	return nil, fmt.Errorf("listen %s: %w", addr, err)
 }

@@ -118,7 +118,7 @@ func runZipf(ctx context.Context, e *env) error {
 		}
 		if res.Headers != nil {
 			if n := res.Headers.Get("Content-Length"); n != "" {
-				fmt.Sscan(n, &s.bytes)
+				_, _ = fmt.Sscan(n, &s.bytes) // a bad length counts no bytes
 			}
 		}
 		if u, err := url.Parse(res.URL); err == nil {

@@ -30,11 +30,6 @@ type objectAPI interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 }
 
-// s3Client builds the client for the cluster's upload endpoint (path-style, as MinIO wants).
-func (e *env) s3Client() (objectAPI, error) {
-	return e.s3ClientAt(e.cluster.Upload.Endpoint)
-}
-
 // s3ClientAt is an S3 client for endpoint with the upload credentials.
 func (e *env) s3ClientAt(endpoint string) (objectAPI, error) {
 	u := e.cluster.Upload

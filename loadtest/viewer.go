@@ -103,7 +103,6 @@ type viewer struct {
 	routeAt time.Time
 	stale   bool // ask steering again before the next request
 	prev    [2]string
-	started bool
 }
 
 // play plays path (a multivariant playlist) until `until`, from the start again when the

@@ -51,7 +51,7 @@ func waitUnlinked(t testing.TB, s *Store) {
 		if time.Now().After(deadline) {
 			t.Fatalf("unlinker not done: %+v", s.Stats())
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 }
 
@@ -203,7 +203,7 @@ func waitFor(t testing.TB, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached")
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 	}
 }
 
@@ -248,7 +248,7 @@ func TestDeleteManyBudgetWhileQueued(t *testing.T) {
 				}
 			})
 			samples.Add(1)
-			time.Sleep(100 * time.Microsecond)
+			time.Sleep(100 * time.Microsecond) //nolint:forbidigo // sampling interval while the writers run
 		}
 	})
 	// Two budgets' worth of new objects, the paused unlinker notwithstanding.
@@ -695,7 +695,7 @@ func TestDeleteManyConcurrent(t *testing.T) {
 					if n, err := h.ReadAt(b, 0); int64(n) != h.Meta.Size || (err != nil && err != io.EOF) {
 						fail(fmt.Errorf("read %s: %d of %d, %v", key, n, h.Meta.Size, err))
 					}
-					time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond) // hold it a little
+					time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond) //nolint:forbidigo // hold it a little
 					_ = h.Close()
 				case op < 7:
 					m := testMeta(key, i)
@@ -733,7 +733,7 @@ func TestDeleteManyConcurrent(t *testing.T) {
 					fail(fmt.Errorf("sample: files %d, counted %d, max %d", disk, b, maxBytes))
 				}
 			})
-			time.Sleep(200 * time.Microsecond)
+			time.Sleep(200 * time.Microsecond) //nolint:forbidigo // sampling interval while the writers run
 		}
 	})
 	wg.Wait()

@@ -322,10 +322,7 @@ func (d *decoder) time() time.Time {
 	return t.In(time.FixedZone("", int(off)))
 }
 
-// hashName is the file name of a key hash: 32 lower-case hex digits.
-func hashName(h [16]byte) string { return hex.EncodeToString(h[:]) }
-
-// parseHashName is the inverse of hashName.
+// parseHashName reads the file name of a key hash: 32 lower-case hex digits.
 func parseHashName(name string) (h [16]byte, ok bool) {
 	if len(name) != hashHexLen {
 		return h, false

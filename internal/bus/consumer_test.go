@@ -63,7 +63,7 @@ func TestDurableConsumerAcrossRestart(t *testing.T) {
 			if err := json.Unmarshal(m.Data(), &p); err != nil {
 				t.Fatal(err)
 			}
-			return m, p.ID
+			return m, p.ID //nolint:staticcheck // SA4004: the first message is the one asked for
 		}
 		t.Fatalf("no purge delivered within 15s: %v", batch.Error())
 		return nil, ""

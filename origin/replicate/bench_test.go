@@ -55,7 +55,7 @@ func BenchmarkReplication(b *testing.B) {
 				if time.Now().After(deadline) {
 					b.Fatal("large objects never all reached B")
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) //nolint:forbidigo // poll interval inside a deadline
 			}
 			took := time.Since(start)
 			rb.stopReplicator()
@@ -100,7 +100,7 @@ func smallRound(tb testing.TB, a, b *testRegion, prefix string, count int) []tim
 					seen[k] = now
 				}
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) //nolint:forbidigo // sampling interval of the measurement
 		}
 	}()
 	for i := range count {

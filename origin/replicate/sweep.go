@@ -17,14 +17,14 @@ func (r *Replicator) sweepLoop(ctx context.Context) {
 		t := time.NewTicker(r.cfg.SweepInterval)
 		defer t.Stop()
 		tick = t.C
-		r.runSweep(ctx)
+		_ = r.runSweep(ctx) // runSweep logs and counts its own failures
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			r.runSweep(ctx)
+			_ = r.runSweep(ctx)
 		case reply := <-r.sweepNow:
 			reply <- r.runSweep(ctx)
 		}
