@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/duetcdn/duet/internal/config/configdoc"
-	"github.com/duetcdn/duet/origin/upload"
+	"github.com/duetcdn/duet/origin/upload/uploadcmd"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md and internal/config/help_gen.go")
@@ -25,7 +25,7 @@ func configRoles() []configdoc.Role {
 	steeringCfg := defaultSteeringRoleConfig()
 	purgeCfg := defaultPurgeServeConfig()
 	replicateCfg := defaultReplicateRoleConfig()
-	uploadCfg := uploadSettings{Files: upload.DefaultFiles, Parts: upload.DefaultParts, PartSize: upload.DefaultPartSize}
+	uploadCfg := uploadcmd.DefaultSettings()
 	host := map[string]string{"name": "the host name"}
 	return []configdoc.Role{
 		{Name: "edge", Command: "duet edge", Config: &edgeCfg, MachineDefaults: host},

@@ -16,13 +16,6 @@ import (
 	"github.com/duetcdn/duet/purge"
 )
 
-// purgeServeConfig is `duet purge serve`'s configuration.
-type purgeServeConfig struct {
-	purge.ServiceConfig `yaml:",inline"`
-	// NATS is the region's NATS.
-	NATS natsConfig `yaml:"nats"`
-}
-
 func purgeCommand(logger func() (*slog.Logger, error), stdout io.Writer, environ []string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "purge",
@@ -109,10 +102,6 @@ func envValue(environ []string, name, def string) string {
 		}
 	}
 	return def
-}
-
-func defaultPurgeServeConfig() purgeServeConfig {
-	return purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{"nats://127.0.0.1:4222"}}}
 }
 
 func purgeServeCommand(logger func() (*slog.Logger, error), environ []string) *cobra.Command {

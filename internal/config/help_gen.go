@@ -93,6 +93,8 @@ func generatedHelp(role, path string) string {
 			return "MaxConns bounds concurrent viewer connections; a connection over it is answered 503 and closed."
 		case "max_header_bytes":
 			return "MaxHeaderBytes bounds a request's line and header block together."
+		case "check_request_framing":
+			return "CheckRequestFraming follows each request's header block as it is read: a request with bare LF (or CR) line endings is answered 400 at once (otherwise it waits for read_timeout, as fasthttp waits for CRLFCRLF), an oversized request line is told apart from an oversized header block (414 rather than 431), and an error answer closes lingering, so the viewer reads it instead of a reset."
 		case "read_timeout":
 			return "ReadTimeout bounds how long a viewer may take to send a request once it started one, and how long a new connection may stay silent (slowloris)."
 		case "idle_timeout":

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -237,8 +238,24 @@ shows their first sentence. This file is generated from them: after changing a s
 // escaped.
 func cell(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	return strings.NewReplacer(`\`, `\\`, "|", `\|`, "<", "&lt;", ">", "&gt;", "*", `\*`, "`", "\\`").Replace(s)
+	esc := strings.NewReplacer(`\`, `\\`, "|", `\|`, "<", "&lt;", ">", "&gt;", "*", `\*`, "`", "\\`")
+	// URLs in a setting's description are examples, not links: they go in code spans, so that
+	// no Markdown renderer turns them into links to hosts that do not exist.
+	var b strings.Builder
+	for {
+		loc := exampleURL.FindStringIndex(s)
+		if loc == nil {
+			b.WriteString(esc.Replace(s))
+			return b.String()
+		}
+		b.WriteString(esc.Replace(s[:loc[0]]))
+		b.WriteString("`" + strings.NewReplacer("|", `\|`, "`", "'").Replace(s[loc[0]:loc[1]]) + "`")
+		s = s[loc[1]:]
+	}
 }
+
+// exampleURL matches a URL in running text, without the punctuation that ends a sentence.
+var exampleURL = regexp.MustCompile(`https?://[^\s"'(),;]*[^\s"'(),;.:]`)
 
 func helpSource(roles []Role, documented [][]Setting) ([]byte, error) {
 	var b bytes.Buffer
