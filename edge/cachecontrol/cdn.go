@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duetcdn/duet/edge/sfv"
+	"github.com/dunglas/httpsfv"
 )
 
 // ParseCDN parses CDN-Cache-Control field lines (RFC 9213), which are a Structured Field
@@ -23,17 +23,24 @@ import (
 //
 // Parameters are ignored (RFC 9213 §2.1). Unknown directives are ignored.
 func ParseCDN(values ...string) (d Directives, ok bool) {
-	dict, err := sfv.ParseDictionary(values...)
+	// An empty field is no Dictionary here (httpsfv reads it as an empty one): Cache-Control
+	// applies.
+	if strings.TrimSpace(strings.Join(values, "")) == "" {
+		return Directives{}, false
+	}
+	dict, err := httpsfv.UnmarshalDictionary(values)
 	if err != nil {
 		return Directives{}, false
 	}
 	var p parser
-	for _, e := range dict {
-		id := lookup(e.Key)
-		if id == dirUnknown || e.IsList {
+	for _, name := range dict.Names() {
+		id := lookup(name)
+		m, _ := dict.Get(name)
+		item, isItem := m.(httpsfv.Item)
+		if id == dirUnknown || !isItem {
 			continue
 		}
-		switch v := e.Value.(type) {
+		switch v := item.Value.(type) {
 		case int64:
 			if v < 0 {
 				continue
