@@ -2,9 +2,8 @@ package edge
 
 import (
 	"bufio"
-	"bytes"
 	"net/http"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,31 +36,15 @@ type dateTemplates struct {
 	slots [1024]atomic.Pointer[dateTemplate]
 }
 
-// dateParsers pools the reader setDate parses a new template with.
-var dateParsers = sync.Pool{New: func() any {
-	p := &dateParser{buf: make([]byte, 0, 96)}
-	p.br = bufio.NewReaderSize(&p.src, 128)
-	return p
-}}
-
-type dateParser struct {
-	buf []byte
-	src bytes.Reader
-	br  *bufio.Reader
-}
-
 // newDateTemplate parses a header holding only Date: value, with rh's settings (rh is the
 // response header of a request that has set nothing yet: it carries the server's
 // NoDefaultDate and NoDefaultContentType, which CopyTo hands on).
 func newDateTemplate(rh *fasthttp.ResponseHeader, value string) *dateTemplate {
 	t := &dateTemplate{date: value}
 	rh.CopyTo(&t.hdr)
-	p := dateParsers.Get().(*dateParser)
-	p.buf = append(append(append(p.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), value...), "\r\n\r\n"...)
-	p.src.Reset(p.buf)
-	p.br.Reset(&p.src)
-	_ = t.hdr.Read(p.br) // cannot fail: value is checked by the caller; on failure the header has no Date
-	dateParsers.Put(p)
+	// Made once a second, or once per stored Date: a plain reader will do (no pool).
+	br := bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nDate: " + value + "\r\n\r\n"))
+	_ = t.hdr.Read(br) // cannot fail: value is checked by the caller; on failure the header has no Date
 	// A parsed response without Content-Length reads as "until close": the edge's responses
 	// set their own framing afterwards and keep the connection.
 	t.hdr.ResetConnectionClose()
