@@ -32,6 +32,9 @@ type request struct {
 	primary     string // cache key before Vary
 	head        bool
 	rangeHdr    string
+	// corsApplied is set once the answer carries the CORS headers (storedHeaders renders them
+	// with an entry's).
+	corsApplied bool
 	// start is when the request arrived: the latency histogram's start, and the "now" of the
 	// first tier lookup and of a hit's Age (one clock read per hit instead of four).
 	start time.Time
@@ -52,7 +55,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if start.IsZero() {
 		start = s.now()
 	}
-	s.dates.setDate(&ctx.Response.Header, "", start) // see date.go
 	rq := request{start: start}
 	if s.refuseRequest(ctx) {
 		s.m.observe(csError, start, s.now())
@@ -105,7 +107,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	cs := s.serveCacheable(ctx, &rq)
-	s.applyCORS(ctx)
+	if !rq.corsApplied {
+		s.applyCORS(ctx)
+	}
 	s.m.observe(cs, start, s.now())
 }
 
@@ -448,23 +452,8 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		s.fail(ctx, fasthttp.StatusPreconditionFailed, "precondition failed")
 		return
 	}
-	// The stored Date goes with the Age computed from it (RFC 9111 §4, §5.1).
-	s.dates.setDate(rh, storedDate(m.Header), now)
-	// Stored names are canonical already (Go's HTTP client and the S3 SDK hand them over in
-	// canonical form, storedHeaders keeps them sorted): the first of each name goes in with
-	// SetCanonical, which skips fasthttp's per-call copy and normalising of the name; a
-	// repeated name (sorted next to its first) is added after it.
-	for i := range m.Header {
-		f := &m.Header[i]
-		if f.Name == "Content-Range" && m.Status != http.StatusPartialContent {
-			continue // a whole object stored from a 206 that covered it: respond sets its own
-		}
-		if i > 0 && m.Header[i-1].Name == f.Name {
-			rh.Add(f.Name, f.Value)
-			continue
-		}
-		rh.SetCanonical(s2b(f.Name), s2b(f.Value))
-	}
+	s.storedHeaders(rh, m, src.e, now)
+	rq.corsApplied = true
 	// The edge's own headers go in with names already in canonical form and values rendered
 	// once (status.go): SetCanonical skips fasthttp's per-call copy and normalising of the name.
 	var ageBuf [20]byte
@@ -499,7 +488,6 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	}
 	off, n := int64(0), size
 	if status == http.StatusOK {
-		rh.SetCanonical(hdrAcceptRanges, valBytes)
 		if rq.rangeHdr != "" && ifRangeHolds(&ctx.Request.Header, m) {
 			ranges, err := byterange.Parse(rq.rangeHdr, size)
 			switch {

@@ -78,7 +78,7 @@ type Server struct {
 	// vl is the viewer listener Serve wraps the socket in.
 	vl atomic.Pointer[viewerListener]
 	// dates holds the parsed Date headers responses copy in (date.go).
-	dates dateTemplates
+	dates *dateTemplates
 	// realClock is set when now is time.Now: the handler then takes fasthttp's own reading of
 	// the request's arrival instead of reading the clock again (docs/performance.md).
 	realClock bool
@@ -135,7 +135,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
 	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
-	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
+	dates, err := newDateTemplates()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dates: dates, cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
 		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
 	s.fl.m = map[string]*flight{}
 	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}
@@ -212,7 +216,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		ConnState:                     s.connState,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultContentType:          true,
-		NoDefaultDate:                 true, // the handler sets Date (date.go)
+		NoDefaultDate:                 false, // but for stored and origin Dates (date.go)
 		NoDefaultServerHeader:         false,
 		ReduceMemoryUsage:             false,
 		StreamRequestBody:             true,

@@ -262,6 +262,7 @@ func (st *store) lookupKey(primary string, reqHeader func(string) string) string
 type entry struct {
 	meta *object.Meta
 	body []byte           // memory tier (or a small disk object read into memory)
+	mem  *memtier.Entry   // the memory tier's entry meta and body belong to, if any
 	file *disktier.Handle // disk tier; closed by whoever serves it
 	tier string
 }
@@ -300,7 +301,7 @@ func (st *store) open(key string) (entry, bool) {
 		} else {
 			st.disk.Touch(key)
 		}
-		return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
+		return entry{meta: &e.Meta, body: e.Body, mem: e, tier: "memory"}, true
 	}
 	h, err := st.disk.Open(key)
 	if err != nil {
@@ -316,7 +317,7 @@ func (st *store) open(key string) (entry, bool) {
 			defer st.copying.Delete(key)
 			if e, ok := st.mem.Get(key); ok { // copied while this viewer opened the file
 				_ = h.Close()
-				return entry{meta: &e.Meta, body: e.Body, tier: "memory"}, true
+				return entry{meta: &e.Meta, body: e.Body, mem: e, tier: "memory"}, true
 			}
 			return st.copyUp(key, h)
 		}

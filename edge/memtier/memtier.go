@@ -17,13 +17,17 @@ import (
 // (ristretto's internal cost is switched off because it would not count our Meta).
 const entryOverhead = 512
 
-// Entry is one object held in memory. It is immutable once stored.
+// Entry is one object held in memory. It is immutable once stored, but for Prepared.
 type Entry struct {
 	Meta object.Meta
 	Body []byte
 	// DiskUsed, when set, is the reference bit of the disk entry this copy was read from
 	// (disktier.Handle.UsedBit): a memory hit sets it so disk's CLOCK sees the object as hot.
 	DiskUsed *atomic.Bool
+	// Prepared is the serving layer's cache of what it derives from Meta for every hit (the
+	// edge keeps the rendered response header there): made on the first hit, kept as long as
+	// the entry. Meta is immutable, so it never goes stale.
+	Prepared atomic.Value
 }
 
 // Config sizes the tier.
