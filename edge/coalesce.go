@@ -1,9 +1,12 @@
 package edge
 
 import (
-	"net"
+	"bytes"
+	"io"
 	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Write coalescing on wrapped viewer connections. fasthttp sends a response whose header and
@@ -33,10 +36,20 @@ func (c *viewerConn) Write(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	if c.holdNext {
+		// A header flushed alone: its body follows at once, in this goroutine (the timer
+		// is the safety net should it not).
+		c.holdNext = false
+		c.holdLocked(p)
+		return len(p), nil
+	}
 	if c.held != nil {
 		heldLen := len(*c.held)
-		bufs := net.Buffers{*c.held, p}
-		n, err := bufs.WriteTo(c.Conn) // writev on a *net.TCPConn
+		// writev on a *net.TCPConn; the slice lives in c, so that writing it allocates nothing.
+		c.vec[0], c.vec[1] = *c.held, p
+		c.bufs = c.vec[:]
+		n, err := c.bufs.WriteTo(c.Conn)
+		c.vec[0], c.vec[1], c.bufs = nil, nil, nil
 		c.releaseHeldLocked()
 		m := max(int(n)-heldLen, 0)
 		if err != nil {
@@ -46,17 +59,25 @@ func (c *viewerConn) Write(p []byte) (int, error) {
 		return m, nil
 	}
 	if len(p) == viewerWriteBuffer {
-		b := heldBufs.Get().(*[]byte)
-		*b = append((*b)[:0], p...)
-		c.held = b
-		if c.holdTimer == nil {
-			c.holdTimer = time.AfterFunc(holdDelay, c.flushHeld)
-		} else {
-			c.holdTimer.Reset(holdDelay)
-		}
+		c.holdLocked(p)
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// holdLocked adds p to the held bytes and (re)arms the timer that sends them should no write
+// follow. c.wmu held.
+func (c *viewerConn) holdLocked(p []byte) {
+	if c.held == nil {
+		c.held = heldBufs.Get().(*[]byte)
+		*c.held = (*c.held)[:0]
+	}
+	*c.held = append(*c.held, p...)
+	if c.holdTimer == nil {
+		c.holdTimer = time.AfterFunc(holdDelay, c.flushHeld)
+	} else {
+		c.holdTimer.Reset(holdDelay)
+	}
 }
 
 // flushHeld is the hold timer's: the held write goes out alone.
@@ -86,4 +107,45 @@ func (c *viewerConn) releaseHeldLocked() {
 	}
 	heldBufs.Put(c.held)
 	c.held = nil
+}
+
+// Large memory hits. Even with coalescing, fasthttp copies a body it holds into its write buffer
+// until the buffer is full, and Write copies that buffer to hold it: 8 KiB of copies per hit
+// over 4 KiB, which a bare *net.TCPConn's writev does not make. A hitBody sends such a body from
+// the entry itself: the response flushes its header alone (ImmediateHeaderFlush), the connection
+// holds that header (holdNext), and the body, written straight through fasthttp's empty buffer,
+// goes out with it in one writev.
+
+// hitBody is a memory entry's bytes as a body stream, pooled: a hit must not allocate.
+type hitBody struct{ r bytes.Reader }
+
+var hitBodies = sync.Pool{New: func() any { return new(hitBody) }}
+
+func (b *hitBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// WriteTo writes the rest of the body with one Write (fasthttp uses it when present).
+func (b *hitBody) WriteTo(w io.Writer) (int64, error) { return b.r.WriteTo(w) }
+
+// Close is fasthttp's signal that the response is written: the reader goes back to the pool.
+func (b *hitBody) Close() error {
+	b.r.Reset(nil)
+	hitBodies.Put(b)
+	return nil
+}
+
+// setHitBody makes body the response's body: for bodies over the write buffer on a viewerConn
+// as a hitBody (see above), otherwise as fasthttp's own body bytes.
+func setHitBody(ctx *fasthttp.RequestCtx, body []byte) {
+	vc, ok := ctx.Conn().(*viewerConn)
+	if !ok || len(body) <= viewerWriteBuffer {
+		ctx.Response.SetBodyRaw(body)
+		return
+	}
+	b := hitBodies.Get().(*hitBody)
+	b.r.Reset(body)
+	vc.wmu.Lock()
+	vc.holdNext = true
+	vc.wmu.Unlock()
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.SetBodyStream(b, len(body))
 }

@@ -1,11 +1,15 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,4 +113,68 @@ func TestCoalescedWrites(t *testing.T) {
 			t.Fatalf("after close: %d bytes, %v; want the held %d", len(got), err, len(a))
 		}
 	})
+}
+
+// TestLargeMemoryHitsPipelined: memory hits larger than the write buffer go out from the entry
+// itself (hitBody: header held, body written through), and pipelined requests mixing them with
+// ranges, small hits and HEADs each get their own complete, correct answer, in order.
+func TestLargeMemoryHitsPipelined(t *testing.T) {
+	h := startEdge(t, objectOrigin(t), func(c *Config) { c.Memory.MaxObjectBytes = 1 << 20 })
+	big, small := "/obj/21/65536", "/obj/22/1000"
+	for _, p := range []string{big, small} {
+		if resp, _ := h.get(p); resp.StatusCode != 200 {
+			t.Fatalf("prime %s: %d", p, resp.StatusCode)
+		}
+		h.waitCached(p)
+	}
+	bigBody, smallBody := randomBytes(65536, 21), randomBytes(1000, 22)
+	type want struct {
+		method, path, rng string
+		status            int
+		body              []byte
+	}
+	wants := []want{
+		{"GET", big, "", 200, bigBody},
+		{"GET", small, "", 200, smallBody},
+		{"GET", big, "bytes=100-60000", 206, bigBody[100:60001]},
+		{"HEAD", big, "", 200, nil},
+		{"GET", big, "", 200, bigBody},
+		{"GET", big, "bytes=0-4095", 206, bigBody[:4096]},
+		{"GET", big, "", 200, bigBody},
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs bytes.Buffer
+	for _, w := range wants {
+		fmt.Fprintf(&reqs, "%s %s HTTP/1.1\r\nHost: edge\r\n", w.method, w.path)
+		if w.rng != "" {
+			fmt.Fprintf(&reqs, "Range: %s\r\n", w.rng)
+		}
+		reqs.WriteString("\r\n")
+	}
+	if _, err := c.Write(reqs.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, w := range wants {
+		resp, err := http.ReadResponse(br, &http.Request{Method: w.method})
+		if err != nil {
+			t.Fatalf("answer %d (%s %s): %v", i, w.method, w.rng, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("answer %d body: %v", i, err)
+		}
+		if resp.StatusCode != w.status || !bytes.Equal(body, w.body) || resp.Header.Get("X-Cache") != "HIT" {
+			t.Fatalf("answer %d (%s %s %s): status %d, %d body bytes (want %d %d), X-Cache %q",
+				i, w.method, w.path, w.rng, resp.StatusCode, len(body), w.status, len(w.body), resp.Header.Get("X-Cache"))
+		}
+		if w.method == "HEAD" && resp.ContentLength != int64(len(bigBody)) {
+			t.Fatalf("HEAD Content-Length %d", resp.ContentLength)
+		}
+	}
 }

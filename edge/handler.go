@@ -517,7 +517,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	s.m.servedFrom(src, n)
 	switch {
 	case src.e.meta != nil && src.e.body != nil:
-		ctx.Response.SetBodyRaw(src.e.body[off : off+n])
+		setHitBody(ctx, src.e.body[off:off+n])
 	case src.e.meta != nil && src.e.file != nil:
 		fb, err := newFileBody(src.e.file, off, n)
 		if err != nil {

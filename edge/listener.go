@@ -190,6 +190,11 @@ type viewerConn struct {
 	held      *[]byte
 	holdTimer *time.Timer
 	werr      error
+	// holdNext asks Write to hold the next write whatever its size: a response header flushed
+	// on its own, whose body the same response writes next (see hitBody).
+	holdNext bool
+	vec      [2][]byte
+	bufs     net.Buffers
 }
 
 func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
