@@ -30,6 +30,7 @@ import (
 	"github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
@@ -196,8 +197,8 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 }
 
 func (c *cluster) s3(ctx context.Context, r *region) (*s3origin.Origin, error) {
-	return s3origin.New(ctx, s3origin.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket, PathStyle: true,
-		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
+	return s3origin.New(ctx, s3origin.Config{Config: s3conf.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}})
 }
 
 // uploadSample puts the sample stream into the first region's bucket (the replicators copy it to

@@ -22,6 +22,7 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -120,7 +121,7 @@ func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []st
 	cfg := defaultEdgeRoleConfig()
 	cfg.Name, cfg.Region = name, r.name
 	cfg.Listen, cfg.AdminListen = freeAddr(t), freeAddr(t)
-	cfg.Origin = edge.OriginConfig{Type: "http", Endpoint: originURL, Timeout: 5 * time.Second}
+	cfg.Origin = edge.OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: originURL}, Timeout: 5 * time.Second}
 	cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 64 << 20}
 	cfg.Memory = edge.MemoryConfig{MaxBytes: 16 << 20, MaxObjectBytes: 1 << 20}
 	cfg.ShutdownTimeout = 5 * time.Second
