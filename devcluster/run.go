@@ -27,6 +27,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/replicate"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Config, roles Roles, exe string, log *slog.Logge
 	// The sample was just uploaded again: whatever warm caches from an earlier run hold of it may
 	// be older, so purge it the way an origin change would (and so the demo starts with a MISS).
 	pc := &purge.Client{BaseURL: "http://" + c.layout.purge(0), Token: c.token}
-	if _, err := pc.Purge(ctx, purge.Request{Prefixes: []string{"/" + samplePrefix}, Wait: "5s"}); err != nil {
+	if _, err := pc.Purge(ctx, purge.Request{Target: purgereq.Target{Prefixes: []string{"/" + samplePrefix}}, Wait: "5s"}); err != nil {
 		return fmt.Errorf("purge the sample at start: %w", err)
 	}
 	if err := c.waitTrusted(ctx, 20*time.Second); err != nil {
