@@ -19,6 +19,7 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/internal/route"
 	hlssample "github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin/s3conf"
@@ -188,11 +189,11 @@ func (c *testCluster) steeringHandler(region string) http.Handler {
 			http.Error(w, "region down", http.StatusServiceUnavailable)
 			return
 		}
-		var rt Route
+		var rt route.Answer
 		for _, own := range []bool{true, false} {
 			for _, e := range c.edges {
 				if (e.region == region) == own && e.up() {
-					rt.Edges = append(rt.Edges, RouteEdge{Name: e.name, Region: e.region, URL: "http://" + e.addr, State: "serving"})
+					rt.Edges = append(rt.Edges, route.Edge{Name: e.name, Region: e.region, URL: "http://" + e.addr, State: "serving"})
 				}
 			}
 		}
