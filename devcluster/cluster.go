@@ -15,6 +15,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/steering"
 )
@@ -167,8 +168,8 @@ func (c *cluster) bucketOf(r *region) Bucket {
 }
 
 func (c *cluster) uploadRegion(r *region) upload.Region {
-	return upload.Region{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
-		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: true}
+	return upload.Region{Name: r.name, Config: s3conf.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: new(true)}}
 }
 
 // startRegion starts (or restarts) every process of a region, in dependency order.

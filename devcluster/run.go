@@ -27,9 +27,11 @@ import (
 
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/purge"
@@ -100,7 +102,7 @@ func Run(ctx context.Context, o Config, roles Roles, exe string, log *slog.Logge
 	// The sample was just uploaded again: whatever warm caches from an earlier run hold of it may
 	// be older, so purge it the way an origin change would (and so the demo starts with a MISS).
 	pc := &purge.Client{BaseURL: "http://" + c.layout.purge(0), Token: c.token}
-	if _, err := pc.Purge(ctx, purge.Request{Prefixes: []string{"/" + samplePrefix}, Wait: "5s"}); err != nil {
+	if _, err := pc.Purge(ctx, purge.Request{Target: purgereq.Target{Prefixes: []string{"/" + samplePrefix}}, Wait: "5s"}); err != nil {
 		return fmt.Errorf("purge the sample at start: %w", err)
 	}
 	if err := c.waitTrusted(ctx, 20*time.Second); err != nil {
@@ -196,8 +198,8 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 }
 
 func (c *cluster) s3(ctx context.Context, r *region) (*s3origin.Origin, error) {
-	return s3origin.New(ctx, s3origin.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket, PathStyle: true,
-		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
+	return s3origin.New(ctx, s3origin.Config{Config: s3conf.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
+		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}})
 }
 
 // uploadSample puts the sample stream into the first region's bucket (the replicators copy it to

@@ -7,6 +7,8 @@ import (
 	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // maxPurgeBody bounds a local purge request.
@@ -41,7 +43,7 @@ func (s *Server) adminHandler() http.Handler {
 func (s *Server) servePurge(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeBody))
 	dec.DisallowUnknownFields()
-	var req PurgeRequest
+	var req purgereq.Target
 	if err := dec.Decode(&req); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -51,7 +53,7 @@ func (s *Server) servePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad purge body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := req.validate(s); err != nil {
+	if err := s.checkPurge(req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
@@ -80,7 +81,7 @@ func TestRevalidation(t *testing.T) {
 
 	// Unchanged object: a soft purge makes the entry stale; the edge revalidates with
 	// If-None-Match, MinIO answers 304, and the cached bytes are served.
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/obj"}, Soft: true}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/obj"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, got := h.get("/obj")
@@ -94,7 +95,7 @@ func TestRevalidation(t *testing.T) {
 	// Changed object: the conditional GET returns the new bytes, which replace the entry.
 	v2 := randomBytes(7000, 3)
 	env.put(t, "obj", v2, "max-age=600", nil)
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/obj"}, Soft: true}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/obj"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, got = h.get("/obj")
@@ -198,7 +199,7 @@ func TestNegativeCaching(t *testing.T) {
 	}
 	// Uploading it does not help until the negative entry is purged or expires: purge it.
 	env.put(t, "missing.ts", []byte("now here"), "", nil)
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/missing.ts"}}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/missing.ts"}}); err != nil {
 		t.Fatal(err)
 	}
 	resp, got := h.get("/missing.ts")
@@ -514,7 +515,7 @@ func TestSurrogateKeyAndPrefixPurge(t *testing.T) {
 	for _, p := range []string{"/show/a/1.ts", "/show/a/2.ts", "/show/b/1.ts"} {
 		h.get(p)
 	}
-	res, err := h.srv.Purge(t.Context(), PurgeRequest{Tags: []string{"show-a"}})
+	res, err := h.srv.Purge(t.Context(), purgereq.Target{Tags: []string{"show-a"}})
 	if err != nil || res.Entries != 2 {
 		t.Fatalf("tag purge: %+v %v", res, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML
@@ -88,21 +90,15 @@ type OriginConfig struct {
 	// Name identifies this origin in health reports, heartbeats and metric labels (for example
 	// its region). Letters, digits, '.', '_' and '-'. Default "primary".
 	Name string `yaml:"name"`
-	// Type is "s3" or "http".
+	// Type is "s3" or "http". An http origin's base URL is its endpoint; the other S3 settings
+	// do not apply to it.
 	Type string `yaml:"type"`
-	// Endpoint is the S3 endpoint (empty for AWS) or the HTTP origin's base URL.
-	Endpoint string `yaml:"endpoint"`
-	// Bucket and Prefix locate objects in S3: request path /a/b.ts reads Prefix + "a/b.ts".
-	Bucket string `yaml:"bucket"`
+	// Config is an S3 origin's bucket: endpoint, bucket, s3_region, path_style, access_key,
+	// secret_key (package s3conf).
+	s3conf.Config `yaml:",inline"`
+	// Prefix is prepended to an S3 origin's object keys: request path /a/b.ts reads
+	// Prefix + "a/b.ts".
 	Prefix string `yaml:"prefix"`
-	// Region is the S3 region. Default us-east-1.
-	S3Region string `yaml:"s3_region"`
-	// PathStyle addresses buckets by path (MinIO needs it). Default true.
-	PathStyle *bool `yaml:"path_style"`
-	// AccessKey and SecretKey are static S3 credentials; empty means the standard AWS chain
-	// (environment, shared config, instance role).
-	AccessKey string `yaml:"access_key"`
-	SecretKey string `yaml:"secret_key"`
 	// Host overrides the Host header sent to an HTTP origin.
 	Host string `yaml:"host"`
 	// Timeout bounds the wait for an origin's response headers. Default 10s.
@@ -112,9 +108,9 @@ type OriginConfig struct {
 	// Fallbacks are further origins (usually the same bucket replicated in other regions), tried
 	// in order when this one gives no answer, times out or answers 5xx; 4xx answers are final.
 	// Each has the fields above, with a required, unique name; their timeout and max_conns
-	// default to 10s and 256, path_style to true, s3_region to us-east-1. In YAML a list of
-	// mappings; in DUET_EDGE_ORIGIN_FALLBACKS and --origin.fallbacks the same list in YAML flow
-	// form, for example '[{name: us, type: s3, endpoint: "http://minio.us:9000", bucket: media}]'
+	// default to 10s and 256, s3_region to us-east-1, path_style as for origin. In YAML a list
+	// of mappings; in DUET_EDGE_ORIGIN_FALLBACKS and --origin.fallbacks the same list in YAML
+	// flow form, for example '[{name: us, type: s3, endpoint: "http://minio.us:9000", bucket: media}]'
 	// (it replaces the whole list). Default none: the origin alone, without circuit breaker.
 	Fallbacks OriginList `yaml:"fallbacks"`
 	// BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an
@@ -258,7 +254,7 @@ func DefaultConfig() Config {
 		ReadTimeout:         30 * time.Second,
 		IdleTimeout:         60 * time.Second,
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
-		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
+		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{
@@ -378,8 +374,8 @@ func (o *OriginConfig) validate(at string, bad func(format string, args ...any))
 	}
 	switch o.Type {
 	case "s3":
-		if o.Bucket == "" {
-			bad("%s.bucket is required for an s3 origin", at)
+		if err := o.Config.Validate(at); err != nil {
+			bad("%w", err)
 		}
 	case "http":
 		if o.Endpoint == "" {

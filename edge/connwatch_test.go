@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // watchEdge starts an edge with short viewer timeouts in front of an origin serving body.
@@ -269,7 +270,7 @@ func TestViewerTimeoutsConfig(t *testing.T) {
 		{30 * time.Second, -time.Second, false},
 	} {
 		cfg := DefaultConfig()
-		cfg.Origin = OriginConfig{Type: "http", Endpoint: "http://o", Timeout: time.Second}
+		cfg.Origin = OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: "http://o"}, Timeout: time.Second}
 		cfg.ReadTimeout, cfg.IdleTimeout = c.read, c.idle
 		err := cfg.Validate()
 		if (err == nil) != c.ok || (err != nil && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "read_timeout and idle_timeout"))) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // corsOrigin serves /seg.ts (with its own, different CORS header, which the edge must replace)
@@ -132,7 +133,7 @@ func TestCORSConfigValidation(t *testing.T) {
 		{"*", -time.Second, false},
 	} {
 		cfg := DefaultConfig()
-		cfg.Origin = OriginConfig{Type: "http", Endpoint: "http://o", Timeout: time.Second}
+		cfg.Origin = OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: "http://o"}, Timeout: time.Second}
 		cfg.CORS = CORSConfig{AllowOrigin: c.origin, MaxAge: c.maxAge}
 		err := cfg.Validate()
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrConfig)) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // TestEdgeProcessHelper is not a test: TestLowFileLimit runs the test binary as an edge process
@@ -28,7 +29,7 @@ func TestEdgeProcessHelper(t *testing.T) {
 		t.Skip("the edge process of TestLowFileLimit")
 	}
 	cfg := testConfig(t)
-	cfg.Origin = OriginConfig{Type: "http", Endpoint: os.Getenv("DUET_EDGE_HELPER_ORIGIN"), Timeout: 5 * time.Second}
+	cfg.Origin = OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: os.Getenv("DUET_EDGE_HELPER_ORIGIN")}, Timeout: 5 * time.Second}
 	cfg.ReadTimeout, cfg.IdleTimeout = time.Minute, time.Minute // the idle flood stays open
 	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: cfg.Origin.Endpoint})
 	if err != nil {

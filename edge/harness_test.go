@@ -18,6 +18,7 @@ import (
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 )
 
@@ -83,7 +84,7 @@ func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Name = "test-edge"
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Origin = OriginConfig{Type: "http", Endpoint: "http://unused", Timeout: 5 * time.Second}
+	cfg.Origin = OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: "http://unused"}, Timeout: 5 * time.Second}
 	cfg.Disk = DiskConfig{Dir: t.TempDir(), MaxBytes: 256 << 20}
 	cfg.Memory = MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 2 << 20}
 	cfg.ShutdownTimeout = 5 * time.Second
@@ -202,7 +203,7 @@ func newS3Env(t testing.TB) *s3env {
 	m := testenv.MinIO(t)
 	bucket := testenv.Bucket(t, m)
 	o, err := s3origin.New(t.Context(), s3origin.Config{
-		Endpoint: m.Endpoint(), Bucket: bucket, PathStyle: true, AccessKey: m.AccessKey(), SecretKey: m.SecretKey(),
+		Config:  s3conf.Config{Endpoint: m.Endpoint(), Bucket: bucket, AccessKey: m.AccessKey(), SecretKey: m.SecretKey()},
 		Timeout: 3 * time.Second,
 	})
 	if err != nil {

@@ -15,12 +15,13 @@ import (
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // s3EdgeConfig makes an edge config whose origin is the S3 env's bucket, as `duet edge` would.
 func s3EdgeConfig(env *s3env) func(*Config) {
 	return func(c *Config) {
-		c.Origin = OriginConfig{Type: "s3", Endpoint: env.minio.Endpoint(), Bucket: env.bucket, Timeout: c.Origin.Timeout}
+		c.Origin = OriginConfig{Type: "s3", Config: s3conf.Config{Endpoint: env.minio.Endpoint(), Bucket: env.bucket}, Timeout: c.Origin.Timeout}
 	}
 }
 

@@ -9,19 +9,8 @@ import (
 
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/object"
+	"github.com/duetcdn/duet/internal/purgereq"
 )
-
-// PurgeRequest names what to remove. URLs are request paths with an optional query
-// ("/vod/abc/seg1.ts?x=1", or a full URL whose path is used); Prefixes are path prefixes
-// ("/vod/abc/"); Tags are surrogate keys.
-type PurgeRequest struct {
-	URLs     []string `json:"urls,omitempty"`
-	Prefixes []string `json:"prefixes,omitempty"`
-	Tags     []string `json:"tags,omitempty"`
-	// Soft marks entries stale instead of removing them: the next request revalidates, and
-	// stale-if-error can still serve them while the origin is down.
-	Soft bool `json:"soft,omitempty"`
-}
 
 // PurgeResult counts what a purge touched.
 type PurgeResult struct {
@@ -35,8 +24,8 @@ var ErrBadPurge = errors.New("bad purge")
 // they reach the viewers already waiting but are not stored). It is the entry point the NATS
 // purge consumer drives. Items that are not valid paths are skipped and reported in the error
 // (wrapping ErrBadPurge); everything else is applied.
-func (s *Server) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
-	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 {
+func (s *Server) Purge(ctx context.Context, req purgereq.Target) (PurgeResult, error) {
+	if req.Items() == 0 {
 		return PurgeResult{}, fmt.Errorf("%w: name at least one url, prefix or tag", ErrBadPurge)
 	}
 	// Invalid items are skipped (no cached key can match them) and reported; the rest applies.
@@ -146,13 +135,10 @@ func (s *Server) stopFlights(exact map[string]struct{}, prefixes ...string) {
 	}
 }
 
-// PurgePrefix is a hard purge of one path prefix.
-func PurgePrefix(prefix string) PurgeRequest { return PurgeRequest{Prefixes: []string{prefix}} }
-
-// validate checks every item without applying anything (the admin endpoint rejects a request
+// checkPurge checks every item without applying anything (the admin endpoint rejects a request
 // with any bad item as a whole).
-func (req PurgeRequest) validate(s *Server) error {
-	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 {
+func (s *Server) checkPurge(req purgereq.Target) error {
+	if req.Items() == 0 {
 		return fmt.Errorf("%w: name at least one url, prefix or tag", ErrBadPurge)
 	}
 	for _, u := range req.URLs {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/duetcdn/duet/edge/object"
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // fillTagged commits n small entries carrying tag straight into an edge's tiers.
@@ -39,7 +40,7 @@ func BenchmarkTagPurge100k(b *testing.B) {
 		b.StopTimer()
 		fillTagged(b, h.srv, n, "show")
 		b.StartTimer()
-		res, err := h.srv.Purge(b.Context(), PurgeRequest{Tags: []string{"show"}})
+		res, err := h.srv.Purge(b.Context(), purgereq.Target{Tags: []string{"show"}})
 		if err != nil || res.Entries != n {
 			b.Fatalf("purged %d, %v", res.Entries, err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
@@ -200,7 +201,7 @@ func TestRevalidation304UpdatesHeaders(t *testing.T) {
 	}, nil)
 	h.get("/r")
 	h.waitCached("/r")
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/r"}, Soft: true}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/r"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, _ := h.get("/r")
@@ -468,7 +469,7 @@ func TestStaleIfErrorOn5xx(t *testing.T) {
 	h.get("/s")
 	h.waitCached("/s")
 	broken.Store(true)
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/s"}, Soft: true}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/s"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, body := h.get("/s")
@@ -530,7 +531,7 @@ func TestUncacheable304AnswersViewer(t *testing.T) {
 	h.get("/w")
 	h.waitCached("/w")
 	withdrawn.Store(true)
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/w"}, Soft: true}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/w"}, Soft: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, body := h.get("/w")

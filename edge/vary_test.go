@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
@@ -66,7 +67,7 @@ func TestVaryStopped(t *testing.T) {
 			h.waitCached(variantKey("/v", "Accept-Encoding=gzip"))
 			vo.vary.Store(false)
 			if how == "purge" {
-				if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/v"}}); err != nil {
+				if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/v"}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -113,10 +114,10 @@ func TestVaryIndexForgets(t *testing.T) {
 		t.Fatalf("Vary index holds %d URLs, want %d", n, urls)
 	}
 	// Purged, evicted (the disk tier's callback), removed one by one: every way out counts.
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{URLs: []string{"/v0", "/v1"}}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{URLs: []string{"/v0", "/v1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.srv.Purge(t.Context(), PurgeRequest{Prefixes: []string{"/v1"}}); err != nil {
+	if _, err := h.srv.Purge(t.Context(), purgereq.Target{Prefixes: []string{"/v1"}}); err != nil {
 		t.Fatal(err) // /v1 and /v10 to /v19
 	}
 	for _, enc := range []string{"gzip", "br"} {
@@ -184,7 +185,7 @@ func TestTagsReplacedOnRefill(t *testing.T) {
 		resp, _ := h.get("/a")
 		return resp.Header.Get("X-Cache") == "HIT"
 	}, "the refetched version is never a hit")
-	res, err := h.srv.Purge(t.Context(), PurgeRequest{Tags: []string{"old-tag"}})
+	res, err := h.srv.Purge(t.Context(), purgereq.Target{Tags: []string{"old-tag"}})
 	if err != nil {
 		t.Fatal(err)
 	}

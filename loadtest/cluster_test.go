@@ -19,8 +19,10 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/internal/route"
 	hlssample "github.com/duetcdn/duet/internal/sample"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 )
 
@@ -139,15 +141,15 @@ func newTestCluster(t *testing.T) *testCluster {
 			t.Fatalf("upload sample: %v", err)
 		}
 	}
-	o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: srv.Endpoint(), Region: "us-east-1", Bucket: c.bucket, PathStyle: true,
-		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Timeout: 5 * time.Second})
+	o, err := s3origin.New(t.Context(), s3origin.Config{Config: s3conf.Config{Endpoint: srv.Endpoint(), Bucket: c.bucket,
+		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey()}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range [][2]string{{"eu-1", "eu"}, {"eu-2", "eu"}, {"us-1", "us"}} {
 		cfg := edge.DefaultConfig()
 		cfg.Name, cfg.Region = n[0], n[1]
-		cfg.Origin = edge.OriginConfig{Type: "s3", Endpoint: srv.Endpoint(), Bucket: c.bucket, AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Timeout: 5 * time.Second}
+		cfg.Origin = edge.OriginConfig{Type: "s3", Config: s3conf.Config{Endpoint: srv.Endpoint(), Bucket: c.bucket, AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey()}, Timeout: 5 * time.Second}
 		cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 256 << 20}
 		cfg.Memory = edge.MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 2 << 20}
 		cfg.ShutdownTimeout = 2 * time.Second
@@ -187,11 +189,11 @@ func (c *testCluster) steeringHandler(region string) http.Handler {
 			http.Error(w, "region down", http.StatusServiceUnavailable)
 			return
 		}
-		var rt Route
+		var rt route.Answer
 		for _, own := range []bool{true, false} {
 			for _, e := range c.edges {
 				if (e.region == region) == own && e.up() {
-					rt.Edges = append(rt.Edges, RouteEdge{Name: e.name, Region: e.region, URL: "http://" + e.addr, State: "serving"})
+					rt.Edges = append(rt.Edges, route.Edge{Name: e.name, Region: e.region, URL: "http://" + e.addr, State: "serving"})
 				}
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/loadtest/report"
 )
 
@@ -159,7 +160,7 @@ type env struct {
 }
 
 // whois names the edge and region of a route edge, preferring the cluster's names.
-func (e *env) whois(re RouteEdge) (name, region string) {
+func (e *env) whois(re route.Edge) (name, region string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if nr, ok := e.byURL[re.URL]; ok {

@@ -13,12 +13,6 @@ import (
 	"github.com/duetcdn/duet/internal/route"
 )
 
-// Route is steering's /v1/route answer (the viewers use its key, region, reason and edges).
-type Route = route.Answer
-
-// RouteEdge is one pathway of a route, best first.
-type RouteEdge = route.Edge
-
 // router asks steering for routes. Steerings are tried in order: a viewer's home region
 // first, then the others, so that a viewer still finds its way while its region is down.
 type router struct {
@@ -28,7 +22,7 @@ type router struct {
 }
 
 // route asks each steering in turn for path's route; the first usable answer wins.
-func (r *router) route(ctx context.Context, path string, start int) (Route, error) {
+func (r *router) route(ctx context.Context, path string, start int) (route.Answer, error) {
 	var errs []error
 	for i := range r.steerings {
 		s := r.steerings[(start+i)%len(r.steerings)]
@@ -37,56 +31,56 @@ func (r *router) route(ctx context.Context, path string, start int) (Route, erro
 			return rt, nil
 		}
 		if ctx.Err() != nil {
-			return Route{}, ctx.Err()
+			return route.Answer{}, ctx.Err()
 		}
 		errs = append(errs, err)
 	}
-	return Route{}, fmt.Errorf("route %s: no steering answered: %w", path, errors.Join(errs...))
+	return route.Answer{}, fmt.Errorf("route %s: no steering answered: %w", path, errors.Join(errs...))
 }
 
-func (r *router) ask(ctx context.Context, steering, path string) (Route, error) {
+func (r *router) ask(ctx context.Context, steering, path string) (route.Answer, error) {
 	u := strings.TrimRight(steering, "/") + "/v1/route?path=" + url.QueryEscape(path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return Route{}, fmt.Errorf("steering %s: %w", steering, err)
+		return route.Answer{}, fmt.Errorf("steering %s: %w", steering, err)
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return Route{}, fmt.Errorf("steering %s: %w", steering, err)
+		return route.Answer{}, fmt.Errorf("steering %s: %w", steering, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Route{}, fmt.Errorf("steering %s: read route: %w", steering, err)
+		return route.Answer{}, fmt.Errorf("steering %s: read route: %w", steering, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Route{}, fmt.Errorf("steering %s: %s", steering, resp.Status)
+		return route.Answer{}, fmt.Errorf("steering %s: %s", steering, resp.Status)
 	}
 	rt, err := parseRoute(body)
 	if err != nil {
-		return Route{}, fmt.Errorf("steering %s: %w", steering, err)
+		return route.Answer{}, fmt.Errorf("steering %s: %w", steering, err)
 	}
 	for _, e := range rt.Edges {
 		if err := r.guard.Check("edge "+e.Name+" from steering", e.URL); err != nil {
-			return Route{}, err
+			return route.Answer{}, err
 		}
 	}
 	return rt, nil
 }
 
 // parseRoute decodes a route answer; a route without edges is an error.
-func parseRoute(body []byte) (Route, error) {
-	var rt Route
+func parseRoute(body []byte) (route.Answer, error) {
+	var rt route.Answer
 	if err := json.Unmarshal(body, &rt); err != nil {
-		return Route{}, fmt.Errorf("route answer is not JSON: %w", err)
+		return route.Answer{}, fmt.Errorf("route answer is not JSON: %w", err)
 	}
 	if len(rt.Edges) == 0 {
-		return Route{}, errors.New("route answer names no edge")
+		return route.Answer{}, errors.New("route answer names no edge")
 	}
 	for i, e := range rt.Edges {
 		rt.Edges[i].URL = strings.TrimRight(e.URL, "/")
 		if rt.Edges[i].URL == "" {
-			return Route{}, fmt.Errorf("route answer: edge %d has no url", i)
+			return route.Answer{}, fmt.Errorf("route answer: edge %d has no url", i)
 		}
 	}
 	return rt, nil

@@ -13,6 +13,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/internal/zipf"
 	"github.com/duetcdn/duet/loadtest/report"
 )
@@ -62,7 +63,7 @@ func runZipf(ctx context.Context, e *env) error {
 	// The targeter runs on vegeta's workers concurrently: mu guards rng and routes.
 	var mu sync.Mutex
 	rng := e.rng(0)
-	routes := map[string]Route{}
+	routes := map[string]route.Answer{}
 	fallback := e.cluster.Regions[0].Edges
 	targeter := func(t *vegeta.Target) error {
 		mu.Lock()
@@ -79,7 +80,7 @@ func runZipf(ctx context.Context, e *env) error {
 				// No steering answer: this request goes to the first edge rather than stopping
 				// the attack (a targeter error ends it); it is not cached, so steering is asked
 				// again next time.
-				rt = Route{Edges: []RouteEdge{{Name: fallback[0].Name, URL: fallback[0].URL}}}
+				rt = route.Answer{Edges: []route.Edge{{Name: fallback[0].Name, URL: fallback[0].URL}}}
 			} else {
 				return err
 			}
@@ -122,7 +123,7 @@ func runZipf(ctx context.Context, e *env) error {
 			}
 		}
 		if u, err := url.Parse(res.URL); err == nil {
-			s.edge, s.region = e.whois(RouteEdge{URL: u.Scheme + "://" + u.Host})
+			s.edge, s.region = e.whois(route.Edge{URL: u.Scheme + "://" + u.Host})
 		}
 		e.rec.record(s)
 		if res.Timestamp.After(warm) && s.hit >= 0 {

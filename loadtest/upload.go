@@ -9,10 +9,12 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/duetcdn/duet/origin/s3client"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // object is one object to upload; its key is its request path without the leading "/".
@@ -31,19 +33,17 @@ type objectAPI interface {
 }
 
 // s3ClientAt is an S3 client for endpoint with the upload credentials.
-func (e *env) s3ClientAt(endpoint string) (objectAPI, error) {
+func (e *env) s3ClientAt(ctx context.Context, endpoint string) (objectAPI, error) {
 	u := e.cluster.Upload
 	if endpoint == "" || e.cluster.Bucket == "" {
 		return nil, fmt.Errorf("%w: the cluster JSON names no upload endpoint or bucket", ErrConfig)
 	}
-	return s3.New(s3.Options{
-		Region:           "us-east-1",
-		BaseEndpoint:     aws.String(endpoint),
-		UsePathStyle:     true,
-		Credentials:      credentials.NewStaticCredentialsProvider(u.AccessKey, u.SecretKey, ""),
-		HTTPClient:       &http.Client{Transport: e.client.Transport},
-		RetryMaxAttempts: 2,
-	}), nil
+	c, err := s3client.New(ctx, s3conf.Config{Endpoint: endpoint, Bucket: e.cluster.Bucket, AccessKey: u.AccessKey, SecretKey: u.SecretKey},
+		s3client.Options{HTTPClient: &http.Client{Transport: e.client.Transport}, MaxAttempts: 2})
+	if err != nil {
+		return nil, fmt.Errorf("%w: the cluster JSON's upload settings: %w", ErrConfig, err)
+	}
+	return c, nil
 }
 
 // upload puts the objects that are not there yet with the right size, 8 at a time, through
@@ -55,7 +55,7 @@ func (e *env) upload(ctx context.Context, objs []object) (put int, err error) {
 // uploadTo is upload through another S3 endpoint (another region's origin) with the same
 // credentials.
 func (e *env) uploadTo(ctx context.Context, endpoint string, objs []object) (put int, err error) {
-	api, err := e.s3ClientAt(endpoint)
+	api, err := e.s3ClientAt(ctx, endpoint)
 	if err != nil {
 		return 0, err
 	}
@@ -101,7 +101,7 @@ func optional(s string) *string {
 
 // missingAt counts the objects the origin at endpoint does not hold (with their size).
 func (e *env) missingAt(ctx context.Context, endpoint string, objs []object) (int, error) {
-	api, err := e.s3ClientAt(endpoint)
+	api, err := e.s3ClientAt(ctx, endpoint)
 	if err != nil {
 		return 0, err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/duetcdn/duet/internal/route"
 )
 
 // maxPlaylist bounds a playlist body.
@@ -99,7 +101,7 @@ type viewer struct {
 	env     *env
 	home    int // index of the steering asked first
 	rng     *rand.Rand
-	route   Route
+	route   route.Answer // steering's answer: its key, region, reason and edges
 	routeAt time.Time
 	stale   bool // ask steering again before the next request
 	prev    [2]string

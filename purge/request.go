@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // Limits on one purge request.
@@ -27,11 +29,9 @@ const (
 // Request is the body of POST /v1/purge.
 type Request struct {
 	// ID, when given, makes the request idempotent: the same id is applied once.
-	ID       string   `json:"id,omitempty"`
-	URLs     []string `json:"urls,omitempty"`
-	Prefixes []string `json:"prefixes,omitempty"`
-	Tags     []string `json:"tags,omitempty"`
-	Soft     bool     `json:"soft,omitempty"`
+	ID string `json:"id,omitempty"`
+	// Target is what to purge: urls, prefixes, tags and soft, at the top level of the JSON.
+	purgereq.Target
 	// Wait, when set ("5s"), answers only after every live edge acknowledged, or the wait ran out.
 	Wait string `json:"wait,omitempty"`
 }
@@ -61,7 +61,7 @@ func DecodeRequest(r io.Reader, maxItems int, maxWait time.Duration) (Request, t
 }
 
 func (req *Request) validate(maxItems int, maxWait time.Duration) (time.Duration, error) {
-	n := len(req.URLs) + len(req.Prefixes) + len(req.Tags)
+	n := req.Items()
 	switch {
 	case n == 0:
 		return 0, bad("name at least one of urls, prefixes, tags")

@@ -435,8 +435,7 @@ func (s *Service) accept(ctx context.Context, req Request, by string) (*record, 
 		return rec, false, nil
 	}
 	s.mu.Unlock()
-	p := bus.Purge{ID: id, Region: s.cfg.Region, URLs: req.URLs, Prefixes: req.Prefixes, Tags: req.Tags,
-		Soft: req.Soft, Accepted: s.now().UTC(), By: by}
+	p := bus.Purge{ID: id, Region: s.cfg.Region, Target: req.Target, Accepted: s.now().UTC(), By: by}
 	rec := &record{p: p, expected: s.liveEdges(), acks: map[string]bus.PurgeAck{}, done: make(chan struct{})}
 	// Track before publishing: an edge can apply and acknowledge before PublishPurge returns.
 	s.mu.Lock()

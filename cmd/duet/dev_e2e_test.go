@@ -22,6 +22,7 @@ import (
 
 	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 )
 
@@ -150,8 +151,8 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 func devS3(t *testing.T, cl devcluster.ClusterJSON, i int) *s3.Client {
 	t.Helper()
 	r := cl.Regions[i]
-	c, err := upload.NewClient(t.Context(), upload.Region{Name: r.Name, Endpoint: r.Origin, Bucket: cl.Bucket,
-		AccessKey: cl.Upload.AccessKey, SecretKey: cl.Upload.SecretKey, PathStyle: true}, nil, 4)
+	c, err := upload.NewClient(t.Context(), upload.Region{Name: r.Name, Config: s3conf.Config{Endpoint: r.Origin,
+		Bucket: cl.Bucket, AccessKey: cl.Upload.AccessKey, SecretKey: cl.Upload.SecretKey}}, nil, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/origin/replicate"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/origin/upload/uploadcmd"
 	"github.com/duetcdn/duet/purge"
@@ -22,8 +23,8 @@ func (devRoles) Upload(s devcluster.UploadSpec) any {
 	up := uploadcmd.DefaultSettings()
 	up.Region = s.Region
 	for _, b := range s.Buckets {
-		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Endpoint: b.Endpoint, Bucket: b.Bucket,
-			AccessKey: b.AccessKey, SecretKey: b.SecretKey, PathStyle: true})
+		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Config: s3conf.Config{Endpoint: b.Endpoint,
+			Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey, PathStyle: new(true)}})
 	}
 	return up
 }
@@ -39,8 +40,8 @@ func (devRoles) Replicate(s devcluster.ReplicateSpec) any {
 	rc := defaultReplicateRoleConfig()
 	rc.Name, rc.Region, rc.NATS, rc.Admin = s.Name, s.Region, natsConfig{URLs: []string{s.NATSURL}}, s.Admin
 	for _, b := range s.Buckets {
-		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Endpoint: b.Endpoint, Bucket: b.Bucket,
-			AccessKey: b.AccessKey, SecretKey: b.SecretKey})
+		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Config: s3conf.Config{Endpoint: b.Endpoint,
+			Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey}})
 	}
 	rc.SweepInterval = s.SweepInterval
 	return rc
@@ -58,8 +59,8 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec := defaultEdgeRoleConfig()
 	ec.Name, ec.Region, ec.Listen, ec.AdminListen = s.Name, s.Region, s.Listen, s.Admin
 	for i, b := range s.Origins {
-		o := edge.OriginConfig{Name: b.Region, Type: "s3", Endpoint: b.Endpoint, Bucket: b.Bucket,
-			AccessKey: b.AccessKey, SecretKey: b.SecretKey, Timeout: 5 * time.Second}
+		o := edge.OriginConfig{Name: b.Region, Type: "s3", Config: s3conf.Config{Endpoint: b.Endpoint, Bucket: b.Bucket,
+			AccessKey: b.AccessKey, SecretKey: b.SecretKey}, Timeout: 5 * time.Second}
 		if i == 0 {
 			ec.Origin = o
 		} else {

@@ -103,7 +103,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 type edgeApplier struct{ *edge.Server }
 
 func (a edgeApplier) ApplyPurge(ctx context.Context, p bus.Purge) (int, error) {
-	res, err := a.Purge(ctx, edge.PurgeRequest{URLs: p.URLs, Prefixes: p.Prefixes, Tags: p.Tags, Soft: p.Soft})
+	res, err := a.Purge(ctx, p.Target)
 	return res.Entries, err
 }
 

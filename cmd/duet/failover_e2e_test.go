@@ -22,6 +22,7 @@ import (
 	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // failoverRegion is one region's MinIO with the test's segments uploaded.
@@ -53,8 +54,7 @@ func newFailoverRegion(t *testing.T) *failoverRegion {
 }
 
 func (r *failoverRegion) origin(name string) edge.OriginConfig {
-	return edge.OriginConfig{Name: name, Type: "s3", Endpoint: r.srv.Endpoint(), Bucket: r.bucket, Prefix: "vod",
-		AccessKey: r.srv.AccessKey(), SecretKey: r.srv.SecretKey(), Timeout: 2 * time.Second}
+	return edge.OriginConfig{Name: name, Type: "s3", Config: s3conf.Config{Endpoint: r.srv.Endpoint(), Bucket: r.bucket, AccessKey: r.srv.AccessKey(), SecretKey: r.srv.SecretKey()}, Prefix: "vod", Timeout: 2 * time.Second}
 }
 
 // edgeMetric reads one sample of the edge's /metrics whose name and labels start with series, for

@@ -81,11 +81,7 @@ func originHealth(g *failover.Group) []bus.OriginHealth {
 func newOrigin(ctx context.Context, c edge.OriginConfig) (edge.Origin, error) {
 	switch c.Type {
 	case "s3":
-		pathStyle := c.PathStyle == nil || *c.PathStyle
-		o, err := s3origin.New(ctx, s3origin.Config{
-			Endpoint: c.Endpoint, Region: c.S3Region, Bucket: c.Bucket, Prefix: c.Prefix, PathStyle: pathStyle,
-			AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: c.Timeout, MaxConns: c.MaxConns,
-		})
+		o, err := s3origin.New(ctx, s3origin.Config{Config: c.Config, Prefix: c.Prefix, Timeout: c.Timeout, MaxConns: c.MaxConns})
 		if err != nil {
 			return nil, fmt.Errorf("s3 origin: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -45,7 +46,7 @@ The API and token come from --api and --token, or DUET_PURGE_API and DUET_PURGE_
 				if token == "" {
 					return errors.New("no token: pass --token or set DUET_PURGE_TOKEN")
 				}
-				req := purge.Request{ID: id, Soft: soft, Wait: wait}
+				req := purge.Request{ID: id, Target: purgereq.Target{Soft: soft}, Wait: wait}
 				switch kind {
 				case "url":
 					req.URLs = args

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/purge"
 )
@@ -25,7 +26,7 @@ func BenchmarkPurgeLatency(b *testing.B) {
 	for b.Loop() {
 		lat := make([]float64, 0, n)
 		for i := range n {
-			st, err := c.Purge(b.Context(), purge.Request{URLs: []string{fmt.Sprintf("/bench/%d.ts", i)}, Wait: "5s"})
+			st, err := c.Purge(b.Context(), purge.Request{Target: purgereq.Target{URLs: []string{fmt.Sprintf("/bench/%d.ts", i)}}, Wait: "5s"})
 			if err != nil || !st.Complete || len(st.Acks) != 4 {
 				b.Fatalf("purge %d: %v (missing %v)", i, err, st.Missing)
 			}
@@ -71,7 +72,7 @@ func BenchmarkPurgeThroughput(b *testing.B) {
 							for j := range urls {
 								urls[j] = fmt.Sprintf("/tp/%d/%d.ts", i, j)
 							}
-							if _, err := c.Purge(b.Context(), purge.Request{URLs: urls}); err != nil {
+							if _, err := c.Purge(b.Context(), purge.Request{Target: purgereq.Target{URLs: urls}}); err != nil {
 								b.Error(err)
 								return
 							}

@@ -21,7 +21,9 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/bus/natsserver"
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -120,7 +122,7 @@ func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []st
 	cfg := defaultEdgeRoleConfig()
 	cfg.Name, cfg.Region = name, r.name
 	cfg.Listen, cfg.AdminListen = freeAddr(t), freeAddr(t)
-	cfg.Origin = edge.OriginConfig{Type: "http", Endpoint: originURL, Timeout: 5 * time.Second}
+	cfg.Origin = edge.OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: originURL}, Timeout: 5 * time.Second}
 	cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 64 << 20}
 	cfg.Memory = edge.MemoryConfig{MaxBytes: 16 << 20, MaxObjectBytes: 1 << 20}
 	cfg.ShutdownTimeout = 5 * time.Second
@@ -214,7 +216,7 @@ func TestPurgeAcrossRegions(t *testing.T) {
 
 	// 1. A purge accepted in A, with wait, is applied by all four edges, each named.
 	origin.version.Store(2)
-	st := purgeVia(t, a.api, purge.Request{URLs: []string{"/show/seg1.ts"}, Wait: "5s"})
+	st := purgeVia(t, a.api, purge.Request{Target: purgereq.Target{URLs: []string{"/show/seg1.ts"}}, Wait: "5s"})
 	if !st.Complete || len(st.Acks) != 4 {
 		t.Fatalf("purge with wait: %d acks, missing %v", len(st.Acks), st.Missing)
 	}
@@ -253,7 +255,7 @@ func TestPurgeAcrossRegions(t *testing.T) {
 	b.nats.WaitForShutdown()
 	cut := time.Now()
 	origin.version.Store(3)
-	st = purgeVia(t, a.api, purge.Request{URLs: []string{"/show/seg2.ts"}, Wait: "3s"})
+	st = purgeVia(t, a.api, purge.Request{Target: purgereq.Target{URLs: []string{"/show/seg2.ts"}}, Wait: "3s"})
 	if len(st.Missing) != 2 {
 		t.Fatalf("during the cut: missing %v, want B's two edges named", st.Missing)
 	}
@@ -314,7 +316,7 @@ func TestPurgeWithRegionAGone(t *testing.T) {
 	}
 	// A stopped edge is named as missing (its last heartbeat is still recent).
 	a.edges[1].stop()
-	st := purgeVia(t, b.api, purge.Request{URLs: []string{"/nothing-cached"}, Wait: "1s"})
+	st := purgeVia(t, b.api, purge.Request{Target: purgereq.Target{URLs: []string{"/nothing-cached"}}, Wait: "1s"})
 	if len(st.Missing) != 1 || st.Missing[0] != "a2" || len(st.Acks) != 3 {
 		t.Fatalf("with a2 stopped: acks %d, missing %v", len(st.Acks), st.Missing)
 	}
@@ -324,7 +326,7 @@ func TestPurgeWithRegionAGone(t *testing.T) {
 	a.nats.Shutdown()
 	a.nats.WaitForShutdown()
 	origin.version.Store(2)
-	st = purgeVia(t, b.api, purge.Request{URLs: []string{"/live/seg9.ts"}, Wait: "3s"})
+	st = purgeVia(t, b.api, purge.Request{Target: purgereq.Target{URLs: []string{"/live/seg9.ts"}}, Wait: "3s"})
 	acked := map[string]bool{}
 	for _, ack := range st.Acks {
 		acked[ack.Edge] = true
@@ -389,7 +391,7 @@ func TestKilledEdgeNeverServesWhatWasPurgedMeanwhile(t *testing.T) {
 	}
 	p.kill9(t)
 	origin.version.Store(2)
-	st := purgeVia(t, a.api, purge.Request{Prefixes: []string{"/vod/k/"}, Wait: "1s"})
+	st := purgeVia(t, a.api, purge.Request{Target: purgereq.Target{Prefixes: []string{"/vod/k/"}}, Wait: "1s"})
 	if len(st.Missing) != 1 || st.Missing[0] != "k1" {
 		t.Fatalf("the killed edge is not named missing: %v", st.Missing)
 	}

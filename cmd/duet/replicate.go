@@ -75,7 +75,7 @@ func runReplicate(ctx context.Context, cfg replicateRoleConfig, log *slog.Logger
 	}
 	defer nc.Drain() //nolint:errcheck // best effort at exit
 	reg := newRegistry()
-	rep, err := replicate.New(cfg.Config, replicate.Deps{NATS: nc, Logger: log, Registry: reg})
+	rep, err := replicate.New(ctx, cfg.Config, replicate.Deps{NATS: nc, Logger: log, Registry: reg})
 	if err != nil {
 		return err
 	}

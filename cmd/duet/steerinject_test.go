@@ -11,6 +11,7 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 const testMultivariant = `#EXTM3U
@@ -54,7 +55,7 @@ func TestEdgeInjectsContentSteering(t *testing.T) {
 	cfg := defaultEdgeRoleConfig()
 	cfg.Name, cfg.Region = "e1", "eu"
 	cfg.Listen, cfg.AdminListen = freeAddr(t), freeAddr(t)
-	cfg.Origin = edge.OriginConfig{Type: "http", Endpoint: ts.URL, Timeout: 5 * time.Second}
+	cfg.Origin = edge.OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: ts.URL}, Timeout: 5 * time.Second}
 	cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 16 << 20}
 	cfg.Memory = edge.MemoryConfig{MaxBytes: 8 << 20, MaxObjectBytes: 1 << 20}
 	// An explicit pathway ("eu"); the default "." pairs with the steering service's base pathway

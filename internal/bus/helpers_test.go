@@ -21,6 +21,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/bus/natsserver"
+	"github.com/duetcdn/duet/internal/purgereq"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -173,8 +174,8 @@ func (r *region) publishPurge(t testing.TB, id string) *jetstream.PubAck {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	ack, err := bus.PublishPurge(ctx, r.js, bus.Purge{ID: id, Region: r.name, URLs: []string{"https://cdn.example/" + id},
-		Accepted: time.Now().UTC(), By: "test"})
+	ack, err := bus.PublishPurge(ctx, r.js, bus.Purge{ID: id, Region: r.name,
+		Target: purgereq.Target{URLs: []string{"https://cdn.example/" + id}}, Accepted: time.Now().UTC(), By: "test"})
 	if err != nil {
 		t.Fatalf("publish purge %s in %s: %v", id, r.name, err)
 	}

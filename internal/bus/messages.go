@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // Purge is one purge request as stored in the purge streams (JSON, subject
@@ -19,14 +21,9 @@ type Purge struct {
 	// Region is the region whose purge API accepted the purge; its stream is where the purge is
 	// stored first, and every other region's stream sources it from there.
 	Region string `json:"region"`
-	// URLs are exact URLs (or cache keys) to purge.
-	URLs []string `json:"urls,omitempty"`
-	// Prefixes purge every URL that starts with one of them.
-	Prefixes []string `json:"prefixes,omitempty"`
-	// Tags purge every object carrying one of these surrogate keys.
-	Tags []string `json:"tags,omitempty"`
-	// Soft marks the entries stale (the next request revalidates) instead of removing them.
-	Soft bool `json:"soft,omitempty"`
+	// Target is what the purge names: urls, prefixes, tags and soft, at the top level of the
+	// JSON, as the purge API received them (after its checks).
+	purgereq.Target
 	// Accepted is when the purge API accepted the purge (UTC); lags are measured from it.
 	Accepted time.Time `json:"accepted"`
 	// By names who asked (the API token's name), for the audit trail.

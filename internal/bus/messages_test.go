@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -24,8 +26,8 @@ func TestMessagesJSON(t *testing.T) {
 		msg  any
 		ptr  any // a zero value of the same type to decode into
 	}{
-		{"purge", Purge{ID: "p1", Region: "eu1", URLs: []string{"https://cdn.example/vod/a.m3u8"},
-			Prefixes: []string{"https://cdn.example/vod/b/"}, Tags: []string{"show-42"}, Soft: true, Accepted: at, By: "ops"}, &Purge{}},
+		{"purge", Purge{ID: "p1", Region: "eu1", Target: purgereq.Target{URLs: []string{"https://cdn.example/vod/a.m3u8"},
+			Prefixes: []string{"https://cdn.example/vod/b/"}, Tags: []string{"show-42"}, Soft: true}, Accepted: at, By: "ops"}, &Purge{}},
 		{"purge-minimal", Purge{ID: "p2", Region: "us1", Accepted: at}, &Purge{}},
 		{"tick", Tick{Region: "eu1", At: at}, &Tick{}},
 		{"purge-ack", PurgeAck{ID: "p1", Edge: "edge-a", Region: "eu1", Applied: at, Entries: 12, Error: "tag index unavailable"}, &PurgeAck{}},

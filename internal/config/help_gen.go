@@ -20,19 +20,19 @@ func generatedHelp(role, path string) string {
 		case "origin.type":
 			return "Type is \"s3\" or \"http\"."
 		case "origin.endpoint":
-			return "Endpoint is the S3 endpoint (empty for AWS) or the HTTP origin's base URL."
+			return "Endpoint is the URL of the S3 API (http:// or https://), for example \"http://127.0.0.1:9000\" for MinIO."
 		case "origin.bucket":
-			return "Bucket and Prefix locate objects in S3: request path /a/b.ts reads Prefix + \"a/b.ts\"."
-		case "origin.prefix":
-			return "Bucket and Prefix locate objects in S3: request path /a/b.ts reads Prefix + \"a/b.ts\"."
+			return "Bucket is the bucket's name."
 		case "origin.s3_region":
-			return "Region is the S3 region."
+			return "S3Region is the bucket's S3 region, which requests are signed for."
 		case "origin.path_style":
-			return "PathStyle addresses buckets by path (MinIO needs it)."
+			return "PathStyle addresses the bucket as endpoint/bucket/key instead of bucket.endpoint/key."
 		case "origin.access_key":
-			return "AccessKey and SecretKey are static S3 credentials; empty means the standard AWS chain (environment, shared config, instance role)."
+			return "AccessKey and SecretKey are static credentials, used as they are: nothing else is read."
 		case "origin.secret_key":
-			return "AccessKey and SecretKey are static S3 credentials; empty means the standard AWS chain (environment, shared config, instance role)."
+			return "AccessKey and SecretKey are static credentials, used as they are: nothing else is read."
+		case "origin.prefix":
+			return "Prefix is prepended to an S3 origin's object keys: request path /a/b.ts reads Prefix + \"a/b.ts\"."
 		case "origin.host":
 			return "Host overrides the Host header sent to an HTTP origin."
 		case "origin.timeout":

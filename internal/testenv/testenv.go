@@ -18,11 +18,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/duetcdn/duet/internal/minioproc"
+	"github.com/duetcdn/duet/origin/s3client"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // MinIOBinEnv names the environment variable that overrides the MinIO binary's path.
@@ -99,15 +100,17 @@ func S3Client(t testing.TB, srv *minioproc.Server) *s3.Client {
 	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	t.Cleanup(tr.CloseIdleConnections)
-	return s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(srv.Endpoint()),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(srv.AccessKey(), srv.SecretKey(), ""),
-		HTTPClient:   &http.Client{Transport: tr},
+	// Bucket is only what the settings require: the client is for any bucket on srv.
+	c, err := s3client.New(t.Context(), s3conf.Config{Endpoint: srv.Endpoint(), Bucket: "any",
+		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey()}, s3client.Options{
+		HTTPClient: &http.Client{Transport: tr},
 		// Tests stop servers on purpose: fail fast rather than retry.
-		RetryMaxAttempts: 1,
+		MaxAttempts: 1,
 	})
+	if err != nil {
+		t.Fatalf("testenv: S3 client for %s: %v", srv.Endpoint(), err)
+	}
+	return c
 }
 
 // NATS starts an embedded NATS server with JetStream on 127.0.0.1 and a random port, its store in

@@ -17,6 +17,7 @@ import (
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/failover"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 )
 
@@ -47,8 +48,8 @@ func newRegion(t *testing.T, key string, body []byte) *region {
 	}); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
-	o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
-		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), Timeout: 2 * time.Second})
+	o, err := s3origin.New(t.Context(), s3origin.Config{Config: s3conf.Config{Endpoint: srv.Endpoint(), Bucket: bucket,
+		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey()}, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

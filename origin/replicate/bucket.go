@@ -13,14 +13,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/duetcdn/duet/origin/s3client"
 )
 
 // s3API is the part of the S3 API a replicator uses.
@@ -43,10 +42,10 @@ type bucket struct {
 	api    s3API
 }
 
-// newS3Client builds a region's S3 client: path-style (MinIO), static credentials, a
-// User-Agent that marks the replicator's own writes in MinIO's events, a few quick retries
-// (events are retried by redelivery anyway), and no checksums beyond what S3 requires.
-func newS3Client(r RegionConfig) *s3.Client {
+// newS3Client builds a region's S3 client (package s3client's rules) with a User-Agent that
+// marks the replicator's own writes in MinIO's events, and a few quick retries (events are
+// retried by redelivery anyway).
+func newS3Client(ctx context.Context, r RegionConfig) (*s3.Client, error) {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -55,21 +54,16 @@ func newS3Client(r RegionConfig) *s3.Client {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
-	return s3.New(s3.Options{
-		Region:                     r.S3Region,
-		BaseEndpoint:               optional(r.Endpoint),
-		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(r.AccessKey, r.SecretKey, ""),
-		HTTPClient:                 &http.Client{Transport: tr},
-		AppID:                      replicatorAppID,
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 3
-			o.MaxBackoff = 500 * time.Millisecond
-			o.RateLimiter = ratelimit.None
-		}),
+	c, err := s3client.New(ctx, r.Config, s3client.Options{
+		HTTPClient:  &http.Client{Transport: tr},
+		AppID:       replicatorAppID,
+		MaxAttempts: 3,
+		MaxBackoff:  500 * time.Millisecond,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", r.Name, err)
+	}
+	return c, nil
 }
 
 func optional(s string) *string {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // Defaults for Config.
@@ -37,7 +38,8 @@ const (
 type Config struct {
 	// Region is this replicator's region (bus.ValidRegion). Required; it must be in Regions.
 	Region string `yaml:"region"`
-	// Regions lists every region's bucket, this one's included. At least two.
+	// Regions lists every region's bucket, this one's included. At least two. Each needs its
+	// access_key and secret_key: the replicator does not fall back to the AWS credential chain.
 	Regions []RegionConfig `yaml:"regions"`
 	// SweepInterval is how often the anti-entropy sweep runs (and once at start). Default 5m;
 	// negative disables it.
@@ -71,15 +73,9 @@ type Config struct {
 type RegionConfig struct {
 	// Name is the region's name. Required.
 	Name string `yaml:"name"`
-	// Endpoint is the S3 API URL (http:// or https://). Empty means AWS.
-	Endpoint string `yaml:"endpoint"`
-	// Bucket holds the region's objects. Required.
-	Bucket string `yaml:"bucket"`
-	// S3Region is the bucket's S3 region. Default us-east-1.
-	S3Region string `yaml:"s3_region"`
-	// AccessKey and SecretKey are static credentials. Required (both).
-	AccessKey string `yaml:"access_key"`
-	SecretKey string `yaml:"secret_key"`
+	// Config is the bucket: endpoint, bucket, s3_region, path_style, access_key, secret_key
+	// (the last two required, see Config.Regions).
+	s3conf.Config `yaml:",inline"`
 }
 
 // Deps are what a Replicator needs from the process.
@@ -140,15 +136,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("regions[%d].name: %q is listed twice", i, r.Name))
 		}
 		seen[r.Name] = true
-		if r.Bucket == "" {
-			errs = append(errs, fmt.Errorf("regions[%d].bucket is required", i))
+		if err := r.Config.Validate(fmt.Sprintf("regions[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
-		if r.Endpoint != "" {
-			if u, err := url.Parse(r.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				errs = append(errs, fmt.Errorf("regions[%d].endpoint %q: want an http:// or https:// URL", i, r.Endpoint))
-			}
-		}
-		if r.AccessKey == "" || r.SecretKey == "" {
+		if r.AccessKey == "" && r.SecretKey == "" {
+			// The replicator reads and writes every region's bucket from one process: each
+			// region's keys are named, never one ambient identity for all.
 			errs = append(errs, fmt.Errorf("regions[%d]: access_key and secret_key are required", i))
 		}
 	}
@@ -178,7 +171,7 @@ func (c Config) Validate() error {
 
 // UnmarshalText reads a region from one line, for environment variables and flags (YAML uses
 // the fields): "name=eu;endpoint=http://127.0.0.1:9000;bucket=origin;access_key=AK;secret_key=SK"
-// (s3_region optional). Several regions are separated by commas.
+// (s3_region and path_style optional). Several regions are separated by commas.
 func (r *RegionConfig) UnmarshalText(b []byte) error {
 	var out RegionConfig
 	for part := range strings.SplitSeq(string(b), ";") {
@@ -187,7 +180,7 @@ func (r *RegionConfig) UnmarshalText(b []byte) error {
 		}
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
-			return fmt.Errorf("region %q: want key=value pairs separated by ';' (name, endpoint, bucket, s3_region, access_key, secret_key)", string(b))
+			return fmt.Errorf("region %q: want key=value pairs separated by ';' (name, endpoint, bucket, s3_region, path_style, access_key, secret_key)", string(b))
 		}
 		switch strings.TrimSpace(k) {
 		case "name":
@@ -198,12 +191,18 @@ func (r *RegionConfig) UnmarshalText(b []byte) error {
 			out.Bucket = v
 		case "s3_region":
 			out.S3Region = v
+		case "path_style":
+			ps, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("region setting path_style %q: want true or false", v)
+			}
+			out.PathStyle = &ps
 		case "access_key":
 			out.AccessKey = v
 		case "secret_key":
 			out.SecretKey = v
 		default:
-			return fmt.Errorf("region setting %q: use name, endpoint, bucket, s3_region, access_key or secret_key", k)
+			return fmt.Errorf("region setting %q: use name, endpoint, bucket, s3_region, path_style, access_key or secret_key", k)
 		}
 	}
 	*r = out
@@ -216,6 +215,10 @@ func (r RegionConfig) String() string {
 	if r.SecretKey != "" {
 		secret = "***"
 	}
-	return fmt.Sprintf("name=%s;endpoint=%s;bucket=%s;s3_region=%s;access_key=%s;secret_key=%s",
+	s := fmt.Sprintf("name=%s;endpoint=%s;bucket=%s;s3_region=%s;access_key=%s;secret_key=%s",
 		r.Name, r.Endpoint, r.Bucket, r.S3Region, r.AccessKey, secret)
+	if r.PathStyle != nil {
+		s += fmt.Sprintf(";path_style=%t", *r.PathStyle)
+	}
+	return s
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // Events as the pinned MinIO publishes them (captured from its NATS target).
@@ -100,7 +102,8 @@ func TestVersionOrder(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	good := DefaultConfig()
 	good.Region = "A"
-	good.Regions = []RegionConfig{{Name: "A", Bucket: "a", AccessKey: "k", SecretKey: "s"}, {Name: "B", Bucket: "b", AccessKey: "k", SecretKey: "s"}}
+	good.Regions = []RegionConfig{{Name: "A", Config: s3conf.Config{Bucket: "a", AccessKey: "k", SecretKey: "s"}},
+		{Name: "B", Config: s3conf.Config{Bucket: "b", AccessKey: "k", SecretKey: "s"}}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
@@ -109,7 +112,7 @@ func TestConfigValidate(t *testing.T) {
 	bad.PurgeMode = "later"
 	bad.PartSize = 1 << 20
 	bad.Regions = append([]RegionConfig{}, good.Regions...)
-	bad.Regions = append(bad.Regions, RegionConfig{Name: "A", Endpoint: "s3.example"})
+	bad.Regions = append(bad.Regions, RegionConfig{Name: "A", Config: s3conf.Config{Endpoint: "s3.example"}})
 	err := bad.Validate()
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v, want ErrInvalidConfig", err)
@@ -121,7 +124,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	var r RegionConfig
 	if err := r.UnmarshalText([]byte("name=A;endpoint=http://h:9000;bucket=b;access_key=ak;secret_key=sk")); err != nil ||
-		r != (RegionConfig{Name: "A", Endpoint: "http://h:9000", Bucket: "b", AccessKey: "ak", SecretKey: "sk"}) {
+		r != (RegionConfig{Name: "A", Config: s3conf.Config{Endpoint: "http://h:9000", Bucket: "b", AccessKey: "ak", SecretKey: "sk"}}) {
 		t.Errorf("UnmarshalText = %+v, %v", r, err)
 	}
 	if strings.Contains(r.String(), "sk") {

@@ -31,6 +31,7 @@ import (
 	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 const testBucket = "origin"
@@ -129,8 +130,8 @@ func testConfig(self *testRegion, all ...*testRegion) Config {
 		cfg.Concurrency, _ = strconv.Atoi(c)
 	}
 	for _, r := range all {
-		cfg.Regions = append(cfg.Regions, RegionConfig{Name: r.name, Endpoint: r.minio.Endpoint(), Bucket: testBucket,
-			AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()})
+		cfg.Regions = append(cfg.Regions, RegionConfig{Name: r.name, Config: s3conf.Config{Endpoint: r.minio.Endpoint(),
+			Bucket: testBucket, AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}})
 	}
 	return cfg
 }
@@ -144,7 +145,7 @@ func (r *testRegion) startReplicator(t testing.TB, cfg Config) *Replicator {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	rep, err := New(cfg, Deps{NATS: r.nc, Logger: log, Registry: reg})
+	rep, err := New(t.Context(), cfg, Deps{NATS: r.nc, Logger: log, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

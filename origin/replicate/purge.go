@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // purgeItem is the URLs of one own-region event message, acknowledged once they are purged.
@@ -67,7 +68,7 @@ func (r *Replicator) flushPurge(ctx context.Context, batch []purgeItem) {
 	}
 	p := bus.Purge{
 		ID:     fmt.Sprintf("auto-%s-%d-%d", r.cfg.Region, first, last),
-		Region: r.cfg.Region, URLs: urls, Soft: r.cfg.PurgeMode == PurgeSoft,
+		Region: r.cfg.Region, Target: purgereq.Target{URLs: urls, Soft: r.cfg.PurgeMode == PurgeSoft},
 		Accepted: r.now().UTC(), By: "duet-replicate",
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

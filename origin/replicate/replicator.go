@@ -40,8 +40,9 @@ type Replicator struct {
 	sweepNow chan chan error
 }
 
-// New validates cfg and builds a replicator; Run starts it.
-func New(cfg Config, deps Deps) (*Replicator, error) {
+// New validates cfg and builds a replicator; Run starts it. ctx bounds loading the AWS
+// configuration for regions without static credentials.
+func New(ctx context.Context, cfg Config, deps Deps) (*Replicator, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -65,7 +66,11 @@ func New(cfg Config, deps Deps) (*Replicator, error) {
 		others: map[string]*bucket{}, copier: newCopier(cfg.PartSize, cfg.PartConcurrency, cfg.MemoryBytes), now: time.Now,
 		purgeCh: make(chan purgeItem, 4*DefaultPurgeBatch), sweepNow: make(chan chan error)}
 	for _, rc := range cfg.Regions {
-		b := &bucket{region: rc.Name, name: rc.Bucket, api: newS3Client(rc)}
+		api, err := newS3Client(ctx, rc)
+		if err != nil {
+			return nil, err
+		}
+		b := &bucket{region: rc.Name, name: rc.Bucket, api: api}
 		if rc.Name == cfg.Region {
 			r.own = b
 		} else {

@@ -17,39 +17,28 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/internal/fetch"
+	"github.com/duetcdn/duet/origin/s3client"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // DefaultRegion is the region of a Config without one (what MinIO expects by default).
-const DefaultRegion = "us-east-1"
+const DefaultRegion = s3conf.DefaultRegion
 
 // Config describes an S3-compatible origin (AWS S3, MinIO, ...).
 type Config struct {
-	// Endpoint is the S3 API URL, for example "http://127.0.0.1:9000" for MinIO. Empty means AWS.
-	Endpoint string
-	// Region is the bucket's region. Empty means us-east-1 (what MinIO expects by default).
-	Region string
-	// Bucket holds the objects. Required.
-	Bucket string
+	// Config locates the bucket and holds the credentials; its PathStyle defaults to true when
+	// Endpoint is set (s3conf.Config.UsePathStyle).
+	s3conf.Config
 	// Prefix is prepended to every object key: with Prefix "vod", the path "/a/b.ts" is the key
 	// "vod/a/b.ts". Leading and trailing slashes do not matter ("vod", "vod/" and "/vod/" are the
 	// same). Empty means the bucket's root.
 	Prefix string
-	// PathStyle addresses the bucket as Endpoint/Bucket/key instead of Bucket.Endpoint/key. MinIO
-	// needs true.
-	PathStyle bool
-	// AccessKey and SecretKey are static credentials. Both empty means the standard AWS credential
-	// chain (environment, shared config and credentials files, web identity, IMDS...).
-	AccessKey, SecretKey string
 	// Timeout bounds the time until S3 answers with the object's metadata (time to first byte),
 	// retries included. The body is bounded only by the caller's context. Zero means 10 s.
 	Timeout time.Duration
@@ -99,9 +88,6 @@ type Origin struct {
 // New validates cfg and builds the client. ctx bounds loading the AWS credential chain, when
 // static credentials are not given.
 func New(ctx context.Context, cfg Config) (*Origin, error) {
-	if cfg.Region == "" {
-		cfg.Region = DefaultRegion
-	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = origin.DefaultTimeout
 	}
@@ -109,63 +95,26 @@ func New(ctx context.Context, cfg Config) (*Origin, error) {
 		cfg.MaxConns = origin.DefaultMaxConns
 	}
 	switch {
-	case cfg.Bucket == "":
-		return nil, fmt.Errorf("%w: s3 Bucket is required", origin.ErrInvalidConfig)
-	case strings.Contains(cfg.Bucket, "/"):
-		return nil, fmt.Errorf("%w: s3 Bucket %q contains a slash (use Prefix for a folder)", origin.ErrInvalidConfig, cfg.Bucket)
-	case (cfg.AccessKey == "") != (cfg.SecretKey == ""):
-		return nil, fmt.Errorf("%w: s3 AccessKey and SecretKey must be set together (or both left empty for the AWS credential chain)", origin.ErrInvalidConfig)
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("%w: s3 Timeout %s is negative", origin.ErrInvalidConfig, cfg.Timeout)
 	case cfg.MaxConns < 0:
 		return nil, fmt.Errorf("%w: s3 MaxConns %d is negative", origin.ErrInvalidConfig, cfg.MaxConns)
 	}
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: s3 Endpoint %q is not an http:// or https:// URL", origin.ErrInvalidConfig, cfg.Endpoint)
-		}
+	if err := cfg.Validate(""); err != nil {
+		return nil, fmt.Errorf("%w: s3 origin: %w", origin.ErrInvalidConfig, err)
 	}
-
-	var awsCfg aws.Config
-	if cfg.AccessKey != "" {
-		// Static credentials: do not read the environment or ~/.aws at all, so a developer's AWS
-		// profile cannot break or redirect a MinIO origin.
-		awsCfg = aws.Config{
-			Region:      cfg.Region,
-			Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, ""),
-		}
-	} else {
-		var err error
-		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
-		if err != nil {
-			return nil, fmt.Errorf("load aws config for s3 origin: %w", err)
-		}
-	}
-
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.Region = cfg.Region
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-		}
-		o.UsePathStyle = cfg.PathStyle
-		o.HTTPClient = &http.Client{Transport: fetch.NewTransport(cfg.Timeout, cfg.MaxConns, http.ProxyFromEnvironment)}
-		// Checksums are validated only when a request asks for them (ChecksumMode), which Fetch
-		// never does: S3 answers a ranged read with the whole object's checksum, and a validator
-		// that wraps the body would fail at its end or hold bytes back.
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.DisableLogOutputChecksumValidationSkipped = true
-		// One quick retry for a blip, then the error goes to the edge, which fails over to another
-		// origin: long SDK backoffs would only hide the failure. No client-side retry quota, so
-		// a long outage cannot leave the client refusing to retry after the origin is back.
-		// Retries happen only before an answer arrives: once GetObject returns, the body is
-		// streamed from that one response and never re-read.
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = 2
-			so.MaxBackoff = 200 * time.Millisecond
-			so.RateLimiter = ratelimit.None
-		})
+	client, err := s3client.New(ctx, cfg.Config, s3client.Options{
+		HTTPClient: &http.Client{Transport: fetch.NewTransport(cfg.Timeout, cfg.MaxConns, http.ProxyFromEnvironment)},
+		// One quick retry for a blip, then the error goes to the edge, which fails over to
+		// another origin: long backoffs would only hide the failure. Retries happen only before
+		// an answer arrives: once GetObject returns, the body is streamed from that one response
+		// and never re-read.
+		MaxAttempts: 2,
+		MaxBackoff:  200 * time.Millisecond,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 origin: %w", err)
+	}
 
 	prefix := strings.Trim(cfg.Prefix, "/")
 	if prefix != "" {
@@ -174,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Origin, error) {
 	return &Origin{
 		bucket:  cfg.Bucket,
 		prefix:  prefix,
-		region:  cfg.Region,
+		region:  cfg.Region(),
 		timeout: cfg.Timeout,
 		name:    "s3://" + cfg.Bucket + "/" + prefix,
 		get:     client,

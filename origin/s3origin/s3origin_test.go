@@ -24,6 +24,7 @@ import (
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // fetcher is what the edge needs from an origin; both clients must provide it.
@@ -49,13 +50,8 @@ func (f getObjectFunc) GetObject(ctx context.Context, in *s3.GetObjectInput, opt
 func newTestS3(t *testing.T, srv *minioproc.Server, bucket, prefix string) *Origin {
 	t.Helper()
 	o, err := New(t.Context(), Config{
-		Endpoint:  srv.Endpoint(),
-		Bucket:    bucket,
-		Prefix:    prefix,
-		PathStyle: true,
-		AccessKey: srv.AccessKey(),
-		SecretKey: srv.SecretKey(),
-		Timeout:   5 * time.Second,
+		Config: s3conf.Config{Endpoint: srv.Endpoint(), Bucket: bucket, AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey()},
+		Prefix: prefix, Timeout: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -208,10 +204,9 @@ func TestS3(t *testing.T) {
 		t.Parallel()
 		bucket := testenv.Bucket(t, srv)
 		put(t, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("a.ts"), Body: bytes.NewReader(body)})
-		o, err := New(t.Context(), Config{
-			Endpoint: srv.Endpoint(), Bucket: bucket, PathStyle: true,
-			AccessKey: srv.AccessKey(), SecretKey: "not-the-secret",
-		})
+		o, err := New(t.Context(), Config{Config: s3conf.Config{
+			Endpoint: srv.Endpoint(), Bucket: bucket, AccessKey: srv.AccessKey(), SecretKey: "not-the-secret",
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -434,8 +429,8 @@ func TestS3OriginDown(t *testing.T) {
 func TestS3Timeout(t *testing.T) {
 	addr := silentServer(t)
 	o, err := New(t.Context(), Config{
-		Endpoint: "http://" + addr, Bucket: "b", PathStyle: true,
-		AccessKey: "k", SecretKey: "secret-key", Timeout: 200 * time.Millisecond,
+		Config:  s3conf.Config{Endpoint: "http://" + addr, Bucket: "b", AccessKey: "k", SecretKey: "secret-key"},
+		Timeout: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -501,12 +496,12 @@ func TestNewS3Validation(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"no bucket", Config{AccessKey: "a", SecretKey: "b"}},
-		{"slash in bucket", Config{Bucket: "a/b", AccessKey: "a", SecretKey: "b"}},
-		{"half credentials", Config{Bucket: "b", AccessKey: "a"}},
-		{"bad endpoint", Config{Bucket: "b", Endpoint: "127.0.0.1:9000", AccessKey: "a", SecretKey: "b"}},
-		{"negative timeout", Config{Bucket: "b", Timeout: -1, AccessKey: "a", SecretKey: "b"}},
-		{"negative conns", Config{Bucket: "b", MaxConns: -1, AccessKey: "a", SecretKey: "b"}},
+		{"no bucket", Config{Config: s3conf.Config{AccessKey: "a", SecretKey: "b"}}},
+		{"slash in bucket", Config{Config: s3conf.Config{Bucket: "a/b", AccessKey: "a", SecretKey: "b"}}},
+		{"half credentials", Config{Config: s3conf.Config{Bucket: "b", AccessKey: "a"}}},
+		{"bad endpoint", Config{Config: s3conf.Config{Bucket: "b", Endpoint: "127.0.0.1:9000", AccessKey: "a", SecretKey: "b"}}},
+		{"negative timeout", Config{Config: s3conf.Config{Bucket: "b", AccessKey: "a", SecretKey: "b"}, Timeout: -1}},
+		{"negative conns", Config{Config: s3conf.Config{Bucket: "b", AccessKey: "a", SecretKey: "b"}, MaxConns: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(t.Context(), tc.cfg); !errors.Is(err, origin.ErrInvalidConfig) {
@@ -514,7 +509,7 @@ func TestNewS3Validation(t *testing.T) {
 			}
 		})
 	}
-	o, err := New(t.Context(), Config{Bucket: "b", AccessKey: "a", SecretKey: "b"})
+	o, err := New(t.Context(), Config{Config: s3conf.Config{Bucket: "b", AccessKey: "a", SecretKey: "b"}})
 	if err != nil || o.timeout != origin.DefaultTimeout || o.region != DefaultRegion || o.Name() != "s3://b/" {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}

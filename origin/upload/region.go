@@ -5,58 +5,37 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/duetcdn/duet/origin/s3client"
+	"github.com/duetcdn/duet/origin/s3conf"
 )
 
 // Region is one region's bucket, as the YAML config's `regions:` list spells it.
 type Region struct {
 	// Name is what --region selects, for example "eu".
 	Name string `yaml:"name"`
-	// Endpoint is the S3 API URL, for example "http://127.0.0.1:9000" for MinIO. Empty means AWS.
-	Endpoint string `yaml:"endpoint"`
-	// Bucket receives the files. Required.
-	Bucket string `yaml:"bucket"`
-	// S3Region is the bucket's S3 region. Empty means us-east-1 (what MinIO expects by default).
-	S3Region string `yaml:"s3_region"`
-	// AccessKey and SecretKey are static credentials. Both empty means AWS_ACCESS_KEY_ID and
-	// AWS_SECRET_ACCESS_KEY, then the rest of the AWS credential chain (shared files, SSO, IMDS).
-	AccessKey string `yaml:"access_key"`
-	SecretKey string `yaml:"secret_key"`
-	// PathStyle addresses the bucket as Endpoint/Bucket/key; MinIO needs true.
-	PathStyle bool `yaml:"path_style"`
+	// Config is the bucket: endpoint, bucket, s3_region, path_style, access_key, secret_key.
+	s3conf.Config `yaml:",inline"`
 }
 
-// Validate reports the first field to fix.
+// Validate reports what to fix in the region's settings.
 func (r Region) Validate() error {
 	name := r.Name
 	if name == "" {
 		name = "(unnamed)"
 	}
-	switch {
-	case r.Bucket == "":
-		return fmt.Errorf("%w: region %s has no bucket", ErrInvalidConfig, name)
-	case strings.Contains(r.Bucket, "/"):
-		return fmt.Errorf("%w: region %s: bucket %q contains a slash (use --prefix for a folder)", ErrInvalidConfig, name, r.Bucket)
-	case (r.AccessKey == "") != (r.SecretKey == ""):
-		return fmt.Errorf("%w: region %s: set access_key and secret_key together (or neither, for the AWS credential chain)", ErrNoCredentials, name)
-	}
-	if r.Endpoint != "" {
-		u, err := url.Parse(r.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: region %s: endpoint %q is not an http:// or https:// URL", ErrInvalidConfig, name, r.Endpoint)
+	if err := r.Config.Validate(""); err != nil {
+		if errors.Is(err, s3conf.ErrCredentials) {
+			return fmt.Errorf("%w: region %s: %w", ErrNoCredentials, name, err)
 		}
+		return fmt.Errorf("%w: region %s: %w", ErrInvalidConfig, name, err)
 	}
 	return nil
 }
@@ -81,67 +60,34 @@ func FindRegion(regions []Region, name string) (Region, error) {
 	return Region{}, fmt.Errorf("%w %q: known regions are %s", ErrUnknownRegion, name, strings.Join(names, ", "))
 }
 
-// NewClient builds an S3 client for the region. environ supplies AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY when the region has no static credentials; without them the AWS chain
-// is loaded (bounded by ctx). conns is the number of connections kept per host.
+// NewClient builds an S3 client for the region (package s3client's rules). environ supplies
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY when the region has no static credentials; without
+// them the AWS chain is loaded and asked for credentials once (bounded by ctx), so that a run
+// without any fails before anything is planned. conns is the number of connections kept per host.
 func NewClient(ctx context.Context, r Region, environ []string, conns int) (*s3.Client, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
-	}
-	if r.S3Region == "" {
-		r.S3Region = "us-east-1"
-	}
-	if r.AccessKey == "" {
-		r.AccessKey, r.SecretKey = env(environ, "AWS_ACCESS_KEY_ID"), env(environ, "AWS_SECRET_ACCESS_KEY")
-	}
-	var cfg aws.Config
-	if r.AccessKey != "" && r.SecretKey != "" {
-		// Static credentials: a developer's ~/.aws must not redirect an upload to MinIO.
-		cfg = aws.Config{Region: r.S3Region, Credentials: credentials.NewStaticCredentialsProvider(r.AccessKey, r.SecretKey, env(environ, "AWS_SESSION_TOKEN"))}
-	} else {
-		var err error
-		if cfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(r.S3Region), awsconfig.WithLogger(logging.Nop{})); err != nil {
-			return nil, fmt.Errorf("region %s: load AWS config: %w", r.Name, err)
-		}
-		// Fail here, before anything is planned, with a message that says what to set.
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = cfg.Credentials.Retrieve(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("%w for region %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key and secret_key in the region's config (%v)", ErrNoCredentials, r.Name, err)
-		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = max(conns, 4)
 	tr.MaxConnsPerHost = 0
 	tr.ResponseHeaderTimeout = 2 * time.Minute // a part's answer; MinIO answers once it has the bytes
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.Region = r.S3Region
-		if r.Endpoint != "" {
-			o.BaseEndpoint = aws.String(r.Endpoint)
-		}
-		o.UsePathStyle = r.PathStyle
-		o.HTTPClient = &http.Client{Transport: tr}
-		// No extra CRC32 pass over every byte: over plain HTTP SigV4 signs each body's SHA-256,
-		// and over HTTPS TLS protects it, so the checksum would only cost CPU (what `mc` does too).
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.DisableLogOutputChecksumValidationSkipped = true
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = 3
-			so.MaxBackoff = 2 * time.Second
-			so.RateLimiter = ratelimit.None
-		})
-	}), nil
-}
-
-func env(environ []string, name string) string {
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return v
+	c, err := s3client.New(ctx, r.Config, s3client.Options{
+		HTTPClient: &http.Client{Transport: tr},
+		Environ:    append([]string{}, environ...), // never the process's: the command passes it
+	})
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", r.Name, err)
+	}
+	if !r.Static() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = s3client.CheckCredentials(cctx, c)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w for region %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key and secret_key in the region's config (%v)", ErrNoCredentials, r.Name, err)
 		}
 	}
-	return ""
+	return c, nil
 }
 
 // headBucketAPI is what CheckBucket needs.

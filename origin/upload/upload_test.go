@@ -21,6 +21,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 )
 
@@ -31,8 +32,8 @@ type env struct {
 
 func (e env) region(t *testing.T) (upload.Region, *s3.Client) {
 	t.Helper()
-	r := upload.Region{Name: "a", Endpoint: e.srv.Endpoint(), Bucket: testenv.Bucket(t, e.srv),
-		AccessKey: e.srv.AccessKey(), SecretKey: e.srv.SecretKey(), PathStyle: true}
+	r := upload.Region{Name: "a", Config: s3conf.Config{Endpoint: e.srv.Endpoint(), Bucket: testenv.Bucket(t, e.srv),
+		AccessKey: e.srv.AccessKey(), SecretKey: e.srv.SecretKey()}}
 	c, err := upload.NewClient(t.Context(), r, nil, 16)
 	if err != nil {
 		t.Fatal(err)

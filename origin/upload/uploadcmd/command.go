@@ -14,6 +14,7 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/config"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 )
 
@@ -113,7 +114,8 @@ compared when skipping: after changing them, pass --force.`,
 		var region upload.Region
 		switch {
 		case bucket != "":
-			region = upload.Region{Name: "--bucket", Endpoint: endpoint, Bucket: bucket, S3Region: s3Region, PathStyle: pathStyle && endpoint != ""}
+			region = upload.Region{Name: "--bucket", Config: s3conf.Config{Endpoint: endpoint, Bucket: bucket, S3Region: s3Region,
+				PathStyle: new(pathStyle && endpoint != "")}}
 			if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
 				region.Name = u.Host
 			}

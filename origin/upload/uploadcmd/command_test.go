@@ -21,6 +21,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
 	uploadpkg "github.com/duetcdn/duet/origin/upload"
 )
@@ -116,8 +117,8 @@ func TestUploadCommand(t *testing.T) {
 		}
 		// The multipart object has the file's bytes, and the edge's S3 origin reads its tags as
 		// Surrogate-Key, so `duet purge tag show-abc` reaches it.
-		o, err := s3origin.New(t.Context(), s3origin.Config{Endpoint: m.Endpoint(), Bucket: bucket, Prefix: "vod/abc",
-			PathStyle: true, AccessKey: m.AccessKey(), SecretKey: m.SecretKey()})
+		o, err := s3origin.New(t.Context(), s3origin.Config{Prefix: "vod/abc",
+			Config: s3conf.Config{Endpoint: m.Endpoint(), Bucket: bucket, AccessKey: m.AccessKey(), SecretKey: m.SecretKey()}})
 		if err != nil {
 			t.Fatal(err)
 		}
