@@ -306,7 +306,7 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 	fmt.Fprintf(&b, "\n  upload your own video (a folder of HLS or DASH files) to %s; it replicates to every region:\n    bin/duet upload --config %s --region %s --prefix vod/mine/ PATH\n",
 		c.regions[0].name, filepath.Join(c.dir, "config", "upload.yaml"), c.regions[0].name)
 	fmt.Fprintf(&b, "\n  purge the stream everywhere (each edge's acknowledgement listed):\n    bin/duet purge prefix /%s --api http://%s --token %s --wait 5s\n", samplePrefix, l.purge(0), c.sec.PurgeToken)
-	fmt.Fprintf(&b, "\n  profile an edge, or purge only its cache (admin token):\n    curl -s -H 'Authorization: Bearer %s' http://%s/debug/pprof/\n", c.sec.EdgeAdminToken, l.edgeAdm(0, 0))
+	fmt.Fprintf(&b, "\n  profile an edge (its admin token; POST /purge there takes it too, with Content-Type: application/json):\n    curl -s -H 'Authorization: Bearer %s' http://%s/debug/pprof/\n", c.sec.EdgeAdminToken, l.edgeAdm(0, 0))
 	auth := "-H 'Authorization: Bearer " + c.sec.ControlToken + "'"
 	fmt.Fprintf(&b, "\n  break it on purpose (control API, token %s):\n", c.sec.ControlToken)
 	fmt.Fprintf(&b, "    curl -s -XPOST %s -H 'Content-Type: application/json' http://%s/v1/dev/edges/%s/stop     # and .../start\n", auth, l.control(), c.regions[0].edges[0].name)
