@@ -43,15 +43,12 @@ type cluster struct {
 	layout  layout
 	exe     string
 	env     []string
-	token   string
+	sec     secrets
 	edges   int // per region
 	regions []*region
 	roles   Roles
 	log     *slog.Logger
 }
-
-// PurgeToken is the purge API's bearer token in dev mode (printed; loopback only).
-const PurgeToken = "duet-dev-purge-token"
 
 // startNATS starts every region's embedded NATS, the first one the hub the others link to as
 // leafnodes (a tree, as internal/bus requires).
@@ -80,9 +77,10 @@ func (c *cluster) writeConfig(name string, cfg any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode %s config: %w", name, err)
 	}
+	// Configs hold tokens and origin credentials: only their owner may read them.
 	p := filepath.Join(c.dir, "config", name+".yaml")
-	if err := os.WriteFile(p, append([]byte("# written by `duet dev` at every start\n"), b...), 0o644); err != nil {
-		return "", fmt.Errorf("write %s config: %w", name, err)
+	if err := writePrivate(p, append([]byte("# written by `duet dev` at every start\n"), b...)); err != nil {
+		return "", fmt.Errorf("%s config: %w", name, err)
 	}
 	return p, nil
 }
@@ -108,17 +106,18 @@ func (c *cluster) prepare() error {
 		}
 	}
 	var regions []steering.Region
-	var buckets []Bucket
+	var buckets, uploads []Bucket // the replicator's and `duet upload`'s credentials
 	for _, r := range c.regions {
 		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon})
-		buckets = append(buckets, c.bucketOf(r))
+		buckets = append(buckets, c.bucketOf(r, replicatorUser, c.sec.ReplicatorOrigin))
+		uploads = append(uploads, c.bucketOf(r, uploadUser, c.sec.UploadOrigin))
 	}
 	// `duet upload --config <dir>/config/upload.yaml` puts content into the dev origins.
-	if _, err := c.writeConfig("upload", c.roles.Upload(UploadSpec{Region: c.regions[0].name, Buckets: buckets})); err != nil {
+	if _, err := c.writeConfig("upload", c.roles.Upload(UploadSpec{Region: c.regions[0].name, Buckets: uploads})); err != nil {
 		return err
 	}
 	for i, r := range c.regions {
-		ps := PurgeSpec{Region: r.name, Regions: c.regionNames(), Listen: c.layout.purge(i), Token: c.token, NATSURL: r.natsURL}
+		ps := PurgeSpec{Region: r.name, Regions: c.regionNames(), Listen: c.layout.purge(i), Token: c.sec.PurgeToken, NATSURL: r.natsURL}
 		p, err := c.writeConfig("purge-"+r.name, c.roles.Purge(ps))
 		if err != nil {
 			return err
@@ -142,14 +141,15 @@ func (c *cluster) prepare() error {
 		r.edges = nil
 		for j := range c.edges {
 			es := EdgeSpec{Name: fmt.Sprintf("%s-%d", r.name, j+1), Region: r.name, Listen: c.layout.edge(i, j),
-				Admin: c.layout.edgeAdm(i, j), NATSURL: r.natsURL, PurgeRegions: c.regionNames(),
+				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, PurgeRegions: c.regionNames(),
 				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash"}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
-			es.Origins = []Bucket{c.bucketOf(r)}
+			// Edges read with credentials that can only read.
+			es.Origins = []Bucket{c.bucketOf(r, edgeUser, c.sec.EdgeOrigin)}
 			for _, other := range c.regions {
 				if other != r {
-					es.Origins = append(es.Origins, c.bucketOf(other))
+					es.Origins = append(es.Origins, c.bucketOf(other, edgeUser, c.sec.EdgeOrigin))
 				}
 			}
 			es.CacheDir = filepath.Join(c.dir, "cache", es.Name)
@@ -162,11 +162,12 @@ func (c *cluster) prepare() error {
 	return nil
 }
 
-// bucketOf is region r's origin bucket.
-func (c *cluster) bucketOf(r *region) Bucket {
-	return Bucket{Region: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket, AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}
+// bucketOf is region r's origin bucket, reached as MinIO user user (see originUsers).
+func (c *cluster) bucketOf(r *region, user, secret string) Bucket {
+	return Bucket{Region: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket, AccessKey: user, SecretKey: secret}
 }
 
+// uploadRegion is region r's bucket with the root credentials, for `duet dev` itself.
 func (c *cluster) uploadRegion(r *region) upload.Region {
 	return upload.Region{Name: r.name, Config: s3conf.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket,
 		AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey(), PathStyle: new(true)}}

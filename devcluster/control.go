@@ -2,8 +2,12 @@ package devcluster
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
+
+	"github.com/duetcdn/duet/internal/adminguard"
 )
 
 // The control API of `duet dev`: what the load tests (and a curious person) use to see the
@@ -17,9 +21,11 @@ import (
 type ClusterJSON struct {
 	Regions    []RegionJSON `json:"regions"`
 	PurgeToken string       `json:"purge_token"`
-	Sample     string       `json:"sample"`
-	Bucket     string       `json:"bucket"`
-	Upload     UploadJSON   `json:"upload"`
+	// EdgeAdminToken is the token of every edge's /purge and /debug/pprof.
+	EdgeAdminToken string     `json:"edge_admin_token"`
+	Sample         string     `json:"sample"`
+	Bucket         string     `json:"bucket"`
+	Upload         UploadJSON `json:"upload"`
 }
 
 type RegionJSON struct {
@@ -39,6 +45,8 @@ type EdgeJSON struct {
 	Up    bool   `json:"up"`
 }
 
+// UploadJSON is where, and as whom, to write content: the upload user's credentials (it can
+// write objects into the bucket, nothing more), never MinIO's root ones.
 type UploadJSON struct {
 	Endpoint  string `json:"endpoint"`
 	AccessKey string `json:"access_key"`
@@ -46,7 +54,7 @@ type UploadJSON struct {
 }
 
 func (c *cluster) describe() ClusterJSON {
-	out := ClusterJSON{PurgeToken: c.token, Sample: "/" + samplePrefix + "master.m3u8", Regions: []RegionJSON{}}
+	out := ClusterJSON{PurgeToken: c.sec.PurgeToken, EdgeAdminToken: c.sec.EdgeAdminToken, Sample: "/" + samplePrefix + "master.m3u8", Regions: []RegionJSON{}}
 	for i, r := range c.regions {
 		rj := RegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
 			Origin: r.minio.Endpoint(), NATS: r.natsURL, Up: r.isUp()}
@@ -57,13 +65,25 @@ func (c *cluster) describe() ClusterJSON {
 		out.Regions = append(out.Regions, rj)
 		if i == 0 {
 			out.Bucket = r.bucket
-			out.Upload = UploadJSON{Endpoint: r.minio.Endpoint(), AccessKey: r.minio.AccessKey(), SecretKey: r.minio.SecretKey()}
+			out.Upload = UploadJSON{Endpoint: r.minio.Endpoint(), AccessKey: uploadUser, SecretKey: c.sec.UploadOrigin}
 		}
 	}
 	return out
 }
 
-func (c *cluster) controlHandler() http.Handler {
+// controlHandler is the control API. Everything but the help page needs the control token (the
+// cluster's description hands out the other tokens and credentials), and what changes the
+// cluster must be JSON and not cross-site, so that a web page open in a browser on this machine
+// cannot drive it, nor read it through a rebound DNS name.
+func (c *cluster) controlHandler() (http.Handler, error) {
+	g, err := adminguard.New(adminguard.Config{Tokens: []string{c.sec.ControlToken}, Realm: "duet-dev",
+		Reply: func(w http.ResponseWriter, status int, reason string) {
+			writeJSON(w, status, map[string]string{"error": reason + " (the control token is in duet dev's banner and in " +
+				filepath.Join(c.dir, secretsFile) + ")"})
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("control API: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/dev/cluster", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, c.describe())
@@ -144,9 +164,13 @@ duet dev control API
   GET  /v1/dev/cluster
   POST /v1/dev/edges/{name}/stop[?graceful=1]   POST /v1/dev/edges/{name}/start
   POST /v1/dev/regions/{name}/stop[?graceful=1] POST /v1/dev/regions/{name}/start
-  POST /v1/dev/origins/{region}/stop             POST /v1/dev/origins/{region}/start`) + "\n"))
+  POST /v1/dev/origins/{region}/stop             POST /v1/dev/origins/{region}/start
+Send Authorization: Bearer <control token> (printed by duet dev), and Content-Type: application/json with a POST.`) + "\n"))
 	})
-	return mux
+	outer := http.NewServeMux()
+	outer.Handle("/v1/", g.Token(mux))
+	outer.Handle("/", g.Browser(mux))
+	return outer, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

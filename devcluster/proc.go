@@ -37,7 +37,7 @@ func (p *proc) start(ctx context.Context) error {
 	if p.runningLocked() {
 		return nil
 	}
-	out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	out, err := openLog(p.log)
 	if err != nil {
 		return fmt.Errorf("%s: open log: %w", p.name, err)
 	}
@@ -129,4 +129,18 @@ func waitHealthy(ctx context.Context, url string, exited <-chan struct{}, limit 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// openLog opens a role's log for appending, readable only by its owner: a role may log what it
+// was given (a URL with credentials, say).
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil { // a log from an earlier run may be wider
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -17,7 +17,8 @@ type Roles interface {
 	Edge(EdgeSpec) any
 }
 
-// Bucket is one region's origin: a bucket on its MinIO (path-style, static credentials).
+// Bucket is one region's origin: a bucket on its MinIO (path-style, static credentials: those of
+// the MinIO user the role gets, never the root's).
 type Bucket struct {
 	Region, Endpoint, Bucket, AccessKey, SecretKey string
 }
@@ -49,9 +50,11 @@ type SteeringSpec struct {
 }
 
 // EdgeSpec is one edge: Origins in the order it tries them (its region's first), its disk cache
-// in CacheDir, the purges of PurgeRegions, content steering pointing at the steering URIs.
+// in CacheDir, the purges of PurgeRegions, content steering pointing at the steering URIs, its
+// admin listener's /purge and /debug/pprof behind AdminToken.
 type EdgeSpec struct {
 	Name, Region, Listen, Admin, NATSURL string
+	AdminToken                           string
 	Origins                              []Bucket
 	CacheDir                             string
 	PurgeRegions                         []string

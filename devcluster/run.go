@@ -96,12 +96,17 @@ func Run(ctx context.Context, o Config, roles Roles, exe string, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("control API on %s: %w", c.layout.control(), err)
 	}
-	ctl := &http.Server{Handler: c.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	h, err := c.controlHandler()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ctl := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = ctl.Serve(ln) }()
 	defer ctl.Close()
 	// The sample was just uploaded again: whatever warm caches from an earlier run hold of it may
 	// be older, so purge it the way an origin change would (and so the demo starts with a MISS).
-	pc := &purge.Client{BaseURL: "http://" + c.layout.purge(0), Token: c.token}
+	pc := &purge.Client{BaseURL: "http://" + c.layout.purge(0), Token: c.sec.PurgeToken}
 	if _, err := pc.Purge(ctx, purge.Request{Target: purgereq.Target{Prefixes: []string{"/" + samplePrefix}}, Wait: "5s"}); err != nil {
 		return fmt.Errorf("purge the sample at start: %w", err)
 	}
@@ -118,7 +123,7 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 	if o.Edges < 1 || o.Edges > 9 {
 		return nil, fmt.Errorf("--edges %d: use 1 to 9", o.Edges)
 	}
-	c := &cluster{dir: o.Dir, layout: layout{offset: o.PortOffset}, exe: exe, env: environ, token: PurgeToken,
+	c := &cluster{dir: o.Dir, layout: layout{offset: o.PortOffset}, exe: exe, env: environ,
 		edges: o.Edges, roles: roles, log: log}
 	if len(c.env) == 0 {
 		c.env = os.Environ()
@@ -153,6 +158,10 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
+	var err error
+	if c.sec, err = loadSecrets(o.Dir); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -162,7 +171,7 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 	var wg sync.WaitGroup
 	for i, r := range c.regions {
 		wg.Go(func() {
-			logf, err := os.OpenFile(filepath.Join(c.dir, "logs", "minio-"+r.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			logf, err := openLog(filepath.Join(c.dir, "logs", "minio-"+r.name+".log"))
 			if err != nil {
 				errs[i] = fmt.Errorf("open MinIO log: %w", err)
 				return
@@ -171,7 +180,7 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 			// read them there); its queue directory keeps them while NATS is unreachable.
 			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name)}
 			mc := minioproc.Config{Bin: o.MinIOBin, Dir: filepath.Join(c.dir, "minio", r.name), Addr: c.layout.minio(i), Stdout: logf,
-				NotifyNATS: notify}
+				NotifyNATS: notify, SecretKey: c.sec.MinIORoot}
 			if r.minio, err = minioproc.Start(ctx, mc); err != nil {
 				errs[i] = fmt.Errorf("start MinIO of %s: %w", r.name, err)
 				return
@@ -190,6 +199,14 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("bucket notifications of %s in %s: %w", r.bucket, r.name, err)
+				return
+			}
+			// Each role gets its own MinIO user; the root credentials stay here.
+			for _, u := range c.sec.originUsers(r.bucket) {
+				if err := r.minio.AddUser(ctx, u); err != nil {
+					errs[i] = fmt.Errorf("MinIO user of %s: %w", r.name, err)
+					return
+				}
 			}
 		})
 	}
@@ -290,9 +307,14 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 	fmt.Fprintf(&b, "\n  see a MISS, then a HIT:\n    for i in 1 2; do curl -s -o /dev/null -D - http://%s%s | grep -iE '^(x-cache|cache-status)'; done\n", l.edge(0, 0), seg)
 	fmt.Fprintf(&b, "\n  upload your own video (a folder of HLS or DASH files) to %s; it replicates to every region:\n    bin/duet upload --config %s --region %s --prefix vod/mine/ PATH\n",
 		c.regions[0].name, filepath.Join(c.dir, "config", "upload.yaml"), c.regions[0].name)
-	fmt.Fprintf(&b, "\n  purge the stream everywhere (each edge's acknowledgement listed):\n    bin/duet purge prefix /%s --api http://%s --token %s --wait 5s\n", samplePrefix, l.purge(0), c.token)
-	fmt.Fprintf(&b, "\n  break it on purpose (control API):\n    curl -s -XPOST http://%s/v1/dev/edges/%s/stop     # and .../start\n    curl -s -XPOST http://%s/v1/dev/regions/%s/stop   # and .../start\n    curl -s http://%s/v1/dev/cluster\n",
-		l.control(), c.regions[0].edges[0].name, l.control(), c.regions[0].name, l.control())
+	fmt.Fprintf(&b, "\n  purge the stream everywhere (each edge's acknowledgement listed):\n    bin/duet purge prefix /%s --api http://%s --token %s --wait 5s\n", samplePrefix, l.purge(0), c.sec.PurgeToken)
+	fmt.Fprintf(&b, "\n  profile an edge (its admin token; POST /purge there takes it too, with Content-Type: application/json):\n    curl -s -H 'Authorization: Bearer %s' http://%s/debug/pprof/\n", c.sec.EdgeAdminToken, l.edgeAdm(0, 0))
+	auth := "-H 'Authorization: Bearer " + c.sec.ControlToken + "'"
+	fmt.Fprintf(&b, "\n  break it on purpose (control API, token %s):\n", c.sec.ControlToken)
+	fmt.Fprintf(&b, "    curl -s -XPOST %s -H 'Content-Type: application/json' http://%s/v1/dev/edges/%s/stop     # and .../start\n", auth, l.control(), c.regions[0].edges[0].name)
+	fmt.Fprintf(&b, "    curl -s -XPOST %s -H 'Content-Type: application/json' http://%s/v1/dev/regions/%s/stop   # and .../start\n", auth, l.control(), c.regions[0].name)
+	fmt.Fprintf(&b, "    curl -s %s http://%s/v1/dev/cluster\n", auth, l.control())
+	fmt.Fprintf(&b, "\n  tokens and origin credentials are kept in %s (mode 0600; delete it for new ones)\n", filepath.Join(c.dir, secretsFile))
 	_, _ = io.WriteString(w, b.String())
 }
 

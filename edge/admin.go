@@ -3,18 +3,47 @@ package edge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/internal/purgereq"
 )
 
 // maxPurgeBody bounds a local purge request.
 const maxPurgeBody = 1 << 20
 
-// adminHandler serves the operator endpoints. It listens apart from viewers (keep it private).
+// newAdminGuard builds the admin listener's guard from admin_token (or admin_token_file) and
+// admin_hosts.
+func newAdminGuard(cfg Config) (*adminguard.Guard, error) {
+	token := cfg.AdminToken
+	if cfg.AdminTokenFile != "" {
+		b, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: admin_token_file: %w", ErrConfig, err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	var tokens []string
+	if token != "" {
+		tokens = []string{token}
+	}
+	g, err := adminguard.New(adminguard.Config{Tokens: tokens, Hosts: cfg.AdminHosts, Realm: "duet-edge-admin",
+		NoTokenReason: "this edge has no admin token: set admin_token (DUET_EDGE_ADMIN_TOKEN) or admin_token_file to use /purge and /debug/pprof"})
+	if err != nil {
+		return nil, fmt.Errorf("%w: admin_token or admin_hosts: %w", ErrConfig, err)
+	}
+	return g, nil
+}
+
+// adminHandler serves the operator endpoints. It listens apart from viewers (keep it private):
+// /purge and /debug/pprof need the admin token and refuse what a web page could send (s.admin);
+// the probes and /metrics are open.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -30,12 +59,13 @@ func (s *Server) adminHandler() http.Handler {
 	if s.gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	}
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("POST /purge", s.servePurge)
+	guarded := func(h http.HandlerFunc) http.Handler { return s.admin.Token(h) }
+	mux.Handle("/debug/pprof/", guarded(pprof.Index))
+	mux.Handle("/debug/pprof/cmdline", guarded(pprof.Cmdline))
+	mux.Handle("/debug/pprof/profile", guarded(pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", guarded(pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", guarded(pprof.Trace))
+	mux.Handle("POST /purge", guarded(s.servePurge))
 	return mux
 }
 

@@ -524,7 +524,7 @@ func TestSurrogateKeyAndPrefixPurge(t *testing.T) {
 	resp, _ = h.get("/show/b/1.ts")
 	expect(t, resp, 200, "HIT")
 	// The admin endpoint purges by prefix, and rejects bad input with a reason.
-	pr, err := h.client.Post(h.admin+"/purge", "application/json", strings.NewReader(`{"prefixes":["/show/"]}`))
+	pr, err := h.adminPost("/purge", `{"prefixes":["/show/"]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func TestSurrogateKeyAndPrefixPurge(t *testing.T) {
 		t.Fatalf("prefix purge: %d %s", pr.StatusCode, b)
 	}
 	for body, want := range map[string]string{`{}`: "at least one", `{"urls":["/x"],"bogus":1}`: "unknown field", `{"urls":["/../x"]}`: "url"} {
-		pr, err := h.client.Post(h.admin+"/purge", "application/json", strings.NewReader(body))
+		pr, err := h.adminPost("/purge", body)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/origin/s3conf"
 )
 
@@ -27,6 +28,19 @@ type Config struct {
 	// AdminListen serves /healthz, /readyz, /metrics, /debug/pprof and the local purge
 	// endpoint. Keep it private. Default "127.0.0.1:9090".
 	AdminListen string `yaml:"admin_listen"`
+	// AdminToken is the bearer token that POST /purge and /debug/pprof on the admin listener
+	// require (Authorization: Bearer <token>; at least 16 characters, no white space). Without
+	// it (or admin_token_file) those endpoints answer 401; /healthz, /readyz and /metrics need
+	// none. Prefer DUET_EDGE_ADMIN_TOKEN or admin_token_file to writing it into a config file.
+	AdminToken string `yaml:"admin_token"`
+	// AdminTokenFile is a file holding admin_token (a mounted Secret, say), read at start; white
+	// space around the token is ignored. Set one of admin_token and admin_token_file.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// AdminHosts are the host names (without port) the admin listener may be called by, besides
+	// IP addresses and localhost, which are always accepted. A request whose Host names anything
+	// else is refused with 403: a web page cannot reach the port by pointing its own domain at
+	// this address (DNS rebinding). Default none.
+	AdminHosts []string `yaml:"admin_hosts"`
 	// Origin is where misses are fetched from.
 	Origin OriginConfig `yaml:"origin"`
 	// Memory is the memory tier.
@@ -285,6 +299,14 @@ func (c *Config) Validate() error {
 	for name, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad("%s %q is not host:port", name, addr)
+		}
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		bad("set one of admin_token and admin_token_file, not both")
+	}
+	if c.AdminToken != "" {
+		if err := adminguard.ValidateToken(c.AdminToken); err != nil {
+			bad("admin_token: %v", err)
 		}
 	}
 	c.Origin.validate("origin", bad)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,22 @@ func testConfig(t testing.TB) Config {
 	cfg.Disk = DiskConfig{Dir: t.TempDir(), MaxBytes: 256 << 20}
 	cfg.Memory = MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 2 << 20}
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.AdminToken = testAdminToken
 	return cfg
+}
+
+// testAdminToken is the admin token of the edges tests start.
+const testAdminToken = "test-admin-token-0123456789"
+
+// adminPost sends a JSON body to the admin listener with the admin token, as an operator would.
+func (h *harness) adminPost(path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, h.admin+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	return h.client.Do(req)
 }
 
 func startEdge(t testing.TB, o Origin, mutate func(*Config)) *harness {

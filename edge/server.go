@@ -21,6 +21,7 @@ import (
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/memtier"
+	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -68,6 +69,8 @@ type Server struct {
 	pass   passSet
 	m      *metrics
 	gather prometheus.Gatherer
+	// admin guards the admin listener's /purge and /debug/pprof (admin.go).
+	admin *adminguard.Guard
 	// rewriter rewrites manifests before they are cached; may be nil.
 	rewriter ManifestRewriter
 	// cors are the pre-rendered CORS headers (off when cors.allow_origin is empty).
@@ -134,12 +137,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
+	admin, err := newAdminGuard(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
 	dates, err := newDateTemplates()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dates: dates, cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
+	s := &Server{dates: dates, cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, admin: admin, rewriter: deps.Rewriter,
 		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
 	s.fl.m = map[string]*flight{}
 	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}

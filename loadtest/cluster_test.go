@@ -154,7 +154,7 @@ func newTestCluster(t *testing.T) *testCluster {
 		cfg.Memory = edge.MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 2 << 20}
 		cfg.ShutdownTimeout = 2 * time.Second
 		e := &testEdge{t: t, name: n[0], region: n[1], addr: freeAddr(t), admin: freeAddr(t), cfg: cfg, o: o}
-		cfg.Listen, cfg.AdminListen = e.addr, e.admin
+		cfg.Listen, cfg.AdminListen, cfg.AdminToken = e.addr, e.admin, testAdminToken
 		e.cfg = cfg
 		if err := e.start(); err != nil {
 			t.Fatal(err)
@@ -206,6 +206,9 @@ func (c *testCluster) steeringHandler(region string) http.Handler {
 	})
 }
 
+// testAdminToken is the test edges' admin token.
+const testAdminToken = "loadtest-admin-token-0123"
+
 func (c *testCluster) cluster() Cluster {
 	cl := Cluster{PurgeToken: "dev-token", Sample: samplePath, Bucket: c.bucket,
 		Upload: Upload{Endpoint: c.minio.Endpoint(), AccessKey: c.minio.AccessKey(), SecretKey: c.minio.SecretKey()}}
@@ -249,7 +252,10 @@ func (c *testCluster) purgeHandler() http.Handler {
 				continue
 			}
 			start := time.Now()
-			resp, err := http.Post("http://"+e.admin+"/purge", "application/json", bytes.NewReader(body))
+			preq, _ := http.NewRequest(http.MethodPost, "http://"+e.admin+"/purge", bytes.NewReader(body))
+			preq.Header.Set("Content-Type", "application/json")
+			preq.Header.Set("Authorization", "Bearer "+testAdminToken)
+			resp, err := http.DefaultClient.Do(preq)
 			if err != nil || resp.StatusCode != http.StatusOK {
 				out.Complete = false
 				if err == nil {

@@ -102,15 +102,16 @@ type Control interface {
 
 // HTTPControl is the Control client for `duet dev`'s control API.
 type HTTPControl struct {
-	base   string
-	client *http.Client
+	base, token string
+	client      *http.Client
 }
 
 var _ Control = (*HTTPControl)(nil)
 
-// NewHTTPControl returns a client for the control API at base (http://127.0.0.1:7070).
-func NewHTTPControl(base string, client *http.Client) *HTTPControl {
-	return &HTTPControl{base: strings.TrimRight(base, "/"), client: client}
+// NewHTTPControl returns a client for the control API at base (http://127.0.0.1:7070) that
+// authenticates with token.
+func NewHTTPControl(base, token string, client *http.Client) *HTTPControl {
+	return &HTTPControl{base: strings.TrimRight(base, "/"), token: token, client: client}
 }
 
 // Cluster reads the cluster's description.
@@ -142,6 +143,10 @@ func (c *HTTPControl) do(ctx context.Context, method, path string, out any) erro
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return fmt.Errorf("%w: control URL %q: %w", ErrConfig, c.base, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {

@@ -35,6 +35,9 @@ const (
 type Config struct {
 	// Control is `duet dev`'s control API. Default http://127.0.0.1:7070.
 	Control string
+	// ControlToken is the control API's bearer token (`duet dev` prints it and keeps it in its
+	// state directory's secrets.json).
+	ControlToken string
 	// Scenario is one of Scenarios().
 	Scenario string
 	// Duration of the load, at most MaxDuration. Default 30s.
@@ -202,7 +205,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*report.Summary, error) {
 		deps.Client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if deps.Control == nil {
-		deps.Control = NewHTTPControl(cfg.Control, &http.Client{Transport: deps.Client.Transport, Timeout: 5 * time.Second})
+		deps.Control = NewHTTPControl(cfg.Control, cfg.ControlToken, &http.Client{Transport: deps.Client.Transport, Timeout: 5 * time.Second})
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	cluster, err := deps.Control.Cluster(cctx)

@@ -13,7 +13,12 @@ OFFSET=${LOADTEST_PORT_OFFSET:-0}
 DURATION=${LOADTEST_DURATION:-30s}
 OUT=${LOADTEST_OUT:-out}
 CONTROL="http://127.0.0.1:$((7070 + OFFSET))"
+# The state directory of the duet dev to drive: the one `make run` uses when it answers already,
+# else the one this script starts. Its secrets.json holds the control API's token.
+DEV_DIR=${LOADTEST_DEV_DIR:-.duet}
 mkdir -p "$OUT"
+
+control_token() { sed -n 's/.*"control_token": *"\([^"]*\)".*/\1/p' "$DEV_DIR/secrets.json" 2>/dev/null; }
 
 dev_pid=""
 cleanup() {
@@ -24,22 +29,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! curl -sf "$CONTROL/v1/dev/cluster" >/dev/null; then
+cluster() { curl -sf -H "Authorization: Bearer $(control_token)" "$CONTROL/v1/dev/cluster"; }
+
+if ! cluster >/dev/null; then
+  DEV_DIR=.duet-loadtest
   echo "starting duet dev (control $CONTROL, logs in $OUT/dev.log)"
-  "$DUET" dev --dir .duet-loadtest --port-offset "$OFFSET" --log-level warn >"$OUT/dev.log" 2>&1 &
+  "$DUET" dev --dir "$DEV_DIR" --port-offset "$OFFSET" --log-level warn >"$OUT/dev.log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 120); do
-    curl -sf "$CONTROL/v1/dev/cluster" >/dev/null && break
+    cluster >/dev/null && break
     kill -0 "$dev_pid" 2>/dev/null || { echo "duet dev exited:"; tail -20 "$OUT/dev.log"; exit 1; }
     sleep 1
   done
-  curl -sf "$CONTROL/v1/dev/cluster" >/dev/null || { echo "duet dev did not come up in 120s"; exit 1; }
+  cluster >/dev/null || { echo "duet dev did not come up in 120s"; exit 1; }
   sleep 3 # let steering learn every edge from its heartbeats
 fi
 
 K6=${K6:-$(command -v k6 || true)}
 if [[ -n "$K6" ]]; then
-  steering=$(curl -sf "$CONTROL/v1/dev/cluster" | grep -o '"steering": *"[^"]*"' | head -1 | sed 's/.*"\(http[^"]*\)"/\1/')
+  steering=$(cluster | grep -o '"steering": *"[^"]*"' | head -1 | sed 's/.*"\(http[^"]*\)"/\1/')
   echo "== k6 viewers against $steering"
   STEERING="$steering" VUS=${K6_VUS:-20} DURATION="$DURATION" "$K6" run --summary-export "$OUT/k6-summary.json" loadtest/k6/viewers.js
 else
@@ -48,7 +56,7 @@ fi
 
 for scenario in zipf flash-crowd failover; do
   echo "== duet loadtest --scenario $scenario"
-  "$DUET" loadtest --control "$CONTROL" --scenario "$scenario" --duration "$DURATION" \
+  "$DUET" loadtest --control "$CONTROL" --dev-dir "$DEV_DIR" --scenario "$scenario" --duration "$DURATION" \
     --report "$OUT/loadtest-$scenario.html" --json "$OUT/loadtest-$scenario.json" --log-level warn
 done
 

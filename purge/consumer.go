@@ -36,6 +36,8 @@ type ConsumerConfig struct {
 	// StalenessBound: when the edge has not heard a recent tick from every region for this long,
 	// it stops trusting its cache until it has caught up. Default 10s.
 	StalenessBound time.Duration
+	// Now is the clock the staleness bound is measured with. Default time.Now.
+	Now func() time.Time
 }
 
 // ConsumerMetrics are the series the consumer updates. They are the edge's (the consumer runs
@@ -99,7 +101,11 @@ func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Consumer{cfg: cfg, nc: nc, js: js, app: app, log: log.With("component", "purge-consumer"), now: time.Now,
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Consumer{cfg: cfg, nc: nc, js: js, app: app, log: log.With("component", "purge-consumer"), now: now,
 		lastTick: map[string]time.Time{},
 		applied:  m.PurgesApplied(), applyLag: m.PurgeLag(), trustedG: m.CacheTrusted(), trustLosts: m.CacheTrustLost(),
 	}, nil

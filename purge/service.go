@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -139,11 +141,17 @@ type record struct {
 	expected map[string]string // edge → region, live at acceptance
 	acks     map[string]bus.PurgeAck
 	done     chan struct{} // closed when every expected edge acknowledged
+	// stored is closed once the purge's publish has been answered: storeErr (written before
+	// the close) says whether the stream holds it. A request repeating the id waits for it, so
+	// that no 2xx is given for a purge that may not be stored.
+	stored   chan struct{}
+	storeErr error
 }
 
 // Service is the purge API of one region.
 type Service struct {
 	cfg ServiceConfig
+	cop *http.CrossOriginProtection
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
@@ -157,6 +165,9 @@ type Service struct {
 
 	tickFailing bool // only the Run goroutine touches it
 
+	subs      []*nats.Subscription // heartbeats and acknowledgements; Close unsubscribes
+	closeOnce sync.Once
+
 	accepted prometheus.Counter
 	rejected *prometheus.CounterVec
 	ackLat   prometheus.Histogram
@@ -167,9 +178,16 @@ type edgeSeen struct {
 	at            time.Time
 }
 
+// ServiceOption changes how NewService builds the service (tests).
+type ServiceOption func(*Service)
+
+// WithClock sets the service's clock (purges' acceptance times, ticks, edge liveness). Default
+// time.Now.
+func WithClock(now func() time.Time) ServiceOption { return func(s *Service) { s.now = now } }
+
 // NewService builds the service: it ensures the region's purge stream (sourcing every other
-// region's) and subscribes to heartbeats and acknowledgements.
-func NewService(ctx context.Context, cfg ServiceConfig, nc *nats.Conn, log *slog.Logger, reg *prometheus.Registry) (*Service, error) {
+// region's) and subscribes to heartbeats and acknowledgements. Close releases the subscriptions.
+func NewService(ctx context.Context, cfg ServiceConfig, nc *nats.Conn, log *slog.Logger, reg *prometheus.Registry, opts ...ServiceOption) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -187,7 +205,7 @@ func NewService(ctx context.Context, cfg ServiceConfig, nc *nats.Conn, log *slog
 		return nil, fmt.Errorf("ensure purge stream: %w", err)
 	}
 	f := promauto.With(reg)
-	s := &Service{cfg: cfg, nc: nc, js: js, log: log.With("component", "purge", "region", cfg.Region), now: time.Now, reg: reg,
+	s := &Service{cfg: cfg, cop: http.NewCrossOriginProtection(), nc: nc, js: js, log: log.With("component", "purge", "region", cfg.Region), now: time.Now, reg: reg,
 		records: map[string]*record{}, edges: map[string]edgeSeen{},
 		accepted: f.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "purge", Name: "accepted_total",
 			Help: "Purges accepted and stored in the region's stream."}),
@@ -196,22 +214,44 @@ func NewService(ctx context.Context, cfg ServiceConfig, nc *nats.Conn, log *slog
 		ackLat: f.NewHistogram(prometheus.HistogramOpts{Namespace: "duet", Subsystem: "purge", Name: "ack_latency_seconds",
 			Help: "Time from a purge's acceptance to an edge's apply.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
+	for _, o := range opts {
+		o(s)
+	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "duet", Subsystem: "purge", Name: "live_edges",
 		Help: "Edges whose heartbeat is recent enough to expect their acknowledgements."}, func() float64 {
 		return float64(len(s.liveEdges()))
 	})
-	if _, err := nc.Subscribe(bus.HealthWildcard, s.onHeartbeat); err != nil {
-		return nil, fmt.Errorf("subscribe to heartbeats: %w", err)
-	}
-	if _, err := nc.Subscribe(bus.PurgeAckWildcard, s.onAck); err != nil {
-		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	for _, sub := range []struct {
+		subject, what string
+		cb            nats.MsgHandler
+	}{{bus.HealthWildcard, "heartbeats", s.onHeartbeat}, {bus.PurgeAckWildcard, "acknowledgements", s.onAck}} {
+		ns, err := nc.Subscribe(sub.subject, sub.cb)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("subscribe to %s: %w", sub.what, err)
+		}
+		s.subs = append(s.subs, ns)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := nc.FlushWithContext(fctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("flush subscriptions: %w", err)
 	}
 	return s, nil
+}
+
+// Close stops listening to heartbeats and acknowledgements (the NATS connection is the
+// caller's). Idempotent and nil-safe; Run must have returned or never been called.
+func (s *Service) Close() {
+	if s == nil {
+		return
+	}
+	s.closeOnce.Do(func() {
+		for _, sub := range s.subs {
+			_ = sub.Unsubscribe()
+		}
+	})
 }
 
 func (s *Service) onHeartbeat(m *nats.Msg) {
@@ -376,6 +416,17 @@ func (s *Service) servePurge(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusUnauthorized, "auth", "missing or wrong bearer token")
 		return
 	}
+	// A browser cannot attach the token to a cross-site request without a CORS preflight this
+	// API never answers; refusing cross-site and non-JSON requests as well keeps it that way
+	// should a token ever sit in a cookie or a proxy add it.
+	if err := s.cop.Check(r); err != nil {
+		s.reject(w, http.StatusForbidden, "cross_site", "cross-site request refused: "+err.Error())
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		s.reject(w, http.StatusUnsupportedMediaType, "content_type", "send the purge as Content-Type: application/json")
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	req, wait, err := DecodeRequest(body, s.cfg.MaxItems, s.cfg.MaxWait)
 	if err != nil {
@@ -423,7 +474,9 @@ func firstItem(r Request) string {
 	return ""
 }
 
-// accept stores a purge in the region's stream (once per id) and starts tracking it.
+// accept stores a purge in the region's stream (once per id) and starts tracking it. It returns
+// only once the stream holds the purge, or with the error that kept it out: a request that
+// repeats the id of one still being stored waits for that store, and fails with it.
 func (s *Service) accept(ctx context.Context, req Request, by string) (*record, bool, error) {
 	id := req.ID
 	if id == "" {
@@ -432,16 +485,17 @@ func (s *Service) accept(ctx context.Context, req Request, by string) (*record, 
 	s.mu.Lock()
 	if rec, ok := s.records[id]; ok {
 		s.mu.Unlock()
-		return rec, false, nil
+		return s.awaitStored(ctx, rec)
 	}
 	s.mu.Unlock()
 	p := bus.Purge{ID: id, Region: s.cfg.Region, Target: req.Target, Accepted: s.now().UTC(), By: by}
-	rec := &record{p: p, expected: s.liveEdges(), acks: map[string]bus.PurgeAck{}, done: make(chan struct{})}
+	rec := &record{p: p, expected: s.liveEdges(), acks: map[string]bus.PurgeAck{}, done: make(chan struct{}),
+		stored: make(chan struct{})}
 	// Track before publishing: an edge can apply and acknowledge before PublishPurge returns.
 	s.mu.Lock()
 	if old, ok := s.records[id]; ok { // a concurrent request with the same id won
 		s.mu.Unlock()
-		return old, false, nil
+		return s.awaitStored(ctx, old)
 	}
 	s.records[id] = rec
 	s.order = append(s.order, id)
@@ -453,20 +507,45 @@ func (s *Service) accept(ctx context.Context, req Request, by string) (*record, 
 		close(rec.done)
 	}
 	s.mu.Unlock()
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The store must not depend on this request staying: requests repeating the id wait for it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	ack, err := bus.PublishPurge(pctx, s.js, p)
+	s.mu.Lock()
 	if err != nil {
-		s.mu.Lock()
-		delete(s.records, id)
-		s.mu.Unlock()
+		if s.records[id] == rec {
+			delete(s.records, id)
+			if i := slices.Index(s.order, id); i >= 0 {
+				s.order = slices.Delete(s.order, i, i+1)
+			}
+		}
+		rec.storeErr = err
+	} else {
+		rec.seq = ack.Sequence
+	}
+	close(rec.stored)
+	s.mu.Unlock()
+	if err != nil {
 		return nil, false, err
 	}
-	s.mu.Lock()
-	rec.seq = ack.Sequence
-	s.mu.Unlock()
 	s.accepted.Inc()
 	return rec, true, nil
+}
+
+// awaitStored waits until rec's store has been answered (or ctx ends) and reports its outcome.
+func (s *Service) awaitStored(ctx context.Context, rec *record) (*record, bool, error) {
+	select {
+	case <-rec.stored:
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("gave up waiting for the first request with this id to store it: %w", ctx.Err())
+	}
+	s.mu.Lock()
+	err := rec.storeErr
+	s.mu.Unlock()
+	if err != nil {
+		return nil, false, fmt.Errorf("the first request with this id failed to store it: %w", err)
+	}
+	return rec, false, nil
 }
 
 func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -33,7 +33,7 @@ import (
 func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 	bin := testenv.MinIOBin(t)
 	d := startDev(t, t.TempDir(), bin, append(os.Environ(), "DUET_TEST_MAIN=1"))
-	_, body := get(t, d.clusterURL)
+	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 		return err == nil
 	}, "%s never reached region B", fo)
 	a := cl.Regions[0]
-	post(t, control+"/v1/dev/origins/"+a.Name+"/stop")
+	post(t, control+"/v1/dev/origins/"+a.Name+"/stop", d.token)
 	for _, e := range a.Edges {
 		if st, b := fetch(e.URL + "/" + fo); st != http.StatusOK || !bytes.Equal(b, v1) {
 			t.Fatalf("%s with its origin down: %d", e.Name, st)
@@ -132,7 +132,7 @@ func TestDevOriginChangesReachEveryEdge(t *testing.T) {
 	if failovers < 1 {
 		t.Fatalf("edge %s filled without failing over?", a.Edges[0].Name)
 	}
-	post(t, control+"/v1/dev/origins/"+a.Name+"/start")
+	post(t, control+"/v1/dev/origins/"+a.Name+"/start", d.token)
 	back := "vod/e2e/back.ts"
 	put(s3a, back, v2)
 	// Once the breaker has let a probe through, misses go to region A's origin again.
@@ -181,9 +181,16 @@ func fetch(url string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func post(t *testing.T, url string) {
+// post sends a control API command with the control token.
+func post(t *testing.T, url, token string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", nil)
+	req, err := http.NewRequest(http.MethodPost, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

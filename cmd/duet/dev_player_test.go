@@ -37,7 +37,7 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 		t.Skip("no chromium on PATH (make browser): the player is not played in a browser")
 	}
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
-	_, body := get(t, d.clusterURL)
+	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 		t.Fatalf("segments came from %s, which is not an edge of the cluster", st.Host)
 	}
 	t.Logf("playing from %s (pathway %s)", first, st.Pathway)
-	post(t, strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")+"/v1/dev/edges/"+first+"/stop")
+	post(t, strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")+"/v1/dev/edges/"+first+"/stop", d.token)
 	played := st.Played
 	waitPlayer("playback after its edge was killed", 60*time.Second, func(s devPlayer) bool {
 		return s.Played >= played+6 && s.Host != "" && edgeByHost[s.Host] != first

@@ -57,7 +57,7 @@ func (devRoles) Steering(s devcluster.SteeringSpec) any {
 // regions' origins.
 func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec := defaultEdgeRoleConfig()
-	ec.Name, ec.Region, ec.Listen, ec.AdminListen = s.Name, s.Region, s.Listen, s.Admin
+	ec.Name, ec.Region, ec.Listen, ec.AdminListen, ec.AdminToken = s.Name, s.Region, s.Listen, s.Admin, s.AdminToken
 	for i, b := range s.Origins {
 		o := edge.OriginConfig{Name: b.Region, Type: "s3", Config: s3conf.Config{Endpoint: b.Endpoint, Bucket: b.Bucket,
 			AccessKey: b.AccessKey, SecretKey: b.SecretKey}, Timeout: 5 * time.Second}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/loadtest"
 	"github.com/duetcdn/duet/loadtest/report"
 )
 
 func loadtestCommand(logger func() (*slog.Logger, error), stdout io.Writer) *cobra.Command {
 	cfg := loadtest.DefaultConfig()
-	var reportPath, jsonPath string
+	var reportPath, jsonPath, devDir string
 	cmd := &cobra.Command{
 		Use:   "loadtest",
 		Short: "Drive load at `duet dev` and write an HTML report",
@@ -36,6 +37,11 @@ Only loopback targets receive load unless --allow-remote is given.`,
 			log, err := logger()
 			if err != nil {
 				return err
+			}
+			if cfg.ControlToken == "" {
+				if cfg.ControlToken, err = devcluster.ControlToken(devDir); err != nil {
+					return fmt.Errorf("no --control-token, and %w", err)
+				}
 			}
 			sum, runErr := loadtest.Run(cmd.Context(), cfg, loadtest.Deps{Logger: log})
 			if sum == nil {
@@ -59,6 +65,8 @@ Only loopback targets receive load unless --allow-remote is given.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Control, "control", cfg.Control, "control API URL of the running duet dev cluster")
+	f.StringVar(&cfg.ControlToken, "control-token", "", "control API token (default: the one duet dev keeps in --dev-dir)")
+	f.StringVar(&devDir, "dev-dir", ".duet", "state directory of the running duet dev, where its control token is kept")
 	f.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "scenario: "+strings.Join(loadtest.Scenarios(), ", "))
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the load runs (at most "+loadtest.MaxDuration.String()+")")
 	f.IntVar(&cfg.Rate, "rate", cfg.Rate, "zipf: requests per second")

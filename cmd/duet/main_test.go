@@ -247,14 +247,14 @@ func TestDevShowsMissThenHit(t *testing.T) {
 	// The roles run as child processes of dev: with DUET_TEST_MAIN this test binary is duet.
 	environ := append(os.Environ(), "DUET_TEST_MAIN=1")
 	d := startDev(t, dir, bin, environ)
-	segURL, clusterURL, cancel, done := d.segURL, d.clusterURL, d.cancel, d.done
+	segURL, cancel, done := d.segURL, d.cancel, d.done
 	x1, b1 := get(t, segURL)
 	x2, b2 := get(t, segURL)
 	if x1 != "MISS" || x2 != "HIT" || !bytes.Equal(b1, b2) || len(b1) == 0 {
 		t.Fatalf("printed curl showed %s then %s", x1, x2)
 	}
 	// Two regions of two edges, each serving the sample from its own region's origin.
-	_, body := get(t, clusterURL)
+	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatalf("cluster JSON: %v: %s", err, body)
@@ -273,6 +273,7 @@ func TestDevShowsMissThenHit(t *testing.T) {
 			}
 		}
 	}
+	checkDevTrustBoundaries(t, d, cl)
 	cancel()
 	select {
 	case err := <-done:
@@ -311,6 +312,7 @@ func TestDevShowsMissThenHit(t *testing.T) {
 type devRun struct {
 	dir                string
 	segURL, clusterURL string
+	token              string // the control API's, as the banner prints it
 	cancel             context.CancelFunc
 	done               chan error
 }
@@ -320,7 +322,7 @@ type devRun struct {
 func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
 	t.Helper()
 	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
-	control := regexp.MustCompile(`curl -s (http://\S+/v1/dev/cluster)`)
+	control := regexp.MustCompile(`curl -s -H 'Authorization: Bearer (\S+)' (http://\S+/v1/dev/cluster)`)
 	for attempt := 0; ; attempt++ {
 		// Every dev port (4222..9184 plus the offset) stays below Linux's ephemeral range
 		// (32768-60999), where other tests' listeners come and go.
@@ -339,7 +341,7 @@ func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
 				d.segURL = m[1]
 			}
 			if m := control.FindStringSubmatch(sc.Text()); m != nil {
-				d.clusterURL = m[1]
+				d.token, d.clusterURL = m[1], m[2]
 				break
 			}
 		}
@@ -361,4 +363,24 @@ func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
 		}
 		t.Fatalf("dev printed no URLs: %v", err)
 	}
+}
+
+// getCluster reads the control API's description of the cluster, with the control token.
+func (d *devRun) getCluster(t *testing.T) (string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, d.clusterURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s %v", d.clusterURL, resp.StatusCode, b, err)
+	}
+	return resp.Header.Get("X-Cache"), b
 }

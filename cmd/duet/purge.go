@@ -132,6 +132,7 @@ func runPurgeService(ctx context.Context, cfg purgeServeConfig, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
 	if ln == nil {
 		var lc net.ListenConfig
 		if ln, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {

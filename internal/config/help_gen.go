@@ -15,6 +15,12 @@ func generatedHelp(role, path string) string {
 			return "Listen is the viewers' address."
 		case "admin_listen":
 			return "AdminListen serves /healthz, /readyz, /metrics, /debug/pprof and the local purge endpoint."
+		case "admin_token":
+			return "AdminToken is the bearer token that POST /purge and /debug/pprof on the admin listener require (Authorization: Bearer <token>; at least 16 characters, no white space)."
+		case "admin_token_file":
+			return "AdminTokenFile is a file holding admin_token (a mounted Secret, say), read at start; white space around the token is ignored."
+		case "admin_hosts":
+			return "AdminHosts are the host names (without port) the admin listener may be called by, besides IP addresses and localhost, which are always accepted."
 		case "origin.name":
 			return "Name identifies this origin in health reports, heartbeats and metric labels (for example its region)."
 		case "origin.type":
