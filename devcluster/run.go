@@ -167,7 +167,8 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 			}
 			// MinIO publishes its bucket events into the region's origin stream (the replicators
 			// read them there); its queue directory keeps them while NATS is unreachable.
-			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name)}
+			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name),
+				Username: c.ids.origin[r.name][0], Password: c.ids.origin[r.name][1]}
 			mc := minioproc.Config{Bin: o.MinIOBin, Dir: filepath.Join(c.dir, "minio", r.name), Addr: c.layout.minio(i), Stdout: logf,
 				NotifyNATS: notify}
 			if r.minio, err = minioproc.Start(ctx, mc); err != nil {

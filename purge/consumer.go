@@ -196,7 +196,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 		c.applied.Inc()
 		c.applyLag.Observe(applied.Sub(p.Accepted).Seconds())
 		if b, err := json.Marshal(ack); err == nil {
-			_ = c.nc.Publish(bus.PurgeAckSubject(p.ID), b)
+			_ = c.nc.Publish(bus.PurgeAckSubject(c.cfg.Region, c.cfg.Edge, p.ID), b)
 		}
 	}
 	if md, err := m.Metadata(); err == nil {

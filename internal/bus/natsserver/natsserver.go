@@ -50,6 +50,11 @@ type Config struct {
 	// remotes present it and verify the other region's. The certificate must therefore allow
 	// both server and client authentication.
 	TLS *TLS
+	// Identities, when set, are the only clients the server admits, each with its role's
+	// permissions (bus.Identity.Permissions): a connection without one of them is refused, and
+	// so is any subject its role does not need. Empty: anyone who reaches the client port may do
+	// anything (tests only; `duet dev` always sets them).
+	Identities []bus.Identity
 	// Logger receives the server's logs, every line at debug level with the server's own level
 	// in nats_level (nil: silent).
 	Logger *slog.Logger
@@ -103,6 +108,20 @@ func (c *Config) options() (*server.Options, error) {
 		NoLog:           c.Logger == nil,
 	}
 	opts.LeafNode.ReconnectInterval = leafReconnectInterval
+	for _, id := range c.Identities {
+		if err := id.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p := id.Permissions()
+		perms := &server.Permissions{Publish: &server.SubjectPermission{Allow: p.Publish},
+			Subscribe: &server.SubjectPermission{Allow: p.Subscribe}}
+		if id.NKey != "" {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: id.NKey, Permissions: perms})
+		} else {
+			opts.Users = append(opts.Users, &server.User{Username: id.User, Password: id.Password, Permissions: perms})
+		}
+	}
 	var listenTLS, dialTLS *tls.Config
 	if c.TLS != nil && len(errs) == 0 {
 		var err error
