@@ -90,6 +90,11 @@ func (c *Config) options() (*server.Options, error) {
 	if c.LeafPassword != "" && c.LeafUser == "" {
 		errs = append(errs, errors.New("leaf password without a leaf user"))
 	}
+	if len(c.Identities) > 0 && c.LeafPort != 0 && c.LeafUser == "" && c.TLS == nil {
+		// Identities lock the client port; a leafnode listener without credentials would let
+		// anyone link in and publish as the server's account.
+		errs = append(errs, errors.New("a leafnode listener beside identities needs a leaf user (or TLS)"))
+	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "") {
 		errs = append(errs, errors.New("TLS needs a CA file, a cert file and a key file"))
 	}
