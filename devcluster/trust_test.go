@@ -381,7 +381,7 @@ func TestDevFakeEdgeURLNeverSteered(t *testing.T) {
 type trustApplier struct{ trusted atomic.Bool }
 
 func (a *trustApplier) ApplyPurge(context.Context, bus.Purge) (int, error) { return 0, nil }
-func (a *trustApplier) SetCacheTrusted(v bool)                              { a.trusted.Store(v) }
+func (a *trustApplier) SetCacheTrusted(v bool)                             { a.trusted.Store(v) }
 
 type consumerMetrics struct{}
 

@@ -24,7 +24,7 @@ func TestEdgeURLPatterns(t *testing.T) {
 		{"https://EU-1.cdn.example.com", "eu-1", true},
 		{"https://eu-2.cdn.example.com", "eu-1", false}, // another edge's name
 		{"https://x.eu-1.cdn.example.com", "eu-1", false},
-		{"http://eu-1.cdn.example.com", "eu-1", false},      // scheme
+		{"http://eu-1.cdn.example.com", "eu-1", false},       // scheme
 		{"https://eu-1.cdn.example.com:8443", "eu-1", false}, // port
 		{"http://127.0.10.2:8080", "any", true},
 		{"http://127.0.10.2:8081", "any", false},
