@@ -3,7 +3,6 @@ package bus
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -220,7 +219,7 @@ func confValue(s string) string {
 
 func confList(subjects []string) string {
 	q := make([]string, len(subjects))
-	for i, s := range slices.Clone(subjects) {
+	for i, s := range subjects {
 		q[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
