@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,20 +47,29 @@ type cluster struct {
 	sec     secrets
 	edges   int // per region
 	regions []*region
+	ids     *natsIdentities
 	roles   Roles
 	log     *slog.Logger
 }
 
 // startNATS starts every region's embedded NATS, the first one the hub the others link to as
-// leafnodes (a tree, as internal/bus requires).
+// leafnodes (a tree, as internal/bus requires). Each admits only its region's identities (made
+// here, their seeds under dir/secrets/nats), and the link authenticates with a password.
 func (c *cluster) startNATS(ctx context.Context) error {
+	ids, err := newIdentities(c.dir, c.regionNames(), c.edges)
+	if err != nil {
+		return err
+	}
+	c.ids = ids
 	for i, r := range c.regions {
 		cfg := natsserver.Config{Region: r.name, Port: c.layout.nats(i), StoreDir: filepath.Join(c.dir, "nats", r.name),
-			Logger: c.log.With("nats", r.name)}
+			Identities: ids.byRegion[r.name], Logger: c.log.With("nats", r.name)}
 		if i == 0 {
 			cfg.LeafPort = c.layout.leaf()
+			cfg.LeafUser, cfg.LeafPassword = ids.leafUser, ids.leafPass
 		} else {
-			cfg.LeafRemotes = []string{fmt.Sprintf("nats-leaf://127.0.0.1:%d", c.layout.leaf())}
+			cfg.LeafRemotes = []string{(&url.URL{Scheme: "nats-leaf", User: url.UserPassword(ids.leafUser, ids.leafPass),
+				Host: fmt.Sprintf("127.0.0.1:%d", c.layout.leaf())}).String()}
 		}
 		s, err := natsserver.Start(ctx, cfg)
 		if err != nil {
@@ -117,7 +127,8 @@ func (c *cluster) prepare() error {
 		return err
 	}
 	for i, r := range c.regions {
-		ps := PurgeSpec{Region: r.name, Regions: c.regionNames(), Listen: c.layout.purge(i), Token: c.sec.PurgeToken, NATSURL: r.natsURL}
+		ps := PurgeSpec{Region: r.name, Regions: c.regionNames(), Listen: c.layout.purge(i), Token: c.sec.PurgeToken, NATSURL: r.natsURL,
+			NATSNKeyFile: c.ids.seeds["purge-"+r.name]}
 		p, err := c.writeConfig("purge-"+r.name, c.roles.Purge(ps))
 		if err != nil {
 			return err
@@ -125,13 +136,15 @@ func (c *cluster) prepare() error {
 		r.purge = c.proc("purge-"+r.name, "http://"+ps.Listen+"/readyz", "purge", "serve", "--config", p)
 
 		rs := ReplicateSpec{Name: "replicate-" + r.name, Region: r.name, Buckets: buckets, NATSURL: r.natsURL,
-			Admin: c.layout.replicate(i), SweepInterval: time.Minute}
+			NATSNKeyFile: c.ids.seeds["replicate-"+r.name],
+			Admin:        c.layout.replicate(i), SweepInterval: time.Minute}
 		if p, err = c.writeConfig("replicate-"+r.name, c.roles.Replicate(rs)); err != nil {
 			return err
 		}
 		r.replica = c.proc("replicate-"+r.name, "http://"+rs.Admin+"/readyz", "replicate", "--config", p)
 
-		ss := SteeringSpec{Name: r.name, Listen: c.layout.steering(i), Regions: regions, DefaultRegion: r.name, NATSURL: r.natsURL}
+		ss := SteeringSpec{Name: r.name, Listen: c.layout.steering(i), Regions: regions, DefaultRegion: r.name, NATSURL: r.natsURL,
+			NATSNKeyFile: c.ids.seeds["steering-"+r.name], EdgeURLs: c.edgeURLs()}
 		if p, err = c.writeConfig("steering-"+r.name, c.roles.Steering(ss)); err != nil {
 			return err
 		}
@@ -140,8 +153,8 @@ func (c *cluster) prepare() error {
 		steer := "http://" + ss.Listen
 		r.edges = nil
 		for j := range c.edges {
-			es := EdgeSpec{Name: fmt.Sprintf("%s-%d", r.name, j+1), Region: r.name, Listen: c.layout.edge(i, j),
-				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, PurgeRegions: c.regionNames(),
+			es := EdgeSpec{Name: edgeName(r.name, j), Region: r.name, Listen: c.layout.edge(i, j),
+				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, NATSNKeyFile: c.ids.seeds[edgeName(r.name, j)], PurgeRegions: c.regionNames(),
 				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash"}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
@@ -160,6 +173,17 @@ func (c *cluster) prepare() error {
 		}
 	}
 	return nil
+}
+
+// edgeURLs are the public URLs of every dev edge: the only ones steering takes from heartbeats.
+func (c *cluster) edgeURLs() []string {
+	var urls []string
+	for i := range c.regions {
+		for j := range c.edges {
+			urls = append(urls, "http://"+c.layout.edge(i, j))
+		}
+	}
+	return urls
 }
 
 // bucketOf is region r's origin bucket, reached as MinIO user user (see originUsers).

@@ -30,33 +30,36 @@ type UploadSpec struct {
 }
 
 // PurgeSpec is one region's purge API: it listens on Listen, accepts Token, and waits for the
-// acknowledgements of the edges of Regions.
+// acknowledgements of the edges of Regions. Every role connects to NATSURL with the nkey seed in
+// NATSNKeyFile (its own identity; see natsIdentities).
 type PurgeSpec struct {
-	Region, Listen, Token, NATSURL string
-	Regions                        []string
+	Region, Listen, Token, NATSURL, NATSNKeyFile string
+	Regions                                      []string
 }
 
 // ReplicateSpec is one region's replicator, copying between Buckets.
 type ReplicateSpec struct {
-	Name, Region, NATSURL, Admin string
-	Buckets                      []Bucket
-	SweepInterval                time.Duration
+	Name, Region, NATSURL, NATSNKeyFile, Admin string
+	Buckets                                    []Bucket
+	SweepInterval                              time.Duration
 }
 
-// SteeringSpec is one region's steering service.
+// SteeringSpec is one region's steering service; EdgeURLs are the only edge URLs it accepts
+// from heartbeats (the dev edges').
 type SteeringSpec struct {
-	Name, Listen, DefaultRegion, NATSURL string
-	Regions                              []steering.Region
+	Name, Listen, DefaultRegion, NATSURL, NATSNKeyFile string
+	Regions                                            []steering.Region
+	EdgeURLs                                           []string
 }
 
 // EdgeSpec is one edge: Origins in the order it tries them (its region's first), its disk cache
 // in CacheDir, the purges of PurgeRegions, content steering pointing at the steering URIs, its
 // admin listener's /purge and /debug/pprof behind AdminToken.
 type EdgeSpec struct {
-	Name, Region, Listen, Admin, NATSURL string
-	AdminToken                           string
-	Origins                              []Bucket
-	CacheDir                             string
-	PurgeRegions                         []string
-	HLSSteeringURI, DASHSteeringURI      string
+	Name, Region, Listen, Admin, NATSURL, NATSNKeyFile string
+	AdminToken                                         string
+	Origins                                            []Bucket
+	CacheDir                                           string
+	PurgeRegions                                       []string
+	HLSSteeringURI, DASHSteeringURI                    string
 }

@@ -178,7 +178,8 @@ func (c *cluster) startOrigins(ctx context.Context, o Config) error {
 			}
 			// MinIO publishes its bucket events into the region's origin stream (the replicators
 			// read them there); its queue directory keeps them while NATS is unreachable.
-			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name)}
+			notify := &minioproc.NotifyNATS{Address: strings.TrimPrefix(r.natsURL, "nats://"), Subject: bus.OriginEventSubject(r.name),
+				Username: c.ids.origin[r.name][0], Password: c.ids.origin[r.name][1]}
 			mc := minioproc.Config{Bin: o.MinIOBin, Dir: filepath.Join(c.dir, "minio", r.name), Addr: c.layout.minio(i), Stdout: logf,
 				NotifyNATS: notify, SecretKey: c.sec.MinIORoot}
 			if r.minio, err = minioproc.Start(ctx, mc); err != nil {
@@ -304,6 +305,7 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 			fmt.Fprintf(&b, "    edge %-12s http://%s   admin http://%s\n", e.name, l.edge(i, j), l.edgeAdm(i, j))
 		}
 	}
+	fmt.Fprintf(&b, "  NATS admits only each process's own identity (nkey seeds in %s, 0600); see README.md, \"NATS identities\"\n", c.ids.dir)
 	fmt.Fprintf(&b, "\n  see a MISS, then a HIT:\n    for i in 1 2; do curl -s -o /dev/null -D - http://%s%s | grep -iE '^(x-cache|cache-status)'; done\n", l.edge(0, 0), seg)
 	fmt.Fprintf(&b, "\n  upload your own video (a folder of HLS or DASH files) to %s; it replicates to every region:\n    bin/duet upload --config %s --region %s --prefix vod/mine/ PATH\n",
 		c.regions[0].name, filepath.Join(c.dir, "config", "upload.yaml"), c.regions[0].name)

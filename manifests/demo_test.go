@@ -138,8 +138,17 @@ func checkDemoNATS(t *testing.T, c *cluster, ns, region string) *server.Options 
 		t.Errorf("no nats-config ConfigMap in %s", ns)
 		return nil
 	}
-	path := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(path, []byte(cm.Data["nats.conf"]), 0o600); err != nil {
+	// The leafnode TLS files come from the Secret nats-leaf-tls, mounted at /etc/nats-tls.
+	dir := t.TempDir()
+	if s := c.secrets[key(ns, "nats-leaf-tls")]; s != nil {
+		for name, b := range s.Data {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cm.Data["nats.conf"], "/etc/nats-tls/", dir+"/")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	opts, err := server.ProcessConfigFile(path)

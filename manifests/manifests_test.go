@@ -14,6 +14,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -37,6 +38,7 @@ var knownTypes = map[string]func() any{
 	"batch/v1/Job":                           func() any { return &batchv1.Job{} },
 	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
 	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
 }
 
 // operatorSecrets are the Secrets the overlays refer to and the operators create (README.md,
@@ -45,6 +47,11 @@ var operatorSecrets = map[string][]string{
 	"duet-origin-s3":    {"access_key", "secret_key"},
 	"duet-purge-tokens": {"tokens"},
 	"duet-replicate-s3": {"access_key", "secret_key"},
+	// Each role's NATS nkey seed (README.md, "NATS identities").
+	"duet-nats-edge":      {"seed"},
+	"duet-nats-steering":  {"seed"},
+	"duet-nats-purge":     {"seed"},
+	"duet-nats-replicate": {"seed"},
 }
 
 // object is one built, decoded object.
@@ -73,6 +80,7 @@ type cluster struct {
 	configMaps map[string]*corev1.ConfigMap // by namespace/name
 	secrets    map[string]*corev1.Secret
 	workloads  []workload
+	policies   []*networkingv1.NetworkPolicy
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -124,6 +132,8 @@ func build(t *testing.T, dir string) *cluster {
 			c.workloads = append(c.workloads, workload{kind: "StatefulSet", name: x.Name, namespace: x.Namespace,
 				selector: x.Spec.Selector, labels: x.Spec.Template.Labels, spec: &x.Spec.Template.Spec,
 				replicas: x.Spec.Replicas, claims: claimNames(x)})
+		case *networkingv1.NetworkPolicy:
+			c.policies = append(c.policies, x)
 		case *batchv1.Job:
 			c.workloads = append(c.workloads, workload{kind: "Job", name: x.Name, namespace: x.Namespace,
 				labels: x.Spec.Template.Labels, spec: &x.Spec.Template.Spec})

@@ -65,6 +65,7 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	lastTick map[string]time.Time // region → newest tick time seen; guarded by mu
+	future   map[string]bool      // region → its last tick was from the future (logged once); guarded by mu
 	caughtUp bool                 // the consumer has delivered everything pending; guarded by mu
 	trusted  bool                 // what the applier was last told; guarded by mu
 
@@ -106,8 +107,8 @@ func NewConsumer(cfg ConsumerConfig, nc *nats.Conn, app Applier, log *slog.Logge
 		now = time.Now
 	}
 	return &Consumer{cfg: cfg, nc: nc, js: js, app: app, log: log.With("component", "purge-consumer"), now: now,
-		lastTick: map[string]time.Time{},
-		applied:  m.PurgesApplied(), applyLag: m.PurgeLag(), trustedG: m.CacheTrusted(), trustLosts: m.CacheTrustLost(),
+		lastTick: map[string]time.Time{}, future: map[string]bool{},
+		applied: m.PurgesApplied(), applyLag: m.PurgeLag(), trustedG: m.CacheTrusted(), trustLosts: m.CacheTrustLost(),
 	}, nil
 }
 
@@ -169,11 +170,13 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 	case strings.HasSuffix(subj, ".tick"):
 		var t bus.Tick
 		if err := json.Unmarshal(m.Data(), &t); err == nil {
-			c.mu.Lock()
-			if t.At.After(c.lastTick[t.Region]) {
-				c.lastTick[t.Region] = t.At
+			if region, at, ok := c.tickTime(subj, t, m); ok {
+				c.mu.Lock()
+				if at.After(c.lastTick[region]) {
+					c.lastTick[region] = at
+				}
+				c.mu.Unlock()
 			}
-			c.mu.Unlock()
 		}
 		_ = m.Ack()
 	default:
@@ -202,7 +205,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 		c.applied.Inc()
 		c.applyLag.Observe(applied.Sub(p.Accepted).Seconds())
 		if b, err := json.Marshal(ack); err == nil {
-			_ = c.nc.Publish(bus.PurgeAckSubject(p.ID), b)
+			_ = c.nc.Publish(bus.PurgeAckSubject(c.cfg.Region, c.cfg.Edge, p.ID), b)
 		}
 	}
 	if md, err := m.Metadata(); err == nil {
@@ -210,6 +213,51 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 		c.caughtUp = md.NumPending == 0
 		c.mu.Unlock()
 	}
+}
+
+// MaxTickSkew is how far a tick's own time may be ahead of the time its stream stored it (or of
+// the edge's clock) before the tick is ignored: the clocks of the purge service, the NATS servers
+// and the edges differ by that much at most when they are kept by NTP.
+const MaxTickSkew = 2 * time.Second
+
+// tickTime is what a tick proves: that its region's purges up to the returned time are in the
+// stream. A tick is not believed beyond what was heard: its time is the earliest of its own (set
+// by its region's purge service), the server-assigned time its message was stored in this region's
+// stream (for a tick sourced from another region, when it arrived here), and the edge's clock. A
+// tick that claims a time beyond MaxTickSkew ahead of either is ignored: it would keep the cache
+// trusted after its region falls silent (a tick dated a day ahead, a day). Its region is its
+// subject's (the servers let only that region's purge service write it), not what it says.
+func (c *Consumer) tickTime(subject string, t bus.Tick, m jetstream.Msg) (string, time.Time, bool) {
+	region, ok := strings.CutSuffix(strings.TrimPrefix(subject, "duet.purge."), ".tick")
+	if !ok || subject != bus.PurgeTickSubject(region) || (t.Region != "" && t.Region != region) {
+		c.log.Warn("tick ignored: its subject and its region disagree", "subject", subject, "tick_region", t.Region)
+		return "", time.Time{}, false
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	now := c.now()
+	future := t.At.After(md.Timestamp.Add(MaxTickSkew)) || t.At.After(now.Add(MaxTickSkew))
+	c.mu.Lock()
+	was := c.future[region]
+	c.future[region] = future
+	c.mu.Unlock()
+	if future {
+		if !was {
+			c.log.Warn("tick from the future ignored: it does not extend the cache's trust (check the purge service's clock)",
+				"region", region, "tick_at", t.At, "stored_at", md.Timestamp, "skew_allowed", MaxTickSkew)
+		}
+		return "", time.Time{}, false
+	}
+	at := t.At
+	if md.Timestamp.Before(at) {
+		at = md.Timestamp
+	}
+	if now.Before(at) {
+		at = now
+	}
+	return region, at, true
 }
 
 // evaluate decides whether the cache may be trusted: the stream is caught up and every region's

@@ -269,6 +269,11 @@ func (s *Service) onAck(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &a); err != nil || a.ID == "" || a.Edge == "" {
 		return
 	}
+	// The subject names the sender, and the servers let an edge publish only under its own name:
+	// an acknowledgement that claims another edge is not believed.
+	if region, edge, ok := bus.PurgeAckSender(m.Subject); !ok || region != a.Region || edge != a.Edge {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.records[a.ID]

@@ -133,7 +133,9 @@ func TestConsumerTrust(t *testing.T) {
 	// A bound of an hour keeps Run's own evaluation (every bound/20) out of the test: the test
 	// calls evaluate itself, after each step of its clock.
 	const bound = time.Hour
-	clk := &fakeClock{t: time.Now()}
+	// The clock starts three hours back and stays behind the real one: a tick is believed only up
+	// to when the stream stored it (server time), so one dated ahead of that would be ignored.
+	clk := &fakeClock{t: time.Now().Add(-3 * time.Hour)}
 	app, m := &trustRecorder{}, newTestConsumerMetrics()
 	c, err := NewConsumer(ConsumerConfig{Edge: "A-1", Region: "A", Regions: []string{"A", "B"}, StalenessBound: bound, Now: clk.Now},
 		nc, app, slog.New(slog.DiscardHandler), m)

@@ -59,6 +59,14 @@ type Config struct {
 	// fails while an edge drains and never reaches the origin. "tcp": a probe is a TCP connect to
 	// the public URL's host and port.
 	ProbePath string `yaml:"probe_path"`
+	// EdgeURLs are the only public URLs steering accepts from edges' heartbeats (and so the only
+	// ones it probes and sends viewers to): patterns "scheme://host[:port]", where "*" in the
+	// host stands for any part of one label (no dots) and "{edge}" and "{region}" for the
+	// heartbeat's edge and region names, as in "https://{edge}.cdn.example.com" or
+	// "http://127.0.10.*:8080". A heartbeat with another URL is ignored. Empty: any http(s)
+	// base URL except link-local, multicast and unspecified addresses (where cloud metadata
+	// services live); set it in production.
+	EdgeURLs []string `yaml:"edge_urls"`
 	// ForgetAfter: an edge not heard from for this long leaves the table. Default 10m.
 	ForgetAfter time.Duration `yaml:"forget_after"`
 	// EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no
@@ -213,6 +221,9 @@ func (c *Config) fill() error {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
+	}
+	if _, err := parseEdgeURLPatterns(c.EdgeURLs); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.ProbePath == "" {
 		c.ProbePath = bus.EdgeReadyPath

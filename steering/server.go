@@ -72,6 +72,7 @@ type Server struct {
 	geo     *geoip.DB
 	ownGeo  bool
 	trusted []netip.Prefix
+	edgeURL []edgeURLPattern
 	picker  *hrw.Picker
 	table   *health.Table
 	prober  Prober
@@ -107,6 +108,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.trusted, _ = clientaddr.ParsePrefixes(cfg.TrustedProxies) // checked by fill
+	s.edgeURL, _ = parseEdgeURLPatterns(cfg.EdgeURLs)           // checked by fill
+	if len(s.edgeURL) == 0 {
+		s.log.Warn("edge_urls is empty: steering accepts any http(s) URL an edge announces; list your edges' URLs")
+	}
 	var err error
 	if s.picker, err = hrw.New(hrw.Config{EdgeLoadFactor: float64(cfg.EdgeLoadPercent) / 100,
 		RegionLoadFactor: float64(cfg.RegionLoadPercent) / 100, DefaultRegion: cfg.DefaultRegion}); err != nil {
@@ -177,10 +182,7 @@ func (s *Server) checkHeartbeat(hb bus.Heartbeat) error {
 	if _, ok := s.regionIndex(hb.Region); !ok {
 		return fmt.Errorf("region %q is not configured", hb.Region)
 	}
-	if _, err := hostPort(hb.URL); err != nil {
-		return err
-	}
-	return nil
+	return checkEdgeURL(hb.URL, hb.Edge, hb.Region, s.edgeURL)
 }
 
 func (s *Server) regionIndex(name string) (int, bool) {
@@ -192,12 +194,21 @@ func (s *Server) regionIndex(name string) (int, bool) {
 	return 0, false
 }
 
-// observeMsg decodes a heartbeat message from NATS.
-func (s *Server) observeMsg(data []byte) {
+// observeMsg decodes a heartbeat message from NATS. The subject names the sender (the servers
+// let an edge publish only its own, bus.Identity.Permissions): a heartbeat that speaks for
+// another edge or region than its subject is ignored.
+func (s *Server) observeMsg(subject string, data []byte) {
 	var hb bus.Heartbeat
 	if err := json.Unmarshal(data, &hb); err != nil {
 		s.m.ignored.Inc()
 		s.log.Debug("unreadable heartbeat", "error", err)
+		return
+	}
+	if subject != bus.HealthSubject(hb.Region, hb.Edge) {
+		s.m.ignored.Inc()
+		if _, seen := s.warned.LoadOrStore(subject, struct{}{}); !seen {
+			s.log.Warn("heartbeat ignored: it names another edge than its subject", "subject", subject, "edge_id", hb.Edge, "region", hb.Region)
+		}
 		return
 	}
 	s.Observe(hb)
@@ -267,7 +278,7 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, ln net.Listener) error 
 		if s.events == nil {
 			s.events = nc // before anything that publishes starts
 		}
-		sub, err := nc.Subscribe(bus.HealthWildcard, func(m *nats.Msg) { s.observeMsg(m.Data) })
+		sub, err := nc.Subscribe(bus.HealthWildcard, func(m *nats.Msg) { s.observeMsg(m.Subject, m.Data) })
 		if err != nil {
 			return fmt.Errorf("subscribe to %s: %w", bus.HealthWildcard, err)
 		}

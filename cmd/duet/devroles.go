@@ -30,7 +30,7 @@ func (devRoles) Upload(s devcluster.UploadSpec) any {
 }
 
 func (devRoles) Purge(s devcluster.PurgeSpec) any {
-	pc := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{s.NATSURL}}}
+	pc := purgeServeConfig{ServiceConfig: purge.DefaultServiceConfig(), NATS: natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}}
 	pc.Region, pc.Regions, pc.Listen = s.Region, s.Regions, s.Listen
 	pc.Tokens = []purge.Token{{Name: "dev", Secret: s.Token}}
 	return pc
@@ -38,7 +38,7 @@ func (devRoles) Purge(s devcluster.PurgeSpec) any {
 
 func (devRoles) Replicate(s devcluster.ReplicateSpec) any {
 	rc := defaultReplicateRoleConfig()
-	rc.Name, rc.Region, rc.NATS, rc.Admin = s.Name, s.Region, natsConfig{URLs: []string{s.NATSURL}}, s.Admin
+	rc.Name, rc.Region, rc.NATS, rc.Admin = s.Name, s.Region, natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.Admin
 	for _, b := range s.Buckets {
 		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Config: s3conf.Config{Endpoint: b.Endpoint,
 			Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey}})
@@ -48,8 +48,9 @@ func (devRoles) Replicate(s devcluster.ReplicateSpec) any {
 }
 
 func (devRoles) Steering(s devcluster.SteeringSpec) any {
-	sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: s.Name, NATS: natsConfig{URLs: []string{s.NATSURL}}}
+	sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: s.Name, NATS: natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}}
 	sc.Listen, sc.Regions, sc.DefaultRegion = s.Listen, s.Regions, s.DefaultRegion
+	sc.EdgeURLs = s.EdgeURLs
 	return sc
 }
 
@@ -71,7 +72,7 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.Memory = edge.MemoryConfig{MaxBytes: 64 << 20, MaxObjectBytes: 4 << 20}
 	ec.Disk = edge.DiskConfig{Dir: s.CacheDir, MaxBytes: 512 << 20}
 	ec.DrainDelay, ec.ShutdownTimeout = 500*time.Millisecond, 5*time.Second
-	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}}, s.PurgeRegions
+	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
 	return ec
 }

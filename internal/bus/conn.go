@@ -35,9 +35,12 @@ type ConnConfig struct {
 	// Name is the connection's name, shown in the servers' monitoring (for example
 	// "duet-edge-eu1-a").
 	Name string
-	// CredsFile is a NATS .creds file (user JWT and seed). Or User and Password, or Token; at
-	// most one of the three.
+	// CredsFile is a NATS .creds file (user JWT and seed). Or NKeyFile, or User and Password, or
+	// Token; at most one of the four.
 	CredsFile string
+	// NKeyFile is a file holding the client's nkey seed ("SU…", mode 0600): the server knows the
+	// public key (Identity.NKey) and the client proves it holds the seed, which never leaves it.
+	NKeyFile string
 	// User and Password authenticate with a user name and password.
 	User, Password string
 	// Token authenticates with a token.
@@ -71,13 +74,13 @@ func (c ConnConfig) validate() error {
 		}
 	}
 	n := 0
-	for _, set := range []bool{c.CredsFile != "", c.User != "", c.Token != ""} {
+	for _, set := range []bool{c.CredsFile != "", c.NKeyFile != "", c.User != "", c.Token != ""} {
 		if set {
 			n++
 		}
 	}
 	if n > 1 {
-		errs = append(errs, errors.New("set at most one of creds file, user and token"))
+		errs = append(errs, errors.New("set at most one of creds file, nkey file, user and token"))
 	}
 	if c.Password != "" && c.User == "" {
 		errs = append(errs, errors.New("password without a user"))
@@ -153,6 +156,13 @@ func Connect(ctx context.Context, cfg ConnConfig, log *slog.Logger) (*nats.Conn,
 	switch {
 	case cfg.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+		if err != nil {
+			// The error names the file, never the seed.
+			return nil, fmt.Errorf("connect to nats: nkey file: %w", err)
+		}
+		opts = append(opts, opt)
 	case cfg.User != "":
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	case cfg.Token != "":

@@ -33,6 +33,18 @@
 // Servers do not advertise other leafnode URLs (NoAdvertise): a spoke dials only what it is
 // given, so a proxy, NAT or load balancer in between keeps working.
 //
+// # Identities
+//
+// Whoever can publish on NATS can purge, steer viewers and keep caches trusted, so every client
+// authenticates (ConnConfig.NKeyFile, or a creds file, a user or a token) and each Identity may
+// use only what its Role needs (Identity.Permissions): an edge publishes only its own heartbeat
+// and acknowledgement subjects and reads the region's purge stream through its own durable
+// consumer; only the purge service writes ticks; steering only reads heartbeats (and publishes
+// its edge events). natsserver.Config.Identities enforces this in the embedded server, and
+// RenderAuthorization writes the same for a nats-server.conf. The subjects name their sender
+// (HealthSubject, PurgeAckSubject), so a reader that checks a message against its subject knows
+// the server let only that sender publish it.
+//
 // # Purge streams
 //
 // A purge is stored in the stream of the region whose purge API accepted it

@@ -26,8 +26,8 @@ func TestCoreSubjectsCrossRegions(t *testing.T) {
 	}{
 		{"heartbeat B to A", b, a, bus.HealthSubject("B", "edge-1"), bus.HealthWildcard},
 		{"heartbeat A to B", a, b, bus.HealthSubject("A", "edge-1"), bus.HealthWildcard},
-		{"ack B to A", b, a, bus.PurgeAckSubject("p1"), bus.PurgeAckWildcard},
-		{"ack A to B", a, b, bus.PurgeAckSubject("p2"), bus.PurgeAckWildcard},
+		{"ack B to A", b, a, bus.PurgeAckSubject("B", "b1", "p1"), bus.PurgeAckWildcard},
+		{"ack A to B", a, b, bus.PurgeAckSubject("A", "a1", "p2"), bus.PurgeAckWildcard},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sub, err := tc.to.nc.SubscribeSync(tc.wildcard)

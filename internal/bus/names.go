@@ -75,9 +75,26 @@ func PurgeSubject(region, id string) string { return purgePrefix + region + ".cm
 // stored publish is also a core message, so a subscriber in any linked region sees it live.
 func PurgeTickSubject(region string) string { return purgePrefix + region + ".tick" }
 
-// PurgeAckSubject is where an edge acknowledges applying purge id (core NATS):
-// "duet.purge.ack.<id>".
-func PurgeAckSubject(id string) string { return purgeAckPrefix + id }
+// PurgeAckSubject is where edge of region acknowledges applying purge id (core NATS):
+// "duet.purge.ack.<region>.<edge>.<id>". The edge's name is in the subject so that the servers'
+// permissions let an edge acknowledge only as itself (Identity.Permissions).
+func PurgeAckSubject(region, edge, id string) string {
+	return purgeAckPrefix + region + "." + edge + "." + id
+}
+
+// PurgeAckSender returns the region and edge an acknowledgement's subject names; ok is false for
+// other subjects.
+func PurgeAckSender(subject string) (region, edge string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, purgeAckPrefix)
+	if !ok {
+		return "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
+}
 
 // PurgeStreamName is region's purge stream: "PURGE_<region>". It holds the purges accepted in
 // region and, by sourcing, those accepted in every other region.

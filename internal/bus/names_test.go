@@ -47,7 +47,7 @@ func TestSubjects(t *testing.T) {
 		{EventSubject("edge_down"), "duet.events.edge_down"},
 		{PurgeSubject("eu1", "p1"), "duet.purge.eu1.cmd.p1"},
 		{PurgeTickSubject("eu1"), "duet.purge.eu1.tick"},
-		{PurgeAckSubject("p1"), "duet.purge.ack.p1"},
+		{PurgeAckSubject("r", "e", "p1"), "duet.purge.ack.r.e.p1"},
 		{PurgeStreamName("eu1"), "PURGE_eu1"},
 		{purgeStreamSubjects("eu1"), "duet.purge.eu1.>"},
 		{apiPrefix("eu1"), "$JS.eu1.API"},
@@ -68,7 +68,7 @@ func FuzzValidName(f *testing.F) {
 		if ValidName(s) != nil {
 			return
 		}
-		for _, subj := range []string{PurgeSubject(s, s), HealthSubject(s, s), PurgeTickSubject(s), PurgeAckSubject(s)} {
+		for _, subj := range []string{PurgeSubject(s, s), HealthSubject(s, s), PurgeTickSubject(s), PurgeAckSubject(s, s, s)} {
 			for tok := range strings.SplitSeq(subj, ".") {
 				if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
 					t.Fatalf("subject %q from valid name %q has a bad token %q", subj, s, tok)

@@ -99,7 +99,7 @@ func TestLinkTLSAndAuth(t *testing.T) {
 	dumpLogs(t, a, b, c)
 
 	waitCore(t, b, a, bus.HealthSubject("B", "e1"), 10*time.Second)
-	waitCore(t, a, b, bus.PurgeAckSubject("x"), 10*time.Second)
+	waitCore(t, a, b, bus.PurgeAckSubject("B", "b1", "x"), 10*time.Second)
 	a.ensureStream(t, "B")
 	b.ensureStream(t, "A")
 	a.publishPurge(t, "over-tls")

@@ -114,13 +114,15 @@ func generatedHelp(role, path string) string {
 		case "nats.urls":
 			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "CredsFile is a NATS credentials (JWT) file; or NKeyFile, or User/Password, or Token."
+		case "nats.nkey_file":
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.password":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.token":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -168,6 +170,8 @@ func generatedHelp(role, path string) string {
 			return "FailedProbes: an edge is down after this many failed probes in a row."
 		case "probe_path":
 			return "ProbePath makes probes HTTP GETs of the edge's public URL + ProbePath that must answer 2xx."
+		case "edge_urls":
+			return "EdgeURLs are the only public URLs steering accepts from edges' heartbeats (and so the only ones it probes and sends viewers to): patterns \"scheme://host[:port]\", where \"*\" in the host stands for any part of one label (no dots) and \"{edge}\" and \"{region}\" for the heartbeat's edge and region names, as in \"https://{edge}.cdn.example.com\" or \"http://127.0.10.*:8080\"."
 		case "forget_after":
 			return "ForgetAfter: an edge not heard from for this long leaves the table."
 		case "edge_capacity":
@@ -181,13 +185,15 @@ func generatedHelp(role, path string) string {
 		case "nats.urls":
 			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "CredsFile is a NATS credentials (JWT) file; or NKeyFile, or User/Password, or Token."
+		case "nats.nkey_file":
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.password":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.token":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -220,13 +226,15 @@ func generatedHelp(role, path string) string {
 		case "nats.urls":
 			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "CredsFile is a NATS credentials (JWT) file; or NKeyFile, or User/Password, or Token."
+		case "nats.nkey_file":
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.password":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.token":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -263,13 +271,15 @@ func generatedHelp(role, path string) string {
 		case "nats.urls":
 			return "URLs of the region's NATS servers."
 		case "nats.creds_file":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "CredsFile is a NATS credentials (JWT) file; or NKeyFile, or User/Password, or Token."
+		case "nats.nkey_file":
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.password":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.token":
-			return "CredsFile is a NATS credentials (JWT) file; or User/Password, or Token."
+			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":

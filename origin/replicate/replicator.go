@@ -94,7 +94,7 @@ func (r *Replicator) otherRegions() []string {
 func (r *Replicator) Ready() bool { return r.ready.Load() }
 
 // ConsumerName is the durable consumer's name on the region's origin stream.
-func ConsumerName(region string) string { return "replicate-" + region }
+func ConsumerName(region string) string { return bus.ReplicateConsumerName(region) }
 
 // Run replicates until ctx ends, then returns nil once in-flight work has stopped. It sets up
 // the region's origin stream, purge stream and tombstones (retrying while NATS is not ready),

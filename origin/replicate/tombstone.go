@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/duetcdn/duet/internal/bus"
 )
 
 // Tombstones live in a JetStream key-value bucket per region ("duet_tombstones_<region>"),
@@ -27,7 +29,7 @@ type tombstone struct {
 type tombstones struct{ kv jetstream.KeyValue }
 
 // TombstoneBucket is the key-value bucket holding region's tombstones.
-func TombstoneBucket(region string) string { return "duet_tombstones_" + region }
+func TombstoneBucket(region string) string { return bus.TombstoneBucket(region) }
 
 func openTombstones(ctx context.Context, js jetstream.JetStream, region string, ttl time.Duration) (*tombstones, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -50,6 +50,11 @@ type Config struct {
 	// remotes present it and verify the other region's. The certificate must therefore allow
 	// both server and client authentication.
 	TLS *TLS
+	// Identities, when set, are the only clients the server admits, each with its role's
+	// permissions (bus.Identity.Permissions): a connection without one of them is refused, and
+	// so is any subject its role does not need. Empty: anyone who reaches the client port may do
+	// anything (tests only; `duet dev` always sets them).
+	Identities []bus.Identity
 	// Logger receives the server's logs, every line at debug level with the server's own level
 	// in nats_level (nil: silent).
 	Logger *slog.Logger
@@ -85,6 +90,11 @@ func (c *Config) options() (*server.Options, error) {
 	if c.LeafPassword != "" && c.LeafUser == "" {
 		errs = append(errs, errors.New("leaf password without a leaf user"))
 	}
+	if len(c.Identities) > 0 && c.LeafPort != 0 && c.LeafUser == "" && c.TLS == nil {
+		// Identities lock the client port; a leafnode listener without credentials would let
+		// anyone link in and publish as the server's account.
+		errs = append(errs, errors.New("a leafnode listener beside identities needs a leaf user (or TLS)"))
+	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "") {
 		errs = append(errs, errors.New("TLS needs a CA file, a cert file and a key file"))
 	}
@@ -103,6 +113,20 @@ func (c *Config) options() (*server.Options, error) {
 		NoLog:           c.Logger == nil,
 	}
 	opts.LeafNode.ReconnectInterval = leafReconnectInterval
+	for _, id := range c.Identities {
+		if err := id.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p := id.Permissions()
+		perms := &server.Permissions{Publish: &server.SubjectPermission{Allow: p.Publish},
+			Subscribe: &server.SubjectPermission{Allow: p.Subscribe}}
+		if id.NKey != "" {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: id.NKey, Permissions: perms})
+		} else {
+			opts.Users = append(opts.Users, &server.User{Username: id.User, Password: id.Password, Permissions: perms})
+		}
+	}
 	var listenTLS, dialTLS *tls.Config
 	if c.TLS != nil && len(errs) == 0 {
 		var err error
