@@ -124,7 +124,7 @@ func generatedHelp(role, path string) string {
 		case "purge.regions":
 			return "Regions lists every region whose purges this edge must hear about."
 		case "purge.staleness_bound":
-			return "StalenessBound: cut off from any region's purges for longer, the edge revalidates every hit until it has caught up."
+			return "StalenessBound: cut off from any region's purges for longer, the edge revalidates each object before serving it, then at most once per bound, until it has caught up."
 		case "steering.hls_server_uri":
 			return "HLSServerURI is the steering service's HLS endpoint (https://steer.example.net/v1/steer/hls), written, with ?path=<the playlist's path>, into #EXT-X-CONTENT-STEERING:SERVER-URI of every multivariant playlist."
 		case "steering.dash_server_uri":
