@@ -45,7 +45,7 @@ type breaker struct {
 	maxCool    time.Duration // cool-down cap while probes keep failing
 	onChange   func(State)   // called with mu held, after every state change
 	jitter     func(time.Duration) time.Duration
-	mu         sync.Mutex    // guards the fields below
+	mu         sync.Mutex // guards the fields below
 	state      State
 	failures   int           // consecutive failures
 	cooldown   time.Duration // the current (possibly doubled) cool-down
