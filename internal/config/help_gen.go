@@ -44,7 +44,7 @@ func generatedHelp(role, path string) string {
 		case "origin.breaker_failures":
 			return "BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an origin out of rotation when there are fallbacks."
 		case "origin.breaker_cooldown":
-			return "BreakerCooldown is how long an origin stays out of rotation before one fetch tests it again; each failed test doubles it, up to 30s."
+			return "BreakerCooldown is how long an origin stays out of rotation before a fetch starts a test of it (a HEAD in the background, which no viewer waits for); each failed test doubles it, up to 2s (or BreakerCooldown, when longer), and each wait is drawn from the upper half of it, so that an origin that answers again is back within about 2s."
 		case "memory.max_bytes":
 			return "MaxBytes is the hard budget of the memory tier."
 		case "memory.max_object_bytes":

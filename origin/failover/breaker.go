@@ -44,8 +44,7 @@ type breaker struct {
 	baseCool   time.Duration // first cool-down
 	maxCool    time.Duration // cool-down cap while probes keep failing
 	onChange   func(State)   // called with mu held, after every state change
-	jitter     func(time.Duration) time.Duration
-	mu         sync.Mutex // guards the fields below
+	mu         sync.Mutex    // guards the fields below
 	state      State
 	failures   int           // consecutive failures
 	cooldown   time.Duration // the current (possibly doubled) cool-down
@@ -56,7 +55,7 @@ type breaker struct {
 }
 
 func newBreaker(threshold int, cool, maxCool time.Duration, now time.Time, onChange func(State)) *breaker {
-	return &breaker{threshold: threshold, baseCool: cool, maxCool: maxCool, onChange: onChange, jitter: jitter,
+	return &breaker{threshold: threshold, baseCool: cool, maxCool: maxCool, onChange: onChange,
 		state: StateClosed, cooldown: cool, lastChange: now}
 }
 
@@ -127,11 +126,11 @@ func (b *breaker) failure(p permit, now time.Time, msg string) {
 	case p == probe:
 		b.probing = false
 		b.cooldown = min(2*b.cooldown, b.maxCool)
-		b.openUntil = now.Add(b.jitter(b.cooldown))
+		b.openUntil = now.Add(jitter(b.cooldown))
 		b.setState(StateOpen, now)
 	case b.state == StateClosed && b.failures >= b.threshold:
 		b.cooldown = b.baseCool
-		b.openUntil = now.Add(b.jitter(b.cooldown))
+		b.openUntil = now.Add(jitter(b.cooldown))
 		b.setState(StateOpen, now)
 	}
 }
