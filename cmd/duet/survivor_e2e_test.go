@@ -113,13 +113,13 @@ func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 	// The load: 200 requests/s, each for a random object of the hot set at one of B's edges.
 	const purgedObj = 7
 	var (
-		purgedAt   atomic.Int64 // unix ns when B's API answered the purge; 0 before
-		requests   atomic.Int64
-		failures   atomic.Int64
-		firstFail  atomic.Value
-		client     = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
-		wg         sync.WaitGroup
-		sem        = make(chan struct{}, 64)
+		purgedAt  atomic.Int64 // unix ns when B's API answered the purge; 0 before
+		requests  atomic.Int64
+		failures  atomic.Int64
+		firstFail atomic.Value
+		client    = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+		wg        sync.WaitGroup
+		sem       = make(chan struct{}, 64)
 	)
 	loadCtx, stopLoad := context.WithTimeout(t.Context(), outage)
 	defer stopLoad()
