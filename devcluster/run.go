@@ -221,7 +221,9 @@ func (c *cluster) s3(ctx context.Context, r *region) (*s3origin.Origin, error) {
 }
 
 // uploadSample puts the sample stream into the first region's bucket (the replicators copy it to
-// the others), skipping what is already there unchanged, as `duet upload` does.
+// the others), skipping what is already there unchanged, as `duet upload` does, and with the
+// Cache-Control `duet upload` gives each kind of file (a player test then sees what production
+// viewers see, not a browser's heuristic caching of header-less objects).
 func (c *cluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 	files := sample.Stream()
 	r := c.regions[0]
@@ -230,10 +232,11 @@ func (c *cluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 		return nil, err
 	}
 	for _, f := range files {
-		if sameObject(ctx, s3o, samplePrefix+f.Path, f.Body) {
+		cc := upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)
+		if sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, cc) {
 			continue
 		}
-		if err := s3o.Put(ctx, samplePrefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, "",
+		if err := s3o.Put(ctx, samplePrefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, cc,
 			map[string]string{"surrogate-key": "sample"}); err != nil {
 			return nil, fmt.Errorf("upload sample %s to %s: %w", f.Path, r.name, err)
 		}
@@ -241,16 +244,18 @@ func (c *cluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 	return files, nil
 }
 
-// sameObject reports whether the bucket already holds body at key: a conditional read on the
-// body's MD5 (a single-part object's ETag) answers 304 without sending the object.
-func sameObject(ctx context.Context, s3o *s3origin.Origin, key string, body []byte) bool {
+// sameObject reports whether the bucket already holds body at key with cacheControl: a HEAD
+// compares the body's MD5 (a single-part object's ETag) and the Cache-Control (a bucket from
+// before the sample had one is uploaded again).
+func sameObject(ctx context.Context, s3o *s3origin.Origin, key string, body []byte, cacheControl string) bool {
 	sum := md5.Sum(body)
-	resp, err := s3o.Fetch(ctx, &origin.Request{Path: "/" + key, IfNoneMatch: `"` + hex.EncodeToString(sum[:]) + `"`})
+	resp, err := s3o.Fetch(ctx, &origin.Request{Path: "/" + key, Head: true})
 	if err != nil {
 		return false
 	}
 	_ = resp.Body.Close()
-	return resp.Status == http.StatusNotModified
+	return resp.Status == http.StatusOK && resp.Header.Get("Etag") == `"`+hex.EncodeToString(sum[:])+`"` &&
+		resp.Header.Get("Cache-Control") == cacheControl
 }
 
 // waitReplicated waits until every region's bucket holds the sample (the replicators copy it from
@@ -264,7 +269,7 @@ func (c *cluster) waitReplicated(ctx context.Context, files []sample.File, limit
 			return err
 		}
 		for _, f := range files {
-			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body) {
+			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)) {
 				select {
 				case <-ctx.Done():
 					return fmt.Errorf("the sample did not reach %s's origin in %s (see %s/logs/replicate-%s.log)", r.name, limit, c.dir, r.name)

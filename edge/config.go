@@ -130,8 +130,10 @@ type OriginConfig struct {
 	// BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an
 	// origin out of rotation when there are fallbacks. Default 3.
 	BreakerFailures int `yaml:"breaker_failures"`
-	// BreakerCooldown is how long an origin stays out of rotation before one fetch tests it
-	// again; each failed test doubles it, up to 30s. Default 2s.
+	// BreakerCooldown is how long an origin stays out of rotation before a fetch starts a test of
+	// it (a HEAD in the background, which no viewer waits for); each failed test doubles it, up
+	// to 2s (or BreakerCooldown, when longer), and each wait is drawn from the upper half of it,
+	// so that an origin that answers again is back within about 2s. Default 1s.
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 }
 
@@ -268,7 +270,7 @@ func DefaultConfig() Config {
 		ReadTimeout:         30 * time.Second,
 		IdleTimeout:         60 * time.Second,
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
-		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
+		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{

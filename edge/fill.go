@@ -50,13 +50,14 @@ func (s *Server) fill(f *flight, oreq *origin.Request, stale *object.Meta, reqPa
 	primary = strings.Clone(primary)
 	reqPath = strings.Clone(reqPath)
 
-	// Another flight may have committed the key between the viewer's lookup and this flight.
-	if stale == nil {
-		if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh {
-			cancel()
-			f.settle(result{out: outRefreshed})
-			return
-		}
+	// Another flight may have committed the key between the viewer's lookup and this flight, or
+	// revalidated the stale entry the viewer found (a viewer that looked just before a
+	// revalidation's 304 was stored must not send a second conditional request).
+	if m, ok := s.store.peek(f.key); ok && freshnessOf(m, s.now()) == fresh &&
+		(stale == nil || m.RequestTime.After(stale.RequestTime) && s.confirmed(m, s.now())) {
+		cancel()
+		f.settle(result{out: outRefreshed})
+		return
 	}
 	resp, reqTime, respTime, settled := s.exchange(ctx, f, oreq, stale, reqPath, func() { s.store.remove(stale.Key) })
 	if settled {

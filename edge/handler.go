@@ -151,8 +151,8 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request) cacheStat
 		}
 		if ok {
 			fr := freshnessOf(e.meta, now)
-			if s.untrusted.Load() {
-				fr = expired // purges may be missing: the origin must confirm the entry first
+			if fr != expired && !s.confirmed(e.meta, now) {
+				fr = expired // purges may be missing: the origin must confirm the entry first (trust.go)
 			}
 			if fr != expired && s.cfg.Cache.RevalidateOnViewerNoCache && viewerNoCache(&ctx.Request.Header) {
 				fr = expired

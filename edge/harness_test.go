@@ -120,6 +120,12 @@ func startEdge(t testing.TB, o Origin, mutate func(*Config)) *harness {
 // observe requests from inside the server).
 func startEdgeConfig(t testing.TB, o Origin, cfg Config, wrap ...func(fasthttp.RequestHandler) fasthttp.RequestHandler) *harness {
 	t.Helper()
+	return startEdgeClock(t, o, cfg, nil, wrap...)
+}
+
+// startEdgeClock is startEdgeConfig with the edge's clock (nil: time.Now).
+func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wrap ...func(fasthttp.RequestHandler) fasthttp.RequestHandler) *harness {
+	t.Helper()
 	co, ok := o.(*countingOrigin)
 	if !ok {
 		co = newCounting(o)
@@ -128,7 +134,7 @@ func startEdgeConfig(t testing.TB, o Origin, cfg Config, wrap ...func(fasthttp.R
 	if _, ok := co.Origin.(Forwarder); ok {
 		o2 = countingForwarder{co}
 	}
-	srv, err := New(t.Context(), cfg, Deps{Origin: o2})
+	srv, err := New(t.Context(), cfg, Deps{Origin: o2, Now: now})
 	if err != nil {
 		t.Fatalf("new edge: %v", err)
 	}

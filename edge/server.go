@@ -86,11 +86,14 @@ type Server struct {
 	// the request's arrival instead of reading the clock again (docs/performance.md).
 	realClock bool
 
+	// trust is when the edge last lost trust and how long an origin confirmation counts.
+	trust trustState
+
 	ready atomic.Bool
 	// untrusted is set while the edge may have missed purges (its purge stream was lost for
-	// longer than the staleness bound, or it has not caught up since it started): every hit is
-	// then revalidated with the origin and nothing is served stale. The zero value (trusted)
-	// suits an edge that runs without a purge stream.
+	// longer than the staleness bound, or it has not caught up since it started): a hit is then
+	// served only once the origin has confirmed the entry (trust.go) and nothing is served
+	// stale. The zero value (trusted) suits an edge that runs without a purge stream.
 	untrusted atomic.Bool
 	viewer    *fasthttp.Server
 	// watch closes viewer connections that are too slow to send a request or idle too long;
@@ -317,10 +320,6 @@ func (s *Server) Close() {
 	_ = s.store.disk.Close()
 	s.store.mem.Close()
 }
-
-// SetCacheTrusted tells the edge whether its cache reflects every purge. The purge consumer
-// drives it.
-func (s *Server) SetCacheTrusted(trusted bool) { s.untrusted.Store(!trusted) }
 
 // CacheTrusted reports the current setting.
 func (s *Server) CacheTrusted() bool { return !s.untrusted.Load() }

@@ -76,7 +76,7 @@ func NewPurgeMetrics(reg prometheus.Registerer) (*PurgeMetrics, error) {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "duet", Subsystem: "edge", Name: "purge_lag_seconds",
 			Help: "Time from a purge's acceptance to its apply on this edge.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
 		trusted: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trusted",
-			Help: "1 when the edge has heard every region's purges recently and serves its cache; 0 while it revalidates every hit."}),
+			Help: "1 when the edge has heard every region's purges recently and serves its cache; 0 while it revalidates each entry (at most once per staleness bound) before serving it."}),
 		trustLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "duet", Subsystem: "edge", Name: "cache_trust_lost_total",
 			Help: "Times the edge stopped trusting its cache (purge stream lost for longer than the staleness bound)."}),
 	}

@@ -432,7 +432,7 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 			// Another version, or a slice of another size (cache.slice_bytes changed).
 			e.close()
 			s.store.remove(key)
-		case freshnessOf(m, s.now()) != expired && !s.untrusted.Load():
+		case freshnessOf(m, s.now()) != expired && s.confirmed(m, s.now()):
 			return &slice{meta: *m, src: body{e: e}, cs: csHit}, nil
 		default:
 			st := *m

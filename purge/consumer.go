@@ -48,7 +48,8 @@ type ConsumerMetrics interface {
 	PurgesApplied() prometheus.Counter
 	// PurgeLag observes the seconds from a purge's acceptance to its apply.
 	PurgeLag() prometheus.Observer
-	// CacheTrusted is 1 while the edge trusts its cache, 0 while it revalidates every hit.
+	// CacheTrusted is 1 while the edge trusts its cache, 0 while it has the origin confirm each
+	// entry before serving it (at most once per staleness bound).
 	CacheTrusted() prometheus.Gauge
 	// CacheTrustLost counts the times the edge stopped trusting its cache.
 	CacheTrustLost() prometheus.Counter
@@ -275,7 +276,7 @@ func (c *Consumer) evaluate() {
 	}
 	c.mu.Unlock()
 	if c.setTrusted(ok) && !ok {
-		c.log.Warn("cache no longer trusted: purges may be missing; revalidating every hit", "regions_not_heard", stale)
+		c.log.Warn("cache no longer trusted: purges may be missing; each entry is revalidated before it is served, then at most once per staleness bound", "regions_not_heard", stale)
 	}
 }
 
@@ -298,6 +299,9 @@ func (c *Consumer) setTrusted(v bool) bool {
 	}
 	return true
 }
+
+// StalenessBound is the bound in force (the configured one, or the default).
+func (c *Consumer) StalenessBound() time.Duration { return c.cfg.StalenessBound }
 
 // Trusted reports the consumer's current verdict.
 func (c *Consumer) Trusted() bool {

@@ -77,6 +77,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
+	srv.SetStalenessBound(cons.StalenessBound())
 	url := cfg.publicURL()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()

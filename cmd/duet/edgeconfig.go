@@ -25,8 +25,8 @@ type edgeRoleConfig struct {
 type purgeConsumerConfig struct {
 	// Regions lists every region whose purges this edge must hear about. Default: its own.
 	Regions []string `yaml:"regions"`
-	// StalenessBound: cut off from any region's purges for longer, the edge revalidates every
-	// hit until it has caught up. Default 10s.
+	// StalenessBound: cut off from any region's purges for longer, the edge revalidates each
+	// object before serving it, then at most once per bound, until it has caught up. Default 10s.
 	StalenessBound time.Duration `yaml:"staleness_bound"`
 }
 

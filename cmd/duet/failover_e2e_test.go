@@ -181,8 +181,8 @@ func TestEdgeFailsOverToAnotherRegion(t *testing.T) {
 	if err := a.srv.Restart(ctxR); err != nil {
 		t.Fatal(err)
 	}
-	// One miss every 250ms: the probe that closes A's breaker is the first miss after its
-	// cool-down (at most 1.2s by now).
+	// One miss every 250ms: the first miss after A's cool-down (at most 300ms by now) sends A
+	// the probe that closes its breaker.
 	var last time.Time
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		if time.Since(last) >= 250*time.Millisecond {

@@ -50,7 +50,7 @@ func generatedHelp(role, path string) string {
 		case "origin.breaker_failures":
 			return "BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an origin out of rotation when there are fallbacks."
 		case "origin.breaker_cooldown":
-			return "BreakerCooldown is how long an origin stays out of rotation before one fetch tests it again; each failed test doubles it, up to 30s."
+			return "BreakerCooldown is how long an origin stays out of rotation before a fetch starts a test of it (a HEAD in the background, which no viewer waits for); each failed test doubles it, up to 2s (or BreakerCooldown, when longer), and each wait is drawn from the upper half of it, so that an origin that answers again is back within about 2s."
 		case "memory.max_bytes":
 			return "MaxBytes is the hard budget of the memory tier."
 		case "memory.max_object_bytes":
@@ -132,7 +132,7 @@ func generatedHelp(role, path string) string {
 		case "purge.regions":
 			return "Regions lists every region whose purges this edge must hear about."
 		case "purge.staleness_bound":
-			return "StalenessBound: cut off from any region's purges for longer, the edge revalidates every hit until it has caught up."
+			return "StalenessBound: cut off from any region's purges for longer, the edge revalidates each object before serving it, then at most once per bound, until it has caught up."
 		case "steering.hls_server_uri":
 			return "HLSServerURI is the steering service's HLS endpoint (https://steer.example.net/v1/steer/hls), written, with ?path=<the playlist's path>, into #EXT-X-CONTENT-STEERING:SERVER-URI of every multivariant playlist."
 		case "steering.dash_server_uri":

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -12,8 +13,9 @@ type State string
 const (
 	// StateClosed: the member takes fetches.
 	StateClosed State = "closed"
-	// StateHalfOpen: the cool-down has passed and one real fetch (the probe) is testing the
-	// member; other fetches skip it until the probe has its answer.
+	// StateHalfOpen: the cool-down has passed and one probe (a HEAD of the path a fetch asked
+	// for, sent in the background) is testing the member; fetches skip it until the probe has
+	// its answer.
 	StateHalfOpen State = "half-open"
 	// StateOpen: the member failed too often in a row and is skipped until its cool-down ends.
 	StateOpen State = "open"
@@ -30,11 +32,13 @@ func (s State) gaugeValue() float64 {
 	return 0
 }
 
-// breaker is one member's circuit breaker. There is no background prober: when the cool-down has
-// passed, the next real fetch that reaches the member is the probe. That needs no goroutine and
-// tests the member with exactly the requests viewers need; the price is that the probe's viewer
-// waits for one failed attempt (a refused connection is quick; a timeout costs origin.timeout)
-// before the fetch moves on to the next member.
+// breaker is one member's circuit breaker. There is no prober running on its own: when the
+// cool-down has passed, the next fetch that reaches the member starts the probe, a HEAD of that
+// fetch's path, in the background, and goes on to the next member without waiting for it. So a
+// member is tested only while there is traffic for it, with a path viewers want, and no viewer
+// waits for a dead member's refused connection or timeout. The cool-down is short, jittered (so
+// that a fleet of edges does not probe in step) and capped, so that a member that answers again
+// is back in rotation within about the cap (Group's DefaultMaxCooldown: 2s).
 type breaker struct {
 	threshold  int           // consecutive failures that open the breaker
 	baseCool   time.Duration // first cool-down
@@ -65,8 +69,18 @@ const (
 	forced        // every member is open: tried anyway
 )
 
+// jitter is a cool-down of d drawn from [d/2, d]: edges that lost a member together do not probe
+// it together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d-d/2+1)
+}
+
 // acquire asks whether a fetch may use the member now. An open breaker whose cool-down has passed
-// turns half-open and grants the probe; while the probe is in flight, others are denied.
+// turns half-open and grants the probe (which the caller sends in the background, see Group.try);
+// while the probe is in flight, others are denied.
 func (b *breaker) acquire(now time.Time) permit {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -112,11 +126,11 @@ func (b *breaker) failure(p permit, now time.Time, msg string) {
 	case p == probe:
 		b.probing = false
 		b.cooldown = min(2*b.cooldown, b.maxCool)
-		b.openUntil = now.Add(b.cooldown)
+		b.openUntil = now.Add(jitter(b.cooldown))
 		b.setState(StateOpen, now)
 	case b.state == StateClosed && b.failures >= b.threshold:
 		b.cooldown = b.baseCool
-		b.openUntil = now.Add(b.cooldown)
+		b.openUntil = now.Add(jitter(b.cooldown))
 		b.setState(StateOpen, now)
 	}
 }

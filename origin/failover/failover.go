@@ -56,9 +56,12 @@ type Member struct {
 // Defaults for Config.
 const (
 	DefaultFailures    = 3
-	DefaultCooldown    = 2 * time.Second
-	DefaultMaxCooldown = 30 * time.Second
+	DefaultCooldown    = time.Second
+	DefaultMaxCooldown = 2 * time.Second
 )
+
+// probeTimeout bounds a background probe whose member's own timeout did not end it.
+const probeTimeout = 30 * time.Second
 
 // Config describes a group.
 type Config struct {
@@ -66,10 +69,12 @@ type Config struct {
 	Members []Member
 	// Failures is how many failures in a row open a member's breaker. Zero means 3.
 	Failures int
-	// Cooldown is how long an open breaker skips its member before one fetch probes it. Each failed
-	// probe doubles it, up to MaxCooldown; a success resets it. Zero means 2s.
+	// Cooldown is how long an open breaker skips its member before a fetch starts a probe of it
+	// (a HEAD sent in the background; see breaker). Each failed probe doubles it, up to
+	// MaxCooldown; a success resets it. Each wait is drawn from [half, all] of it. Zero means 1s.
 	Cooldown time.Duration
-	// MaxCooldown caps the doubled cool-down. Zero means 30s (or Cooldown, when that is longer).
+	// MaxCooldown caps the doubled cool-down, and so how long a member that answers again may
+	// stay out of rotation. Zero means 2s (or Cooldown, when that is longer).
 	MaxCooldown time.Duration
 	// Metrics are the series the group updates (see Metrics). Nil means series that are only
 	// kept, not served.
@@ -221,6 +226,8 @@ func (g *Group) Health() []MemberHealth {
 func (g *Group) Fetch(ctx context.Context, r *origin.Request) (*origin.Response, error) {
 	return g.try(ctx, "fetch", r.Path, true, func(m *member) (*origin.Response, error) {
 		return m.f.Fetch(ctx, r)
+	}, func() *origin.Request {
+		return &origin.Request{Path: r.Path, Query: r.Query, Header: r.Header.Clone(), Head: true}
 	})
 }
 
@@ -257,6 +264,8 @@ func (g *Group) Forward(ctx context.Context, method, path, query string, header 
 			}
 		}
 		return m.fw.Forward(ctx, method, path, query, header, body)
+	}, func() *origin.Request {
+		return &origin.Request{Path: path, Query: query, Header: header.Clone(), Head: true}
 	})
 }
 
@@ -274,8 +283,11 @@ func idempotent(method string) bool {
 const drainLimit = 64 << 10
 
 // try runs call on members in order until one answers below 500. With failover false it stops
-// after the first attempt, whatever happens. op and path only name the request in errors.
-func (g *Group) try(ctx context.Context, op, path string, failover bool, call func(*member) (*origin.Response, error)) (*origin.Response, error) {
+// after the first attempt, whatever happens. op and path only name the request in errors. A
+// member whose cool-down is over gets probeReq's request in the background (startProbe), and
+// this fetch goes on without it.
+func (g *Group) try(ctx context.Context, op, path string, failover bool, call func(*member) (*origin.Response, error),
+	probeReq func() *origin.Request) (*origin.Response, error) {
 	var (
 		errs    []error
 		pending *origin.Response // the last 5xx, returned if nothing better comes
@@ -322,6 +334,10 @@ func (g *Group) try(ctx context.Context, op, path string, failover bool, call fu
 			break
 		}
 		p := m.b.acquire(g.now())
+		if p == probe {
+			g.startProbe(m, probeReq())
+			continue
+		}
 		if p == denied {
 			continue
 		}
@@ -351,6 +367,33 @@ func (g *Group) try(ctx context.Context, op, path string, failover bool, call fu
 		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("%s %s: %w: %w", op, path, ErrAllFailed, errors.Join(errs...))
+}
+
+// startProbe tests an open member with r (a HEAD) in the background: an answer below 500 closes
+// its breaker, anything else reopens it for a longer cool-down. Nobody waits for it.
+func (g *Group) startProbe(m *member, r *origin.Request) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		resp, err := m.f.Fetch(ctx, r)
+		now := g.now()
+		switch {
+		case err != nil:
+			if errors.Is(err, origin.ErrTimeout) {
+				m.errTimeout.Inc()
+			} else {
+				m.errOther.Inc()
+			}
+			m.b.failure(probe, now, "probe: "+err.Error())
+		case resp.Status >= 500:
+			drain(resp)
+			m.err5xx.Inc()
+			m.b.failure(probe, now, fmt.Sprintf("probe: status %d", resp.Status))
+		default:
+			drain(resp)
+			m.b.success(probe, now)
+		}
+	}()
 }
 
 // drain reads a little of a discarded answer's body and closes it.

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/failover"
 )
@@ -269,13 +270,19 @@ func TestCancelledContextDoesNotFailOver(t *testing.T) {
 	}
 }
 
-// TestBreaker walks one member through closed, open, half-open (failed probe, doubled cool-down),
-// half-open again and closed, counting the requests that reach it.
+// TestBreaker walks one member through closed, open, half-open (a failed background probe,
+// doubled cool-down), half-open again and closed, counting the requests that reach it. No fetch
+// waits for a probe: the fetch that starts one is answered by the next member.
 func TestBreaker(t *testing.T) {
 	a := newHTTPMember(t, status(http.StatusInternalServerError, "broken"))
 	b := newHTTPMember(t, status(http.StatusOK, "b"))
+	var lastMethod atomic.Value
+	a.set(func(w http.ResponseWriter, r *http.Request) {
+		lastMethod.Store(r.Method)
+		status(http.StatusInternalServerError, "broken")(w, r)
+	})
 	f := newGroup(t, failover.Config{Members: []failover.Member{{Name: "a", Origin: a.origin(t)}, {Name: "b", Origin: b.origin(t)}},
-		Failures: 3, Cooldown: 2 * time.Second})
+		Failures: 3, Cooldown: time.Second, MaxCooldown: 4 * time.Second})
 	fetchB := func(n int) {
 		t.Helper()
 		for range n {
@@ -283,6 +290,13 @@ func TestBreaker(t *testing.T) {
 				t.Fatalf("got %d %q, want b's answer", code, body)
 			}
 		}
+	}
+	// waitProbed waits until a has had n requests in all and its probe's verdict is in.
+	waitProbed := func(n int64) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() bool {
+			return a.hits.Load() == n && health(f.g, "a").State != failover.StateHalfOpen
+		}, "a's probe: %d requests, state %s", a.hits.Load(), health(f.g, "a").State)
 	}
 	fetchB(10)
 	if got := a.hits.Load(); got != 3 {
@@ -299,25 +313,26 @@ func TestBreaker(t *testing.T) {
 		t.Errorf("breaker_state{a} = %v while open, want 2", st)
 	}
 
-	f.clk.advance(2 * time.Second) // cool-down over: the next fetch probes a, which fails
-	fetchB(5)
-	if got := a.hits.Load(); got != 4 {
-		t.Fatalf("after the cool-down a got %d requests in all, want 4 (one probe)", got)
+	f.clk.advance(time.Second) // cool-down over: the next fetch starts a probe of a, which fails
+	fetchB(1)
+	waitProbed(4)
+	if m := lastMethod.Load(); m != http.MethodHead {
+		t.Fatalf("the probe was a %v, want a HEAD", m)
 	}
 	if h := health(f.g, "a"); h.State != failover.StateOpen {
 		t.Fatalf("after a failed probe: %+v", h)
 	}
-	f.clk.advance(2 * time.Second) // the cool-down doubled to 4s: still skipped
+	fetchB(5)
+	f.clk.advance(900 * time.Millisecond) // the cool-down doubled to 2s, of which at least 1s is waited
 	fetchB(3)
 	if got := a.hits.Load(); got != 4 {
-		t.Fatalf("a probed again after 2s of a doubled 4s cool-down (%d requests)", got)
+		t.Fatalf("a probed again within half of its doubled 2s cool-down (%d requests)", got)
 	}
 
 	a.set(status(http.StatusOK, "a is back"))
 	f.clk.advance(2 * time.Second)
-	if code, body := get(t, f.g, "/x"); code != 200 || body != "a is back" {
-		t.Fatalf("the successful probe's answer: %d %q", code, body)
-	}
+	fetchB(1) // starts the probe, which succeeds
+	waitProbed(5)
 	if h := health(f.g, "a"); h.State != failover.StateClosed || !h.Healthy || h.ConsecutiveFailures != 0 {
 		t.Fatalf("after a successful probe: %+v", h)
 	}
@@ -332,6 +347,46 @@ func TestBreaker(t *testing.T) {
 	}
 	if up := metric(t, f.reg, "duet_edge_origin_up", "origin", "a"); up != 1 {
 		t.Errorf("origin_up{a} = %v after closing", up)
+	}
+}
+
+// TestBreakerClosesSoonAfterARecovery: however long a member was down (here 10 minutes of failed
+// probes, with the default cool-downs), its breaker closes within about 2s of the member
+// answering again: the cool-down is capped, and the first fetch after it starts a probe.
+func TestBreakerClosesSoonAfterARecovery(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	a := newHTTPMember(t, func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "a")
+	})
+	b := newHTTPMember(t, status(http.StatusOK, "b"))
+	f := newGroup(t, failover.Config{Members: []failover.Member{{Name: "a", Origin: a.origin(t)}, {Name: "b", Origin: b.origin(t)}}})
+	for range failover.DefaultFailures {
+		get(t, f.g, "/x")
+	}
+	// Ten minutes down: a fetch every 31s, each starting a probe that fails.
+	for range 20 {
+		f.clk.advance(31 * time.Second)
+		n := a.hits.Load()
+		get(t, f.g, "/x")
+		testenv.Eventually(t, 5*time.Second, func() bool {
+			return a.hits.Load() == n+1 && health(f.g, "a").State == failover.StateOpen
+		}, "no failed probe after a 31s wait (state %s)", health(f.g, "a").State)
+	}
+	down.Store(false)
+	// 2s after a answers again (with a fetch now and then, as viewers make), it is closed.
+	for range 4 {
+		f.clk.advance(500 * time.Millisecond)
+		get(t, f.g, "/x")
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool { return health(f.g, "a").State == failover.StateClosed },
+		"a's breaker is %s 2s after a answered again", health(f.g, "a").State)
+	if _, body := get(t, f.g, "/x"); body != "a" {
+		t.Fatalf("after closing, a fetch got %q", body)
 	}
 }
 
@@ -470,7 +525,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestOneProbeAtATime: while the half-open probe is in flight, other fetches skip the member
-// instead of piling onto an origin that may still be dead.
+// instead of piling onto an origin that may still be dead, and nobody waits for the probe.
 func TestOneProbeAtATime(t *testing.T) {
 	a := newHTTPMember(t, status(http.StatusInternalServerError, ""))
 	b := newHTTPMember(t, status(http.StatusOK, "b"))
@@ -479,24 +534,24 @@ func TestOneProbeAtATime(t *testing.T) {
 	for range 3 {
 		get(t, f.g, "/x")
 	}
-	arrived, release := make(chan struct{}), make(chan struct{})
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
 	a.set(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-release
 		_, _ = io.WriteString(w, "a")
 	})
-	f.clk.advance(time.Second)
-	probe := make(chan string, 1)
-	go func() {
-		resp, err := f.g.Fetch(context.Background(), &origin.Request{Path: "/probe"})
-		if err != nil {
-			probe <- err.Error()
-			return
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		probe <- string(body)
-	}()
+	})
+	f.clk.advance(time.Second)
+	// The fetch that starts the probe is answered by b at once.
+	if _, body := get(t, f.g, "/probe"); body != "b" {
+		t.Fatalf("the fetch that started the probe got %q", body)
+	}
 	select {
 	case <-arrived:
 	case <-time.After(5 * time.Second):
@@ -518,12 +573,8 @@ func TestOneProbeAtATime(t *testing.T) {
 		t.Fatal("fetches reached a while its probe was in flight")
 	}
 	close(release)
-	if got := <-probe; got != "a" {
-		t.Fatalf("probe answered %q", got)
-	}
-	if h := health(f.g, "a"); h.State != failover.StateClosed {
-		t.Fatalf("after the probe a is %s", h.State)
-	}
+	testenv.Eventually(t, 5*time.Second, func() bool { return health(f.g, "a").State == failover.StateClosed },
+		"after the probe a is %s", health(f.g, "a").State)
 }
 
 // TestConcurrentFetchesAlwaysAnswered: with the primary flapping between 500 and 200 under
