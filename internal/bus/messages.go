@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/duetcdn/duet/internal/cmcd"
 )
 
 // Purge is one purge request as stored in the purge streams (JSON, subject
@@ -106,6 +108,9 @@ type Heartbeat struct {
 	// Origins is each origin's state, in the order the edge tries them (its own region's first),
 	// when the edge has fallback origins; empty otherwise.
 	Origins []OriginHealth `json:"origins,omitempty"`
+	// QoE is the viewers' quality of experience as their players reported it (CMCD) to this
+	// edge over the last 30 s; absent when no player sent CMCD.
+	QoE *cmcd.Summary `json:"qoe,omitempty"`
 }
 
 // OriginHealth is one origin of an edge's failover group, as its heartbeat reports it.
