@@ -11,8 +11,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/origin/s3conf"
+	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML
@@ -84,6 +86,8 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// CORS lets players on other origins read the edge's responses.
 	CORS CORSConfig `yaml:"cors"`
+	// AccessLog writes one JSON line per viewer request (docs/operations.md).
+	AccessLog AccessLogConfig `yaml:"access_log"`
 }
 
 // CORSConfig sets the CORS headers of viewer responses.
@@ -204,7 +208,8 @@ type CacheConfig struct {
 	DefaultStaleWhileRevalidate time.Duration `yaml:"default_stale_while_revalidate"`
 	DefaultStaleIfError         time.Duration `yaml:"default_stale_if_error"`
 	// IgnoreParams are query parameters left out of the cache key and the origin request
-	// (signed-URL tokens, player session ids); a trailing "*" matches a prefix.
+	// (signed-URL tokens, player session ids); a trailing "*" matches a prefix. The CMCD
+	// parameter (what players report about themselves) is always left out.
 	IgnoreParams []string `yaml:"ignore_params"`
 	// DropQuery leaves the whole query out of the cache key and the origin request. Default:
 	// true when the origin and every fallback are S3 (an object in S3 has no query: keeping it
@@ -270,6 +275,7 @@ func DefaultConfig() Config {
 		ReadTimeout:         30 * time.Second,
 		IdleTimeout:         60 * time.Second,
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
+		AccessLog:           AccessLogConfig{Config: accesslog.DefaultConfig()},
 		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
@@ -386,6 +392,14 @@ func (c *Config) Validate() error {
 	}
 	if c.CORS.MaxAge < 0 {
 		bad("cors.max_age must not be negative")
+	}
+	if c.AccessLog.Sink != "" {
+		if err := c.AccessLog.Validate("access_log"); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
+		}
+	}
+	if _, err := clientaddr.ParsePrefixes(c.AccessLog.TrustedProxies); err != nil {
+		bad("access_log.trusted_proxies: %v", err)
 	}
 	return errors.Join(errs...)
 }

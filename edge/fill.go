@@ -208,6 +208,7 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	reqTime = s.now()
 	resp, err := s.fetch(ctx, oreq)
 	respTime = s.now()
+	f.originTime = respTime.Sub(reqTime) // before settle, which publishes it
 	fail := func(status int, err error) {
 		f.settle(result{out: outFailed, status: status, err: err})
 	}
@@ -296,6 +297,7 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, rq *request) *origin.Re
 		h.Add(name, string(v))
 	}
 	h.Set("Accept-Encoding", normaliseAcceptEncoding(b2s(ctx.Request.Header.Peek("Accept-Encoding"))))
+	s.setTraceparent(ctx, rq, h)
 	return &origin.Request{Path: strings.Clone(rq.path), Query: strings.Clone(rq.query), Header: h}
 }
 

@@ -59,6 +59,8 @@ type flight struct {
 
 	// result is set by settle before ready is closed, and read-only afterwards.
 	result
+	// originTime is how long the origin took to answer (set, like result, before settle).
+	originTime time.Duration
 
 	mu      sync.Mutex
 	cond    *sync.Cond

@@ -23,6 +23,7 @@ import (
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/cmcd"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -38,6 +39,13 @@ type request struct {
 	// start is when the request arrived: the latency histogram's start, and the "now" of the
 	// first tier lookup and of a hit's Age (one clock read per hit instead of four).
 	start time.Time
+	// tier is where the body came from, originTime how long the origin took to answer (0: not
+	// asked), id the request id (hasID: set), cmcd the player's report: for requestEnd.
+	tier       string
+	originTime time.Duration
+	id         [16]byte
+	hasID      bool
+	cmcd       cmcd.Data
 }
 
 // b2s views bytes as a string without copying; the string must not outlive the request unless
@@ -57,7 +65,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	rq := request{start: start}
 	if s.refuseRequest(ctx) {
-		s.m.observe(csError, start, s.now())
+		s.requestEnd(ctx, &rq, csError)
 		return
 	}
 	target := b2s(ctx.Request.Header.RequestURI())
@@ -88,7 +96,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if ctx.IsGet() || ctx.IsHead() {
 			s.applyCORS(ctx)
 		}
-		s.m.observe(csError, start, s.now())
+		s.requestEnd(ctx, &rq, csError)
 		return
 	}
 	rq.path, rq.query = path, query
@@ -103,14 +111,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rq.head = true
 	default:
 		s.forward(ctx, &rq)
-		s.m.observe(csPass, start, s.now())
+		s.requestEnd(ctx, &rq, csPass)
 		return
 	}
 	cs := s.serveCacheable(ctx, &rq)
 	if !rq.corsApplied {
 		s.applyCORS(ctx)
 	}
-	s.m.observe(cs, start, s.now())
+	s.requestEnd(ctx, &rq, cs)
 }
 
 // applyCORS adds the CORS headers to a GET or HEAD answer, last, so that the edge's policy
@@ -209,6 +217,7 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
 	})
 	defer f.unpin()
+	rq.originTime, rq.tier = f.originTime, "origin"
 	if f.out == outBody && f.meta.Key != key && !last &&
 		s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) }) != f.meta.Key {
 		// The response varies on a header whose value this request does not share with the
@@ -340,7 +349,9 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 		}
 		oreq.Head = rq.head
 		var err error
+		began := s.now()
 		resp, err = s.fetch(fctx, oreq)
+		rq.originTime = s.now().Sub(began)
 		if err != nil {
 			cancel()
 			s.log.Warn("origin fetch failed", "path", rq.path, "error", err)
@@ -348,6 +359,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx, rq *request, resp *origin
 			return csError
 		}
 	}
+	rq.tier = "origin"
 	s.writeOriginResponse(ctx, resp, rq.head, cancel, "duet; fwd=uri-miss; detail=uncacheable", "PASS")
 	return csPass
 }
@@ -361,7 +373,9 @@ func (s *Server) headThrough(ctx *fasthttp.RequestCtx, rq *request) cacheStatus 
 	fctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Cache.FillTimeout)
 	oreq := s.originRequest(ctx, rq)
 	oreq.Head = true
+	began := s.now()
 	resp, err := s.fetch(fctx, oreq)
+	rq.tier, rq.originTime = "origin", s.now().Sub(began)
 	if err != nil {
 		cancel()
 		s.fail(ctx, statusForError(err), "origin unavailable: "+err.Error())
@@ -398,7 +412,7 @@ func (s *Server) writeOriginResponse(ctx *fasthttp.RequestCtx, resp *origin.Resp
 		}
 		return
 	}
-	ctx.SetBodyStream(&closeFunc{ReadCloser: resp.Body, done: done}, int(resp.ContentLength))
+	s.setBodyStream(ctx, &closeFunc{ReadCloser: resp.Body, done: done}, int(resp.ContentLength))
 }
 
 // writeBuffered writes a buffered origin answer as writeOriginResponse writes a streamed one.
@@ -436,6 +450,19 @@ type body struct {
 	reader io.Reader
 }
 
+// tier names where the body comes from, for the access log.
+func (b body) tier() string {
+	switch {
+	case b.f != nil:
+		return "origin"
+	case b.e.tier == "disk":
+		return "disk"
+	case b.e.meta != nil:
+		return "memory"
+	}
+	return ""
+}
+
 func (b body) close() {
 	if b.e.meta != nil {
 		b.e.close()
@@ -446,6 +473,7 @@ func (b body) close() {
 // from the cached bytes. now is the time the entry's Age is computed at.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, src body, cs cacheStatus, now time.Time) {
 	rh := &ctx.Response.Header
+	rq.tier = src.tier()
 	if !preconditionsHold(&ctx.Request.Header, m) {
 		// Before any of the entry's headers: a 412 must not carry its Cache-Control.
 		src.close()
@@ -525,13 +553,13 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 			s.fail(ctx, fasthttp.StatusInternalServerError, "read cached file: "+err.Error())
 			return
 		}
-		ctx.SetBodyStream(fb, int(n))
+		s.setBodyStream(ctx, fb, int(n))
 	case src.f != nil:
 		end := off + n
 		if n < 0 {
 			end = -1
 		}
-		ctx.SetBodyStream(src.f.newReader(off, end), int(n))
+		s.setBodyStream(ctx, src.f.newReader(off, end), int(n))
 	default:
 		ctx.Response.SetBodyRaw(nil)
 	}
@@ -574,7 +602,7 @@ func (s *Server) respondMultipart(ctx *fasthttp.RequestCtx, m *object.Meta, src 
 		_, err := mp.WriteTo(pw, ra)
 		pw.CloseWithError(err)
 	}()
-	ctx.SetBodyStream(pr, int(mp.Len()))
+	s.setBodyStream(ctx, pr, int(mp.Len()))
 }
 
 // The conditional checks (edge/conditional) read the request's fields as views of fasthttp's

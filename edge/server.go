@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +23,11 @@ import (
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/memtier"
+	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
+	"github.com/duetcdn/duet/internal/cmcd"
 	"github.com/duetcdn/duet/origin"
+	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // Origin is what the edge needs from an origin: conditional and ranged reads.
@@ -55,6 +60,10 @@ type Deps struct {
 	Now func() time.Time
 	// Rewriter, when set, rewrites .m3u8 and .mpd bodies before they are cached.
 	Rewriter ManifestRewriter
+	// AccessLogSink, when set, receives the access log instead of the sink access_log names;
+	// AccessLogPublisher is the NATS connection of access_log.sink "nats".
+	AccessLogSink      accesslog.Sink
+	AccessLogPublisher accesslog.Publisher
 }
 
 // Server is one edge node.
@@ -108,6 +117,15 @@ type Server struct {
 	closed   bool
 	bgCtx    context.Context // background work (revalidations); cancelled at shutdown
 	bgCancel context.CancelFunc
+
+	// alog is the access log (nil: off); trusted the proxies whose X-Forwarded-For it believes.
+	alog    *accesslog.Logger
+	trusted []netip.Prefix
+	// idPrefix and idSeq make request ids (accesslog.go).
+	idPrefix [8]byte
+	idSeq    atomic.Uint64
+	// qoe aggregates the players' CMCD reports.
+	qoe *cmcd.Stats
 }
 
 // New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted
@@ -136,7 +154,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if realClock {
 		deps.Now = time.Now
 	}
-	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.QueryDropped()})
+	// CMCD is what a player says about itself: the same object with or without it is one entry,
+	// and the origin never sees it.
+	ignore := append(slices.Clip(cfg.Cache.IgnoreParams), "CMCD")
+	keys, err := cachekey.New(cachekey.Config{IgnoreParams: ignore, DropQuery: cfg.QueryDropped()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
@@ -189,6 +210,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout, time.Now)
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
 	s.m = newMetrics(deps.Registry, st, s.watch)
+	s.qoe = cmcd.NewStats(deps.Registry, deps.Now)
+	s.idPrefix = newIDPrefix()
+	s.trusted, _ = clientaddr.ParsePrefixes(cfg.AccessLog.TrustedProxies) // checked by Validate
+	if s.alog, err = newAccessLog(cfg, deps); err != nil {
+		_ = disk.Close()
+		mem.Close()
+		return nil, fmt.Errorf("access log: %w", err)
+	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	fdLimit, err := raiseFileLimit()
 	if err != nil {
@@ -319,6 +348,7 @@ func (s *Server) Close() {
 	s.bgCancel()
 	_ = s.store.disk.Close()
 	s.store.mem.Close()
+	_ = s.alog.Close()
 }
 
 // CacheTrusted reports the current setting.

@@ -207,7 +207,7 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 			rh.SetContentLength(int(r.Len()))
 			return sl.cs, nil
 		}
-		ctx.SetBodyStream(&sliceBody{r: ra, off: r.Start, end: r.End + 1}, int(r.Len()))
+		s.setBodyStream(ctx, &sliceBody{r: ra, off: r.Start, end: r.End + 1}, int(r.Len()))
 		return sl.cs, nil
 	}
 	ct := string(rh.ContentType())
@@ -219,7 +219,7 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 		_, err := mp.WriteTo(pw, ra)
 		pw.CloseWithError(err)
 	}()
-	ctx.SetBodyStream(pr, int(mp.Len()))
+	s.setBodyStream(ctx, pr, int(mp.Len()))
 	return sl.cs, nil
 }
 

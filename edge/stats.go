@@ -1,5 +1,7 @@
 package edge
 
+import "github.com/duetcdn/duet/internal/cmcd"
+
 // Stats is a snapshot of the edge's counters, for its heartbeat. Counters are cumulative since
 // start; the heartbeat turns them into rates.
 type Stats struct {
@@ -14,6 +16,8 @@ type Stats struct {
 	DiskBytes    int64
 	// OriginFetches and OriginFailures (connection errors, timeouts, 5xx) count origin requests.
 	OriginFetches, OriginFailures uint64
+	// QoE is what the players' CMCD reports say of the last 30 s; nil when none reported.
+	QoE *cmcd.Summary
 }
 
 // Stats returns the current snapshot.
@@ -31,5 +35,6 @@ func (s *Server) Stats() Stats {
 
 		OriginFetches:  s.m.nOriginFetches.Load(),
 		OriginFailures: s.m.nOriginFailures.Load(),
+		QoE:            s.qoe.Summary(s.now()),
 	}
 }

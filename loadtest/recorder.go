@@ -38,6 +38,8 @@ type sample struct {
 	// pathway); prevEdge and prevRegion where that viewer's previous segment came from.
 	segment           bool
 	prevEdge, prevRgn string
+	// stalled marks a segment that arrived after its playback deadline.
+	stalled bool
 }
 
 type second struct {
@@ -63,7 +65,7 @@ type recorder struct {
 	hist *hdrhistogram.Histogram
 	secs []*second
 	requests, errors, bytes, hits, statuses,
-	segments, failedSegments int64
+	segments, failedSegments, stalls int64
 	// first and last bound the time requests were under way (throughput is over this span,
 	// not over uploads or waits before the load).
 	first, last time.Time
@@ -84,6 +86,9 @@ func (r *recorder) record(s sample) {
 	defer r.mu.Unlock()
 	if s.segment {
 		r.segments++
+		if s.stalled {
+			r.stalls++
+		}
 		if s.failed {
 			r.failedSegments++
 		} else {
@@ -188,7 +193,7 @@ func (r *recorder) summary(s *report.Summary, elapsed time.Duration) {
 	if r.statuses > 0 {
 		s.HitRatio = float64(r.hits) / float64(r.statuses)
 	}
-	s.Segments, s.FailedSegments = r.segments, r.failedSegments
+	s.Segments, s.FailedSegments, s.Stalls = r.segments, r.failedSegments, r.stalls
 	s.ErrorsByReason = r.reasons
 	s.Regions = r.regions
 	s.Events = append([]report.Event(nil), r.events...)

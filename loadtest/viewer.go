@@ -7,7 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
+	pathpkg "path"
 	"strings"
 	"syscall"
 	"time"
@@ -105,6 +107,13 @@ type viewer struct {
 	routeAt time.Time
 	stale   bool // ask steering again before the next request
 	prev    [2]string
+	// CMCD (CTA-5004) the viewer sends with each request, as hls.js does: its session and
+	// content ids, its last measured throughput (kbps, 0: none yet), a stall to report, and
+	// whether the next segment is its first (start-up).
+	sid, cid string
+	mtp      int64
+	starved  bool
+	started  bool
 }
 
 // play plays path (a multivariant playlist) until `until`, from the start again when the
@@ -123,6 +132,10 @@ func (v *viewer) play(ctx context.Context, path string, until time.Time) {
 
 // once plays the stream once; false when it could not start.
 func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
+	if v.sid == "" {
+		v.sid = fmt.Sprintf("%016x%016x", v.rng.Uint64(), v.rng.Uint64())
+	}
+	v.cid, v.started = cmcdContent(path), false
 	master, ok := v.fetch(ctx, path, time.Now(), 0, true, false)
 	if !ok {
 		return false
@@ -191,8 +204,10 @@ func (v *viewer) fetch(ctx context.Context, p string, intended time.Time, interv
 		v.route, v.routeAt, v.stale = rt, time.Now(), false
 	}
 	start := intended
+	q := v.cmcdQuery(p, isSegment, intended, interval)
 	for _, e := range v.route.Edges {
-		a := get(ctx, v.env.client, e.URL+p, v.env.cfg.Timeout, keep)
+		began := time.Now()
+		a := get(ctx, v.env.client, e.URL+p+q, v.env.cfg.Timeout, keep)
 		end := time.Now()
 		if ctx.Err() != nil {
 			return nil, false // the run is over: this attempt says nothing about the system
@@ -205,7 +220,14 @@ func (v *viewer) fetch(ctx context.Context, p string, intended time.Time, interv
 			continue
 		}
 		if isSegment {
-			v.env.rec.record(sample{intended: intended, end: end, segment: true, edge: name, region: region, prevEdge: v.prev[0], prevRgn: v.prev[1]})
+			// It stalled the player when it came after the previous segment had played out.
+			stalled := v.started && interval > 0 && end.After(intended.Add(interval))
+			v.starved = v.starved || stalled
+			v.started = true
+			if ms := end.Sub(began).Milliseconds(); ms > 0 && a.n > 0 {
+				v.mtp = a.n * 8 / ms // bits per ms: kbps
+			}
+			v.env.rec.record(sample{intended: intended, end: end, segment: true, edge: name, region: region, prevEdge: v.prev[0], prevRgn: v.prev[1], stalled: stalled})
 		}
 		v.prev = [2]string{name, region}
 		return a.body, true
@@ -222,4 +244,43 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// cmcdContent is the CMCD content id of a stream: its playlist's directory, at most 64 bytes.
+func cmcdContent(master string) string {
+	c := strings.Trim(pathpkg.Dir(master), "/")
+	return c[:min(len(c), 64)]
+}
+
+// cmcdQuery is the CMCD query parameter of a request for p ("?CMCD=..." or "&CMCD=..."): the
+// buffer a real-time player would hold (what is left of the segment playing, less how late the
+// request is), a stall since the last request, the throughput of the last segment.
+func (v *viewer) cmcdQuery(p string, isSegment bool, intended time.Time, interval time.Duration) string {
+	var b strings.Builder
+	if isSegment {
+		bl := max(interval-time.Since(intended), 0)
+		fmt.Fprintf(&b, "bl=%d,", bl.Milliseconds())
+		if v.starved {
+			b.WriteString("bs,")
+			v.starved = false
+		}
+	}
+	fmt.Fprintf(&b, "cid=%q,", v.cid)
+	if v.mtp > 0 {
+		fmt.Fprintf(&b, "mtp=%d,", v.mtp)
+	}
+	if isSegment {
+		b.WriteString("ot=v,")
+	} else {
+		b.WriteString("ot=m,")
+	}
+	fmt.Fprintf(&b, "sf=h,sid=%q", v.sid)
+	if isSegment && !v.started {
+		b.WriteString(",su")
+	}
+	sep := "?"
+	if strings.Contains(p, "?") {
+		sep = "&"
+	}
+	return sep + "CMCD=" + url.QueryEscape(b.String())
 }

@@ -43,7 +43,7 @@ func (s *Server) Handler() http.Handler {
 	if s.gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	}
-	return mux
+	return s.logRequests(mux)
 }
 
 // writeError maps an error to its status: the one place that does.

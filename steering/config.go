@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/geoip"
@@ -79,6 +80,9 @@ type Config struct {
 	// RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot
 	// and new viewers spill to the next region. Default 90.
 	RegionLoadPercent int `yaml:"region_load_percent"`
+	// AccessLog writes one JSON line per request (routes, redirects, steering manifests, the
+	// status page), as edges do (same settings; client behind trusted_proxies).
+	AccessLog accesslog.Config `yaml:"access_log"`
 }
 
 // Region is one region and where it is.
@@ -132,12 +136,18 @@ func DefaultConfig() Config {
 		ForgetAfter:       10 * time.Minute,
 		EdgeLoadPercent:   100,
 		RegionLoadPercent: 90,
+		AccessLog:         accesslog.DefaultConfig(),
 	}
 }
 
 // fill checks c and fills in the defaults of its zero fields.
 func (c *Config) fill() error {
 	d := DefaultConfig()
+	if c.AccessLog.Sink != "" {
+		if err := c.AccessLog.Validate("access_log"); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
 	if len(c.Regions) == 0 {
 		return fmt.Errorf("%w: regions: at least one region is required (name:lat:lon)", ErrInvalidConfig)
 	}

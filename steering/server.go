@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/geoip"
@@ -62,6 +63,10 @@ type Deps struct {
 	Events Publisher
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// AccessLogSink, when set, receives the access log instead of the sink access_log names;
+	// AccessLogPublisher is the NATS connection of access_log.sink "nats".
+	AccessLogSink      accesslog.Sink
+	AccessLogPublisher accesslog.Publisher
 }
 
 // Server is one steering instance.
@@ -84,6 +89,9 @@ type Server struct {
 	viewMu sync.Mutex           // serialises rebuilds, so an older view never replaces a newer one
 	view   atomic.Pointer[view] // what decisions read
 	warned sync.Map             // region name → struct{}: unknown regions already logged
+
+	// alog is the access log (nil: off).
+	alog *accesslog.Logger
 
 	closeOnce sync.Once
 }
@@ -140,6 +148,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.ownGeo = true
 	}
 	s.m = newMetrics(deps.Registry)
+	if s.alog, err = newAccessLog(cfg, deps, deps.Registry, "steering"); err != nil {
+		if s.ownGeo {
+			_ = s.geo.Close()
+		}
+		return nil, fmt.Errorf("access log: %w", err)
+	}
 	s.bufs.New = func() any { return new(hrw.Buffer) }
 	s.rebuild()
 	return s, nil
@@ -155,6 +169,7 @@ func (s *Server) Close() error {
 		if s.ownGeo {
 			err = s.geo.Close()
 		}
+		_ = s.alog.Close()
 	})
 	return err
 }

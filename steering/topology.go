@@ -4,6 +4,8 @@ import (
 	_ "embed"
 	"net/http"
 	"time"
+
+	"github.com/duetcdn/duet/internal/cmcd"
 )
 
 // Topology is /v1/topology's answer: every region and its edges as this instance sees them.
@@ -16,15 +18,18 @@ type Topology struct {
 // TopologyRegion is one region: "up" when every known edge is up, "degraded" when some are,
 // "down" when none is (or none is known).
 type TopologyRegion struct {
-	Name     string         `json:"name"`
-	Lat      float64        `json:"lat"`
-	Lon      float64        `json:"lon"`
-	Health   string         `json:"health"`
-	EdgesUp  int            `json:"edges_up"`
-	Load     float64        `json:"load"`     // summed connections of up edges
-	Capacity float64        `json:"capacity"` // summed capacity of up edges; 0: unknown
-	HitRatio float64        `json:"hit_ratio"`
-	Edges    []TopologyEdge `json:"edges"`
+	Name     string  `json:"name"`
+	Lat      float64 `json:"lat"`
+	Lon      float64 `json:"lon"`
+	Health   string  `json:"health"`
+	EdgesUp  int     `json:"edges_up"`
+	Load     float64 `json:"load"`     // summed connections of up edges
+	Capacity float64 `json:"capacity"` // summed capacity of up edges; 0: unknown
+	HitRatio float64 `json:"hit_ratio"`
+	// QoE sums up the up edges' viewers (sessions and rebuffering sessions added, medians
+	// weighted by sessions); nil when no player reported CMCD.
+	QoE   *cmcd.Summary  `json:"qoe,omitempty"`
+	Edges []TopologyEdge `json:"edges"`
 }
 
 // TopologyEdge is one edge: the table's verdict and its last heartbeat.
@@ -44,6 +49,8 @@ type TopologyEdge struct {
 	CPU               float64   `json:"cpu"`
 	HitRatio          float64   `json:"hit_ratio"`
 	OriginHealthy     bool      `json:"origin_healthy"`
+	// QoE is what the edge's viewers' players report (CMCD), from its last heartbeat.
+	QoE *cmcd.Summary `json:"qoe,omitempty"`
 }
 
 // Topology describes the regions and edges now.
@@ -54,14 +61,16 @@ func (s *Server) Topology() Topology {
 	for i, r := range v.regions {
 		tr := TopologyRegion{Name: r.Name, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
 		var reqs, hits float64
+		var qoe []*cmcd.Summary
 		for j, e := range v.edges[i] {
 			hb := e.Heartbeat
 			tr.Edges = append(tr.Edges, TopologyEdge{Name: hb.Edge, URL: hb.URL, State: e.State.String(), DownReason: e.DownReason,
 				Announced: hb.State, Since: e.Since.UTC(), HeartbeatAgeMS: now.Sub(e.LastHeartbeat).Milliseconds(),
 				FailedProbes: e.FailedProbes, LastProbeError: e.LastProbeError, Connections: hb.Connections,
 				RequestsPerSec: hb.RequestsPerSec, EgressBytesPerSec: hb.EgressBytesPerSec, CPU: hb.CPU,
-				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy})
+				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, QoE: hb.QoE})
 			if r.Edges[j].State.String() == "up" {
+				qoe = append(qoe, hb.QoE)
 				tr.EdgesUp++
 				tr.Load += r.Edges[j].Load
 				tr.Capacity += r.Edges[j].Capacity
@@ -72,6 +81,7 @@ func (s *Server) Topology() Topology {
 		if reqs > 0 {
 			tr.HitRatio = hits / reqs // weighted by request rate
 		}
+		tr.QoE = regionQoE(qoe)
 		switch {
 		case tr.EdgesUp == 0:
 			tr.Health = "down"
@@ -83,6 +93,40 @@ func (s *Server) Topology() Topology {
 		t.Regions[i] = tr
 	}
 	return t
+}
+
+// regionQoE adds up the edges' summaries: sessions and rebuffering sessions add, medians are
+// averaged weighted by each edge's sessions (an approximation of the region's median that needs
+// no per-session data), the recent sessions are the edges' newest.
+func regionQoE(edges []*cmcd.Summary) *cmcd.Summary {
+	var out cmcd.Summary
+	var bufW, tpW, buf, tp float64
+	for _, q := range edges {
+		if q == nil {
+			continue
+		}
+		out.Sessions += q.Sessions
+		out.Rebuffering += q.Rebuffering
+		if q.MedianBufferMS >= 0 {
+			buf += float64(q.MedianBufferMS) * float64(q.Sessions)
+			bufW += float64(q.Sessions)
+		}
+		if q.MedianThroughputKbps >= 0 {
+			tp += float64(q.MedianThroughputKbps) * float64(q.Sessions)
+			tpW += float64(q.Sessions)
+		}
+	}
+	if out.Sessions == 0 {
+		return nil
+	}
+	out.MedianBufferMS, out.MedianThroughputKbps = -1, -1
+	if bufW > 0 {
+		out.MedianBufferMS = int64(buf / bufW)
+	}
+	if tpW > 0 {
+		out.MedianThroughputKbps = int64(tp / tpW)
+	}
+	return &out
 }
 
 func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +24,8 @@ type devPlayer struct {
 	Host          string  `json:"host"`
 	Pathway       string  `json:"pathway"`
 	Failed        bool    `json:"failed"`
+	Buffered      float64 `json:"buffered"`  // seconds buffered ahead of the play head
+	SessionID     string  `json:"sessionId"` // the CMCD session id hls.js sends
 }
 
 // TestDevPlayerPlaysThroughSteering is the newcomer's first minute: `duet dev`'s player page, in
@@ -91,10 +94,47 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 		t.Fatalf("segments came from %s, which is not an edge of the cluster", st.Host)
 	}
 	t.Logf("playing from %s (pathway %s)", first, st.Pathway)
+	checkStatusPageSession(t, bctx, cl.Regions[0].Steering, st.SessionID)
 	post(t, strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")+"/v1/dev/edges/"+first+"/stop", d.token)
 	played := st.Played
 	waitPlayer("playback after its edge was killed", 60*time.Second, func(s devPlayer) bool {
 		return s.Played >= played+6 && s.Host != "" && edgeByHost[s.Host] != first
 	})
 	t.Logf("kept playing from %s (pathway %s) after %s was killed", edgeByHost[st.Host], st.Pathway, first)
+}
+
+// checkStatusPageSession: the player's CMCD session shows on steering's status page with a
+// buffer length within 1 s of the one window.duetPlayer reports. The page shows what the edge
+// heard at the player's last request, up to a heartbeat and a refresh later, while the player's
+// buffer moves on; so the two are read together until they agree, within a deadline.
+func checkStatusPageSession(t *testing.T, player context.Context, steeringURL, sid string) {
+	t.Helper()
+	if sid == "" {
+		t.Fatal("window.duetPlayer has no CMCD session id")
+	}
+	page, cancel := chromedp.NewContext(player)
+	defer cancel()
+	if err := chromedp.Do(page, chromedp.Navigate(steeringURL+"/")); err != nil {
+		t.Fatalf("open the status page: %v", err)
+	}
+	readRow := `(() => { const r = document.querySelector('tr.session[data-sid="` + sid + `"]'); return r ? Number(r.dataset.bufferMs) : -1; })()`
+	deadline := time.Now().Add(60 * time.Second)
+	var shown, buffered float64
+	for time.Now().Before(deadline) {
+		ms, err := chromedp.Run(page, chromedp.Evaluate[float64](readRow))
+		if err != nil {
+			t.Fatalf("read the status page: %v", err)
+		}
+		p, err := chromedp.Run(player, chromedp.Evaluate[*devPlayer](`JSON.parse(JSON.stringify(window.duetPlayer))`))
+		if err != nil {
+			t.Fatalf("read window.duetPlayer: %v", err)
+		}
+		shown, buffered = ms/1000, p.Buffered
+		if ms >= 0 && math.Abs(shown-buffered) <= 1 {
+			t.Logf("the status page shows session %s with %.1f s of buffer; the player has %.1f s", sid, shown, buffered)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("session %s: the status page shows %.1f s of buffer (-0.001: not listed), the player has %.1f s", sid, shown, buffered)
 }

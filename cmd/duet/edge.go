@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/spf13/cobra"
 
@@ -46,6 +50,15 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return err
 	}
 	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg}
+	// The access log's NATS sink publishes once the connection below is up (lines before that
+	// are counted as failed).
+	alogPub := &lazyPublisher{}
+	if cfg.AccessLog.Sink == "nats" {
+		if len(cfg.NATS.URLs) == 0 {
+			return fmt.Errorf("access_log.sink \"nats\" needs nats.urls")
+		}
+		deps.AccessLogPublisher = alogPub
+	}
 	if rw := cfg.Steering.rewriter(cfg.Region, cfg.publicURL()); rw != nil {
 		deps.Rewriter = rw
 	}
@@ -63,6 +76,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Drain() //nolint:errcheck // best effort at exit
+	alogPub.conn.Store(nc)
 	var cons *purge.Consumer
 	regions := cfg.Purge.Regions
 	if len(regions) == 0 {
@@ -117,5 +131,16 @@ func (e edgeStats) Stats() announce.Stats {
 	s := e.Server.Stats()
 	return announce.Stats{Serving: s.Serving, Connections: s.Connections, Requests: s.Requests, Hits: s.Hits,
 		EgressBytes: s.EgressBytes, MemoryBytes: s.MemoryBytes, DiskBytes: s.DiskBytes,
-		OriginFetches: s.OriginFetches, OriginFailures: s.OriginFailures}
+		OriginFetches: s.OriginFetches, OriginFailures: s.OriginFailures, QoE: s.QoE}
+}
+
+// lazyPublisher publishes on a NATS connection made after the component that publishes.
+type lazyPublisher struct{ conn atomic.Pointer[nats.Conn] }
+
+func (p *lazyPublisher) Publish(subject string, data []byte) error {
+	nc := p.conn.Load()
+	if nc == nil {
+		return errors.New("not connected to NATS yet")
+	}
+	return nc.Publish(subject, data)
 }

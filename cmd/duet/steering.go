@@ -51,7 +51,8 @@ func runSteering(ctx context.Context, cfg steeringRoleConfig, log *slog.Logger, 
 	}
 	reg := newRegistry()
 	// New checks the configuration before anything connects.
-	srv, err := steering.New(cfg.Config, steering.Deps{Logger: log, Registry: reg, Gatherer: reg})
+	alogPub := &lazyPublisher{} // the access log's NATS sink, once connected below
+	srv, err := steering.New(cfg.Config, steering.Deps{Logger: log, Registry: reg, Gatherer: reg, AccessLogPublisher: alogPub})
 	if err != nil {
 		return err
 	}
@@ -73,6 +74,7 @@ func runSteering(ctx context.Context, cfg steeringRoleConfig, log *slog.Logger, 
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Drain() //nolint:errcheck // best effort at exit
+	alogPub.conn.Store(nc)
 	return srv.Run(ctx, nc, ln)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/cmcd"
 )
 
 // Source is what the announcer reads: the edge (cmd/duet adapts edge.Server's Stats).
@@ -32,6 +33,8 @@ type Stats struct {
 	DiskBytes   int64
 	// OriginFetches and OriginFailures (connection errors, timeouts, 5xx) count origin requests.
 	OriginFetches, OriginFailures uint64
+	// QoE is what the players' CMCD reports say (nil: none).
+	QoE *cmcd.Summary
 }
 
 // Publisher is the part of a NATS connection the announcer uses.
@@ -118,6 +121,7 @@ func Heartbeat(cfg Config, cur, prev Stats, dt time.Duration, now time.Time) bus
 	hb := bus.Heartbeat{
 		Edge: cfg.Edge, Region: cfg.Region, URL: cfg.URL, State: "serving", At: now.UTC(),
 		Connections: cur.Connections, Capacity: cfg.Capacity, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
+		QoE: cur.QoE,
 	}
 	if !cur.Serving {
 		hb.State = "draining"

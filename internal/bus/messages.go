@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/duetcdn/duet/internal/cmcd"
 	"github.com/duetcdn/duet/internal/purgereq"
 )
 
@@ -103,6 +104,9 @@ type Heartbeat struct {
 	// Origins is each origin's state, in the order the edge tries them (its own region's first),
 	// when the edge has fallback origins; empty otherwise.
 	Origins []OriginHealth `json:"origins,omitempty"`
+	// QoE is the viewers' quality of experience as their players reported it (CMCD) to this
+	// edge over the last 30 s; absent when no player sent CMCD.
+	QoE *cmcd.Summary `json:"qoe,omitempty"`
 }
 
 // OriginHealth is one origin of an edge's failover group, as its heartbeat reports it.

@@ -38,14 +38,18 @@ type Summary struct {
 	OriginOffload float64 `json:"origin_offload"`
 	// Segments and FailedSegments count viewer segments; a segment failed only when every
 	// pathway (edge) of the route failed for it.
-	Segments       int64      `json:"segments"`
-	FailedSegments int64      `json:"failed_segments"`
-	Regions        []string   `json:"regions"`
-	Seconds        []Second   `json:"seconds"`
-	Events         []Event    `json:"events"`
-	Takeovers      []Takeover `json:"takeovers"`
-	Tables         []Table    `json:"tables,omitempty"`
-	Notes          []string   `json:"notes,omitempty"`
+	Segments       int64 `json:"segments"`
+	FailedSegments int64 `json:"failed_segments"`
+	// Stalls counts the segments that came after their playback deadline, which the viewer
+	// then reports as buffer starvation (CMCD bs) with its next request: compare with the
+	// edges' duet_cmcd_buffer_starvation_total.
+	Stalls    int64      `json:"stalls"`
+	Regions   []string   `json:"regions"`
+	Seconds   []Second   `json:"seconds"`
+	Events    []Event    `json:"events"`
+	Takeovers []Takeover `json:"takeovers"`
+	Tables    []Table    `json:"tables,omitempty"`
+	Notes     []string   `json:"notes,omitempty"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.

@@ -24,6 +24,9 @@
     reloads: 0,          // times the page loaded src again after a fatal error
     failed: false,       // true once the page gave up: nothing more will play
     hlsVersion: window.Hls ? window.Hls.version : '',
+    cmcd: params.get('cmcd') !== '0', // hls.js sends CMCD (CTA-5004) with every request (?cmcd=0: off)
+    sessionId: randomId(), // CMCD session id (sid): the page's row on the steering status page
+    contentId: '',         // CMCD content id (cid): the stream's directory
   };
   // Live values read from the element each time.
   Object.defineProperties(state, {
@@ -34,6 +37,12 @@
     framesDropped: { enumerable: true, get: function () { return quality().droppedVideoFrames; } },
   });
   window.duetPlayer = state;
+
+  function randomId() {
+    var b = new Uint8Array(16);
+    (window.crypto || window.msCrypto).getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join('');
+  }
 
   function quality() {
     return video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : { totalVideoFrames: 0, droppedVideoFrames: 0 };
@@ -103,6 +112,7 @@
 
   try {
     state.src = new URL(given, location.href).href;
+    state.contentId = new URL(state.src).pathname.replace(/^\/r\//, '/').split('/').slice(1, -1).join('/').slice(0, 64);
   } catch (e) {
     addError('page', 'src is not a URL: ' + given, true);
     state.failed = true;
@@ -151,7 +161,10 @@
     // multivariant playlist (which Duet's edges add) and moves between pathways as told.
     // A short buffer keeps the player fetching as it plays (and again on each loop), so the page
     // shows a failover within seconds instead of playing on from a 30 s buffer.
-    var hls = new Hls({ enableWorker: true, startPosition: resumeAt, maxBufferLength: 6, maxMaxBufferLength: 10, backBufferLength: 4 });
+    // CMCD goes in the query (the CMCD parameter), which needs no CORS preflight; edges leave it
+    // out of the cache key and aggregate it per edge for the status page.
+    var cmcd = state.cmcd ? { cmcd: { sessionId: state.sessionId, contentId: state.contentId } } : {};
+    var hls = new Hls(Object.assign({ enableWorker: true, startPosition: resumeAt, maxBufferLength: 6, maxMaxBufferLength: 10, backBufferLength: 4 }, cmcd));
     Object.defineProperty(state, 'hls', { value: hls, configurable: true }); // for the console; not enumerable, so JSON-safe
     hls.on(E.MANIFEST_PARSED, function () {
       state.pathways = hls.pathways.slice();
