@@ -108,8 +108,9 @@ func (c *cluster) prepare() error {
 	}
 	var regions []steering.Region
 	var buckets []Bucket
-	for _, r := range c.regions {
-		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon})
+	for i, r := range c.regions {
+		// Each steering sends players' reloads to another region's steering (RELOAD-URI).
+		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon, SteeringURL: "http://" + c.layout.steering(i)})
 		buckets = append(buckets, c.bucketOf(r))
 	}
 	// `duet upload --config <dir>/config/upload.yaml` puts content into the dev origins.

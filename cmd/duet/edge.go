@@ -46,7 +46,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return err
 	}
 	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg}
-	if rw := cfg.Steering.rewriter(cfg.Region, cfg.publicURL()); rw != nil {
+	if rw := cfg.Steering.rewriter(cfg.Name, cfg.publicURL()); rw != nil {
 		deps.Rewriter = rw
 	}
 	srv, err := edge.New(ctx, cfg.Config, deps)
