@@ -4,6 +4,8 @@ import (
 	_ "embed"
 	"net/http"
 	"time"
+
+	"github.com/duetcdn/duet/internal/bus"
 )
 
 // Topology is /v1/topology's answer: every region and its edges as this instance sees them.
@@ -25,6 +27,10 @@ type TopologyRegion struct {
 	Capacity float64        `json:"capacity"` // summed capacity of up edges; 0: unknown
 	HitRatio float64        `json:"hit_ratio"`
 	Edges    []TopologyEdge `json:"edges"`
+
+	// SteeringURL is the region's steering service (Region.SteeringURL): the status page asks
+	// every region's steering for its view.
+	SteeringURL string `json:"steering_url,omitempty"`
 }
 
 // TopologyEdge is one edge: the table's verdict and its last heartbeat.
@@ -44,6 +50,8 @@ type TopologyEdge struct {
 	CPU               float64   `json:"cpu"`
 	HitRatio          float64   `json:"hit_ratio"`
 	OriginHealthy     bool      `json:"origin_healthy"`
+	// Origins is each origin's circuit breaker, as the edge's heartbeat reports them.
+	Origins []bus.OriginHealth `json:"origins,omitempty"`
 }
 
 // Topology describes the regions and edges now.
@@ -52,7 +60,7 @@ func (s *Server) Topology() Topology {
 	now := s.now()
 	t := Topology{At: now.UTC(), DefaultRegion: s.cfg.DefaultRegion, Regions: make([]TopologyRegion, len(v.regions))}
 	for i, r := range v.regions {
-		tr := TopologyRegion{Name: r.Name, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
+		tr := TopologyRegion{Name: r.Name, SteeringURL: s.cfg.Regions[i].SteeringURL, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
 		var reqs, hits float64
 		for j, e := range v.edges[i] {
 			hb := e.Heartbeat
@@ -60,7 +68,7 @@ func (s *Server) Topology() Topology {
 				Announced: hb.State, Since: e.Since.UTC(), HeartbeatAgeMS: now.Sub(e.LastHeartbeat).Milliseconds(),
 				FailedProbes: e.FailedProbes, LastProbeError: e.LastProbeError, Connections: hb.Connections,
 				RequestsPerSec: hb.RequestsPerSec, EgressBytesPerSec: hb.EgressBytesPerSec, CPU: hb.CPU,
-				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy})
+				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, Origins: hb.Origins})
 			if r.Edges[j].State.String() == "up" {
 				tr.EdgesUp++
 				tr.Load += r.Edges[j].Load
@@ -86,6 +94,7 @@ func (s *Server) Topology() Topology {
 }
 
 func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*") // every region's status page reads every region's view
 	writeJSON(w, http.StatusOK, s.Topology())
 }
 
