@@ -174,3 +174,17 @@ func TestViewerFollowsSteeringLikeHLSJS(t *testing.T) {
 		t.Errorf("steering reload %q: want it at RELOAD-URI (%s)", reload, steer2.URL)
 	}
 }
+
+// FuzzSteeringTag: any playlist an edge sends is read without a panic; a steering tag found has
+// a SERVER-URI and a pathway.
+func FuzzSteeringTag(f *testing.F) {
+	f.Add([]byte("#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"http://s/v1/steer/hls?path=/a&base=e1\",PATHWAY-ID=\"e1\"\n"))
+	f.Add([]byte("#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"x\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"))
+	f.Add([]byte("#EXT-X-CONTENT-STEERING:PATHWAY-ID=\"a\",SERVER-URI=\""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		uri, pathway, ok := steeringTag(b)
+		if ok && (uri == "" || pathway == "") {
+			t.Fatalf("steering tag with SERVER-URI %q, pathway %q", uri, pathway)
+		}
+	})
+}
