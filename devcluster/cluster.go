@@ -117,8 +117,9 @@ func (c *cluster) prepare() error {
 	}
 	var regions []steering.Region
 	var buckets, uploads []Bucket // the replicator's and `duet upload`'s credentials
-	for _, r := range c.regions {
-		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon})
+	for i, r := range c.regions {
+		// Each steering sends players' reloads to another region's steering (RELOAD-URI).
+		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon, SteeringURL: "http://" + c.layout.steering(i)})
 		buckets = append(buckets, c.bucketOf(r, replicatorUser, c.sec.ReplicatorOrigin))
 		uploads = append(uploads, c.bucketOf(r, uploadUser, c.sec.UploadOrigin))
 	}

@@ -108,4 +108,3 @@ func writeSecret(file string, b []byte) error {
 	}
 	return nil
 }
-

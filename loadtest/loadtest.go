@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -237,7 +238,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*report.Summary, error) {
 	// The run is bounded: scenarios stop at Duration, and this deadline catches any that would not.
 	rctx, rcancel := context.WithTimeout(ctx, cfg.Duration+cfg.Timeout+30*time.Second)
 	defer rcancel()
+	sctx, scancel := context.WithCancel(rctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); e.sampleOrigin(sctx, maps.Clone(before)) }()
 	runErr := scenarios[cfg.Scenario](rctx, e)
+	scancel()
+	<-sampled
 	elapsed := time.Since(e.t0)
 	after := e.scrapeAll(ctx)
 
@@ -262,6 +268,27 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*report.Summary, error) {
 		return s, fmt.Errorf("scenario %s: %w", cfg.Scenario, runErr)
 	}
 	return s, nil
+}
+
+// sampleOrigin records the edges' origin fetches every second until ctx ends.
+func (e *env) sampleOrigin(ctx context.Context, prev map[string]edgeCounters) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			var n float64
+			for name, c := range e.scrapeAll(ctx) {
+				if p, ok := prev[name]; ok {
+					n += delta(p, c).OriginFetches
+				}
+				prev[name] = c
+			}
+			e.rec.originFetches(now, n)
+		}
+	}
 }
 
 // scrapeAll reads every edge's counters; edges that do not answer are left out.

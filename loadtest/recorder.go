@@ -43,6 +43,7 @@ type sample struct {
 }
 
 type second struct {
+	origin           float64 // origin fetches of the edges
 	requests, errors int64
 	hist             *hdrhistogram.Histogram
 	byRegion         map[string]int64
@@ -74,10 +75,56 @@ type recorder struct {
 	takeovers   []report.Takeover
 	regions     []string
 	reasons     map[string]int64 // failed requests by reason
+	// Viewers' quality of experience: start-up times (µs), time played and time waited for
+	// segments, pathway switches.
+	startups          *hdrhistogram.Histogram
+	starts            int64
+	playedT, stalledT time.Duration
+	switches          int64
 }
 
 func newRecorder(t0 time.Time, regions []string) *recorder {
-	return &recorder{t0: t0, hist: hdrhistogram.New(1, maxLatencyUS, 3), regions: regions}
+	return &recorder{t0: t0, hist: hdrhistogram.New(1, maxLatencyUS, 3), startups: hdrhistogram.New(1, maxLatencyUS, 3), regions: regions}
+}
+
+// second returns second i, adding the seconds up to it. Called with mu held; 0 <= i < maxSeconds.
+func (r *recorder) second(i int) *second {
+	for len(r.secs) <= i {
+		r.secs = append(r.secs, &second{hist: hdrhistogram.New(1, maxLatencyUS, 2), byRegion: map[string]int64{}, byEdge: map[string]int64{}})
+	}
+	return r.secs[i]
+}
+
+// originFetches records n origin fetches by the edges in the second before at.
+func (r *recorder) originFetches(at time.Time, n float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := int(at.Sub(r.t0)/time.Second) - 1; i >= 0 && i < maxSeconds {
+		r.second(i).origin += n
+	}
+}
+
+// started records a viewer's start: d from the start to its first media segment.
+func (r *recorder) started(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.starts++
+	_ = r.startups.RecordValue(min(max(d.Microseconds(), 1), maxLatencyUS))
+}
+
+// played records a segment's play time and how long playback waited for it.
+func (r *recorder) played(d, stalled time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.playedT += d
+	r.stalledT += stalled
+}
+
+// switched records a viewer's pathway switches.
+func (r *recorder) switched(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.switches += int64(n)
 }
 
 func (r *recorder) record(s sample) {
@@ -113,10 +160,7 @@ func (r *recorder) record(s sample) {
 	if i < 0 || i >= maxSeconds {
 		return
 	}
-	for len(r.secs) <= i {
-		r.secs = append(r.secs, &second{hist: hdrhistogram.New(1, maxLatencyUS, 2), byRegion: map[string]int64{}, byEdge: map[string]int64{}})
-	}
-	sec := r.secs[i]
+	sec := r.second(i)
 	sec.requests++
 	_ = sec.hist.RecordValue(lat)
 	if s.failed {
@@ -194,6 +238,14 @@ func (r *recorder) summary(s *report.Summary, elapsed time.Duration) {
 		s.HitRatio = float64(r.hits) / float64(r.statuses)
 	}
 	s.Segments, s.FailedSegments, s.Stalls = r.segments, r.failedSegments, r.stalls
+	s.Starts, s.PathwaySwitches, s.RebufferRatio = r.starts, r.switches, -1
+	if r.starts > 0 {
+		s.Startup = report.Percentiles{P50: pct(r.startups, 50), P90: pct(r.startups, 90), P99: pct(r.startups, 99),
+			P999: pct(r.startups, 99.9), Max: float64(r.startups.Max()) / 1000}
+	}
+	if t := r.playedT + r.stalledT; t > 0 {
+		s.RebufferRatio = r.stalledT.Seconds() / t.Seconds()
+	}
 	s.ErrorsByReason = r.reasons
 	s.Regions = r.regions
 	s.Events = append([]report.Event(nil), r.events...)
@@ -211,7 +263,7 @@ func (r *recorder) summary(s *report.Summary, elapsed time.Duration) {
 		s.Seconds = append(s.Seconds, report.Second{
 			At: time.Duration(i) * time.Second, Requests: sec.requests, Errors: sec.errors,
 			P50: pct(sec.hist, 50), P90: pct(sec.hist, 90), P99: pct(sec.hist, 99),
-			ByRegion: sec.byRegion, ByEdge: sec.byEdge,
+			ByRegion: sec.byRegion, ByEdge: sec.byEdge, OriginRequests: sec.origin,
 		})
 	}
 }

@@ -96,9 +96,12 @@ func get(ctx context.Context, client *http.Client, u string, timeout time.Durati
 // steering's TTL: viewers that moved away during an outage come back once it is over.
 const routeTTL = 10 * time.Second
 
-// viewer plays an HLS stream the way a player that follows steering does: it asks steering
-// for the route, plays from the first pathway, and on an error or a timeout retries the same
-// request on the next pathway of the route, then asks steering again.
+// viewer plays an HLS stream the way a player that follows steering does. It asks steering for
+// the route and loads the multivariant playlist from the first edge (as /r/ redirects a player).
+// When the playlist has content steering (EXT-X-CONTENT-STEERING), the viewer follows it with
+// hls.js's rules (see steering, in pathways.go); when every pathway has failed, it starts again
+// from the route, as the player page reloads the stream. Without content steering it retries a
+// failed request on the next edge of the route, then asks steering again.
 type viewer struct {
 	env     *env
 	home    int // index of the steering asked first
@@ -114,6 +117,8 @@ type viewer struct {
 	mtp      int64
 	starved  bool
 	started  bool
+	steer    *steering // the content steering of the stream playing; nil without
+	served   string    // base URL of the edge that answered the last routed request
 }
 
 // play plays path (a multivariant playlist) until `until`, from the start again when the
@@ -136,7 +141,9 @@ func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
 		v.sid = fmt.Sprintf("%016x%016x", v.rng.Uint64(), v.rng.Uint64())
 	}
 	v.cid, v.started = cmcdContent(path), false
-	master, ok := v.fetch(ctx, path, time.Now(), 0, true, false)
+	began := time.Now()
+	v.steer = nil
+	master, ok := v.fetch(ctx, path, began, 0, true, false)
 	if !ok {
 		return false
 	}
@@ -145,6 +152,19 @@ func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
 		v.env.log.Warn("bad multivariant playlist", "path", path, "err", err)
 		return false
 	}
+	if uri, pathway, ok := steeringTag(master); ok && v.served != "" {
+		if su, err := url.Parse(v.served + path); err == nil {
+			if abs, err := su.Parse(uri); err == nil {
+				v.steer = newSteering(abs.String(), pathway, v.served, v.env.router.guard)
+				v.steer.load(ctx, v.env.client, v.env.cfg.Timeout, time.Now())
+			}
+		}
+	}
+	defer func() {
+		if v.steer != nil {
+			v.env.rec.switched(v.steer.switches)
+		}
+	}()
 	media := variants[v.rng.IntN(len(variants))]
 	body, ok := v.fetch(ctx, media, time.Now(), 0, true, false)
 	if !ok {
@@ -157,6 +177,7 @@ func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
 	}
 	// Real-time pace: segment i is due when the previous ones would have played.
 	due := time.Now()
+	started := false
 	// The stream ends when its last segment has played (or at `until`), not when it was fetched:
 	// a viewer must not start again while it is still watching.
 	for _, s := range segs {
@@ -164,7 +185,18 @@ func (v *viewer) once(ctx context.Context, path string, until time.Time) bool {
 			return true
 		}
 		interval := time.Duration(float64(s.duration) / v.env.cfg.Speed)
-		v.fetch(ctx, s.path, due, interval, false, true)
+		_, ok := v.fetch(ctx, s.path, due, interval, false, true)
+		if ok && !s.init {
+			end := time.Now()
+			if !started {
+				started = true
+				v.env.rec.started(end.Sub(began))
+			} else {
+				// The viewer holds one segment ahead: playback waits only when a segment
+				// takes longer than a segment's play time to arrive.
+				v.env.rec.played(interval, max(end.Sub(due)-interval, 0))
+			}
+		}
 		due = due.Add(interval)
 	}
 	sleepUntil(ctx, earliest(due, until))
@@ -190,6 +222,9 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 // fetch gets p from the route's pathways in order, recording every attempt; intended is when
 // the request was due. isSegment also records the segment's outcome.
 func (v *viewer) fetch(ctx context.Context, p string, intended time.Time, interval time.Duration, keep, isSegment bool) ([]byte, bool) {
+	if v.steer != nil {
+		return v.fetchSteered(ctx, p, intended, interval, keep, isSegment)
+	}
 	if v.stale || len(v.route.Edges) == 0 || time.Since(v.routeAt) > routeTTL {
 		rt, err := v.env.router.route(ctx, p, v.home)
 		if err != nil {
@@ -230,12 +265,49 @@ func (v *viewer) fetch(ctx context.Context, p string, intended time.Time, interv
 			v.env.rec.record(sample{intended: intended, end: end, segment: true, edge: name, region: region, prevEdge: v.prev[0], prevRgn: v.prev[1], stalled: stalled})
 		}
 		v.prev = [2]string{name, region}
+		v.served = strings.TrimSuffix(e.URL, "/")
 		return a.body, true
 	}
 	if isSegment {
 		v.env.rec.record(sample{intended: intended, end: time.Now(), failed: true, segment: true})
 	}
 	v.stale = true
+	return nil, false
+}
+
+// fetchSteered gets p from the steering's current pathway, moving to the next pathways as
+// requests fail (hls.js's rules). When every pathway has failed, the viewer drops its steering
+// and starts again from the route, as the player page reloads the stream.
+func (v *viewer) fetchSteered(ctx context.Context, p string, intended time.Time, interval time.Duration, keep, isSegment bool) ([]byte, bool) {
+	st := v.steer
+	st.load(ctx, v.env.client, v.env.cfg.Timeout, time.Now())
+	start := intended
+	for range len(st.hosts) + 1 {
+		base := st.baseURL()
+		a := get(ctx, v.env.client, base+p, v.env.cfg.Timeout, keep)
+		end := time.Now()
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		name, region := v.env.whois(route.Edge{URL: base})
+		v.env.rec.record(sample{intended: start, end: end, interval: interval, failed: a.err != nil, reason: reason(a), hit: a.hit, bytes: a.n, edge: name, region: region})
+		start = end
+		if a.err == nil {
+			if isSegment {
+				v.env.rec.record(sample{intended: intended, end: end, segment: true, edge: name, region: region, prevEdge: v.prev[0], prevRgn: v.prev[1]})
+			}
+			v.prev = [2]string{name, region}
+			return a.body, true
+		}
+		if !st.fail(end) {
+			break
+		}
+	}
+	if isSegment {
+		v.env.rec.record(sample{intended: intended, end: time.Now(), failed: true, segment: true})
+	}
+	v.env.rec.switched(st.switches)
+	v.steer, v.stale = nil, true // the rest of this pass goes by the route; the next starts over
 	return nil, false
 }
 

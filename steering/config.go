@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +42,10 @@ type Config struct {
 	// ManifestTTL is the TTL of HLS and DASH steering manifests: how soon players ask again.
 	// Whole seconds, at least 1s. Default 10s.
 	ManifestTTL time.Duration `yaml:"manifest_ttl"`
-	// BasePathway is the pathway ID (HLS) or service location (DASH) the edges give the content
-	// they serve; every region's pathway is a clone of it with the host of the region's edge
-	// for the stream. Default "." (HLS's pathway of variants without PATHWAY-ID).
+	// BasePathway is the pathway a player is taken to be on when its steering request names
+	// none: the edges' pathways are cloned from it. Edges give their content a pathway of their
+	// own (their name) and players report it, so this matters only for players that do not.
+	// Default "." (HLS's pathway of variants without PATHWAY-ID).
 	BasePathway string `yaml:"base_pathway"`
 	// HeartbeatInterval is how often edges send heartbeats. Default 1s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
@@ -92,6 +94,12 @@ type Region struct {
 	// Lat and Lon are the region's position in degrees (WGS 84).
 	Lat float64 `yaml:"lat"`
 	Lon float64 `yaml:"lon"`
+	// SteeringURL is the public base URL of the region's steering service
+	// (https://steer-eu.example.net). Steering answers send a player's next reload (RELOAD-URI)
+	// to another region's steering than the region it plays from, so that losing that region
+	// does not lose the player's steering. Empty: reloads come back to the steering that answered.
+	// YAML only.
+	SteeringURL string `yaml:"steering_url"`
 }
 
 // UnmarshalText reads "name:lat:lon" or "name:CC" (a country's centre).
@@ -140,6 +148,13 @@ func DefaultConfig() Config {
 	}
 }
 
+// validBaseURL accepts an absolute http or https URL with a host and neither query nor fragment.
+func validBaseURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
+}
+
 // fill checks c and fills in the defaults of its zero fields.
 func (c *Config) fill() error {
 	d := DefaultConfig()
@@ -164,6 +179,8 @@ func (c *Config) fill() error {
 			return fmt.Errorf("%w: regions[%d] %s: latitude %v is not in [-90, 90]", ErrInvalidConfig, i, r.Name, r.Lat)
 		case math.IsNaN(r.Lon) || r.Lon < -180 || r.Lon > 180:
 			return fmt.Errorf("%w: regions[%d] %s: longitude %v is not in [-180, 180]", ErrInvalidConfig, i, r.Name, r.Lon)
+		case r.SteeringURL != "" && !validBaseURL(r.SteeringURL):
+			return fmt.Errorf("%w: regions[%d] %s: steering_url %q: want http(s)://host[:port] and no query", ErrInvalidConfig, i, r.Name, r.SteeringURL)
 		}
 		seen[r.Name] = true
 	}

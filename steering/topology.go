@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/cmcd"
 )
 
@@ -30,6 +31,10 @@ type TopologyRegion struct {
 	// weighted by sessions); nil when no player reported CMCD.
 	QoE   *cmcd.Summary  `json:"qoe,omitempty"`
 	Edges []TopologyEdge `json:"edges"`
+
+	// SteeringURL is the region's steering service (Region.SteeringURL): the status page asks
+	// every region's steering for its view.
+	SteeringURL string `json:"steering_url,omitempty"`
 }
 
 // TopologyEdge is one edge: the table's verdict and its last heartbeat.
@@ -51,6 +56,8 @@ type TopologyEdge struct {
 	OriginHealthy     bool      `json:"origin_healthy"`
 	// QoE is what the edge's viewers' players report (CMCD), from its last heartbeat.
 	QoE *cmcd.Summary `json:"qoe,omitempty"`
+	// Origins is each origin's circuit breaker, as the edge's heartbeat reports them.
+	Origins []bus.OriginHealth `json:"origins,omitempty"`
 }
 
 // Topology describes the regions and edges now.
@@ -59,7 +66,7 @@ func (s *Server) Topology() Topology {
 	now := s.now()
 	t := Topology{At: now.UTC(), DefaultRegion: s.cfg.DefaultRegion, Regions: make([]TopologyRegion, len(v.regions))}
 	for i, r := range v.regions {
-		tr := TopologyRegion{Name: r.Name, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
+		tr := TopologyRegion{Name: r.Name, SteeringURL: s.cfg.Regions[i].SteeringURL, Lat: r.Loc.Lat, Lon: r.Loc.Lon, Edges: make([]TopologyEdge, 0, len(r.Edges))}
 		var reqs, hits float64
 		var qoe []*cmcd.Summary
 		for j, e := range v.edges[i] {
@@ -68,7 +75,7 @@ func (s *Server) Topology() Topology {
 				Announced: hb.State, Since: e.Since.UTC(), HeartbeatAgeMS: now.Sub(e.LastHeartbeat).Milliseconds(),
 				FailedProbes: e.FailedProbes, LastProbeError: e.LastProbeError, Connections: hb.Connections,
 				RequestsPerSec: hb.RequestsPerSec, EgressBytesPerSec: hb.EgressBytesPerSec, CPU: hb.CPU,
-				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, QoE: hb.QoE})
+				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, QoE: hb.QoE, Origins: hb.Origins})
 			if r.Edges[j].State.String() == "up" {
 				qoe = append(qoe, hb.QoE)
 				tr.EdgesUp++
@@ -130,6 +137,7 @@ func regionQoE(edges []*cmcd.Summary) *cmcd.Summary {
 }
 
 func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*") // every region's status page reads every region's view
 	writeJSON(w, http.StatusOK, s.Topology())
 }
 

@@ -59,7 +59,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		}
 		deps.AccessLogPublisher = alogPub
 	}
-	if rw := cfg.Steering.rewriter(cfg.Region, cfg.publicURL()); rw != nil {
+	if rw := cfg.Steering.rewriter(cfg.Name, cfg.publicURL()); rw != nil {
 		deps.Rewriter = rw
 	}
 	srv, err := edge.New(ctx, cfg.Config, deps)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/steering"
 	"github.com/duetcdn/duet/steering/manifest"
 )
 
@@ -18,20 +19,22 @@ type steeringInjectConfig struct {
 	// DASHServerURI is the steering service's DASH endpoint, written likewise into the
 	// <ContentSteering> of every MPD. Empty: no DASH injection.
 	DASHServerURI string `yaml:"dash_server_uri"`
-	// Pathway is the pathway ID the edge gives the content: the steering service's base_pathway,
-	// whose clones (one per region, with the region's edge as HOST) the players steer between.
-	// Default "." (the steering service's default base pathway).
+	// Pathway is the pathway ID the edge gives the content. Steering gives every edge a pathway
+	// of its own, named after the edge, and makes the others clones of the one a player is on,
+	// so that a player moves to another edge of its region when its edge dies. Default: the
+	// edge's name (the pathway steering knows it by); "." puts the variants in HLS's default
+	// pathway, which steering keeps only until a player's second steering request.
 	Pathway string `yaml:"pathway"`
 }
 
-// rewriter returns the edge's manifest rewriter, or nil when injection is off.
-func (c steeringInjectConfig) rewriter(region, publicURL string) edge.ManifestRewriter {
+// rewriter returns the manifest rewriter of the edge called name, or nil when injection is off.
+func (c steeringInjectConfig) rewriter(name, publicURL string) edge.ManifestRewriter {
 	if c.HLSServerURI == "" && c.DASHServerURI == "" {
 		return nil
 	}
 	p := c.Pathway
 	if p == "" {
-		p = manifest.DefaultPathway
+		p = steering.EdgePathway(name)
 	}
 	return steeringRewriter{cfg: c, pathway: p, publicURL: strings.TrimSuffix(publicURL, "/")}
 }
@@ -49,27 +52,28 @@ func (r steeringRewriter) Rewrite(p string, body []byte) ([]byte, bool) {
 		if r.cfg.HLSServerURI == "" {
 			return nil, false
 		}
-		out, err := manifest.InjectHLS(body, withPath(r.cfg.HLSServerURI, p), r.pathway, func(string) string { return r.pathway })
+		out, err := manifest.InjectHLS(body, withPath(r.cfg.HLSServerURI, p, r.pathway), r.pathway, func(string) string { return r.pathway })
 		return out, err == nil
 	case ".mpd":
 		if r.cfg.DASHServerURI == "" {
 			return nil, false
 		}
 		base := r.publicURL + path.Dir(p) + "/"
-		out, err := manifest.InjectDASH(body, withPath(r.cfg.DASHServerURI, p), r.pathway, []manifest.ServiceLocation{{ID: r.pathway, BaseURL: base}})
+		out, err := manifest.InjectDASH(body, withPath(r.cfg.DASHServerURI, p, r.pathway), r.pathway, []manifest.ServiceLocation{{ID: r.pathway, BaseURL: base}})
 		return out, err == nil
 	}
 	return nil, false
 }
 
 // withPath adds the manifest's path to the steering URI, so steering keeps the stream on its
-// edge (rendezvous hashing on the stream's folder).
-func withPath(uri, p string) string {
+// edge (rendezvous hashing on the stream's folder), and the manifest's pathway, of which steering
+// makes the other edges' pathways clones.
+func withPath(uri, p, pathway string) string {
 	sep := "?"
 	if strings.Contains(uri, "?") {
 		sep = "&"
 	}
-	return uri + sep + "path=" + url.QueryEscape(p)
+	return uri + sep + "path=" + url.QueryEscape(p) + "&" + steering.ParamBase + "=" + url.QueryEscape(pathway)
 }
 
 var _ edge.ManifestRewriter = steeringRewriter{}

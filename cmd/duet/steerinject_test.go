@@ -58,9 +58,9 @@ func TestEdgeInjectsContentSteering(t *testing.T) {
 	cfg.Origin = edge.OriginConfig{Type: "http", Config: s3conf.Config{Endpoint: ts.URL}, Timeout: 5 * time.Second}
 	cfg.Disk = edge.DiskConfig{Dir: t.TempDir(), MaxBytes: 16 << 20}
 	cfg.Memory = edge.MemoryConfig{MaxBytes: 8 << 20, MaxObjectBytes: 1 << 20}
-	// An explicit pathway ("eu"); the default "." pairs with the steering service's base pathway
-	// and leaves the variants' PATHWAY-ID implicit, as the HLS spec allows.
-	cfg.Steering = steeringInjectConfig{HLSServerURI: "https://steer.example.net/v1/steer/hls", DASHServerURI: "https://steer.example.net/v1/steer/dash", Pathway: "eu"}
+	// No pathway given: the edge's own name, the pathway steering gives this edge (one per
+	// edge, so that players can move between the edges of a region).
+	cfg.Steering = steeringInjectConfig{HLSServerURI: "https://steer.example.net/v1/steer/hls", DASHServerURI: "https://steer.example.net/v1/steer/dash"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runEdge(ctx, cfg, silent()) }()
@@ -81,12 +81,12 @@ func TestEdgeInjectsContentSteering(t *testing.T) {
 		for i, l := range lines {
 			if strings.HasPrefix(l, "#EXT-X-CONTENT-STEERING:") {
 				steer++
-				if !strings.Contains(l, `SERVER-URI="https://steer.example.net/v1/steer/hls?path=%2Fvod%2Fa%2Fmaster.m3u8"`) || !strings.Contains(l, `PATHWAY-ID="eu"`) {
+				if !strings.Contains(l, `SERVER-URI="https://steer.example.net/v1/steer/hls?path=%2Fvod%2Fa%2Fmaster.m3u8&base=e1"`) || !strings.Contains(l, `PATHWAY-ID="e1"`) {
 					t.Fatalf("steering tag: %s", l)
 				}
 			}
 			if strings.HasPrefix(l, "#EXT-X-STREAM-INF:") {
-				if !strings.Contains(l, `PATHWAY-ID="eu"`) || i+1 >= len(lines) || strings.HasPrefix(lines[i+1], "#") {
+				if !strings.Contains(l, `PATHWAY-ID="e1"`) || i+1 >= len(lines) || strings.HasPrefix(lines[i+1], "#") {
 					t.Fatalf("variant without its PATHWAY-ID or URI: %s", l)
 				}
 			}
@@ -113,8 +113,8 @@ func TestEdgeInjectsContentSteering(t *testing.T) {
 	if err := xml.Unmarshal([]byte(body), &mpd); err != nil {
 		t.Fatalf("MPD (%s) no longer parses: %v\n%s", x, err, body)
 	}
-	if strings.TrimSpace(mpd.ContentSteering.URL) != "https://steer.example.net/v1/steer/dash?path=%2Fvod%2Fa%2Fmanifest.mpd" || mpd.ContentSteering.DefaultServiceLocation != "eu" ||
-		len(mpd.BaseURL) != 1 || mpd.BaseURL[0].ServiceLocation != "eu" || strings.TrimSpace(mpd.BaseURL[0].URL) != e.url+"/vod/a/" || len(mpd.Period) != 1 {
+	if strings.TrimSpace(mpd.ContentSteering.URL) != "https://steer.example.net/v1/steer/dash?path=%2Fvod%2Fa%2Fmanifest.mpd&base=e1" || mpd.ContentSteering.DefaultServiceLocation != "e1" ||
+		len(mpd.BaseURL) != 1 || mpd.BaseURL[0].ServiceLocation != "e1" || strings.TrimSpace(mpd.BaseURL[0].URL) != e.url+"/vod/a/" || len(mpd.Period) != 1 {
 		t.Fatalf("MPD steering: %+v\n%s", mpd, body)
 	}
 }

@@ -160,7 +160,7 @@ func generatedHelp(role, path string) string {
 		case "steering.dash_server_uri":
 			return "DASHServerURI is the steering service's DASH endpoint, written likewise into the <ContentSteering> of every MPD."
 		case "steering.pathway":
-			return "Pathway is the pathway ID the edge gives the content: the steering service's base_pathway, whose clones (one per region, with the region's edge as HOST) the players steer between."
+			return "Pathway is the pathway ID the edge gives the content."
 		}
 	case "steering":
 		switch path {
@@ -179,7 +179,7 @@ func generatedHelp(role, path string) string {
 		case "manifest_ttl":
 			return "ManifestTTL is the TTL of HLS and DASH steering manifests: how soon players ask again."
 		case "base_pathway":
-			return "BasePathway is the pathway ID (HLS) or service location (DASH) the edges give the content they serve; every region's pathway is a clone of it with the host of the region's edge for the stream."
+			return "BasePathway is the pathway a player is taken to be on when its steering request names none: the edges' pathways are cloned from it."
 		case "heartbeat_interval":
 			return "HeartbeatInterval is how often edges send heartbeats."
 		case "missed_heartbeats":

@@ -128,6 +128,8 @@ func (s *Summary) charts() []template.HTML {
 		lineChart("Latency per second", "ms", lat, s.Events, n),
 		lineChart("Throughput per second (total and served per region)", "requests/s", tput, s.Events, n),
 	}
+	out = append(out, lineChart("Origin requests per second (all edges)", "requests/s",
+		[]series{{"origin", "#333", col(func(x Second) float64 { return x.OriginRequests })}}, s.Events, n))
 	var edges []string
 	for _, sec := range s.Seconds {
 		for e := range sec.ByEdge {

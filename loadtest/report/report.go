@@ -50,6 +50,16 @@ type Summary struct {
 	Takeovers []Takeover `json:"takeovers"`
 	Tables    []Table    `json:"tables,omitempty"`
 	Notes     []string   `json:"notes,omitempty"`
+
+	// Viewer quality of experience. Starts counts the times viewers started the stream;
+	// Startup is the time from a start to its first media segment. RebufferRatio is the time
+	// playback waited for a segment over the time played plus waited (a viewer holds one
+	// segment ahead: it waits when a segment takes longer than its play time); -1 when nothing
+	// played. PathwaySwitches counts content steering pathway changes (hls.js's rules).
+	Starts          int64       `json:"starts,omitempty"`
+	Startup         Percentiles `json:"startup_ms"`
+	RebufferRatio   float64     `json:"rebuffer_ratio"`
+	PathwaySwitches int64       `json:"pathway_switches"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -71,6 +81,10 @@ type Second struct {
 	P99      float64          `json:"p99_ms"`
 	ByRegion map[string]int64 `json:"by_region,omitempty"` // successful requests served per region
 	ByEdge   map[string]int64 `json:"by_edge,omitempty"`
+
+	// OriginRequests is the edges' origin fetches in the second (duet_edge_origin_fetches_total
+	// scraped every second; an edge that cannot be scraped is left out).
+	OriginRequests float64 `json:"origin_requests"`
 }
 
 // Event is something the scenario did to the system, or a purge it sent.
@@ -146,6 +160,12 @@ func (s *Summary) Rows() [][2]string {
 	if s.Segments > 0 {
 		rows = append(rows, [2]string{"segments", fmt.Sprint(s.Segments)},
 			[2]string{"failed segments", fmt.Sprint(s.FailedSegments)})
+	}
+	if s.Starts > 0 {
+		rows = append(rows, [2]string{"viewer starts", fmt.Sprint(s.Starts)},
+			[2]string{"start-up p50 / p99 / max", ms(s.Startup.P50) + " / " + ms(s.Startup.P99) + " / " + ms(s.Startup.Max)},
+			[2]string{"rebuffer ratio", fmt.Sprintf("%.3f%%", 100*max(s.RebufferRatio, 0))},
+			[2]string{"pathway switches", fmt.Sprint(s.PathwaySwitches)})
 	}
 	return rows
 }

@@ -73,4 +73,54 @@
 // (ETSI TS 103 998 clause 7); clients penalise a pathway that fails them on
 // their own; and instances of steering may briefly disagree about health. At
 // the end, a failed pathway is tried only after every healthy one.
+//
+// # What players really do
+//
+// Read from hls.js 1.7 (src/controller/content-steering-controller.ts, the
+// build bundled in steering/player/assets) and Shaka Player
+// (lib/util/content_steering_manager.js); what a steering service must
+// therefore send:
+//
+//   - hls.js starts on the playlist's EXT-X-CONTENT-STEERING PATHWAY-ID (or
+//     the first variant's pathway) and sends it as _HLS_pathway, unquoted.
+//     Shaka sends no _HLS_pathway or _DASH_pathway on its first request (it
+//     knows no priority yet), then the first pathway of the last priority it
+//     could use. So the first request of a session may name no pathway: take
+//     the player to be on the playlist's own.
+//   - hls.js applies PATHWAY-PRIORITY as soon as a manifest loads: the first
+//     pathway that is not penalised and has variants becomes current at once,
+//     even while the first segments load. A switch at that moment can leave
+//     hls.js stalled for good, without an error (no frame, no fatal event):
+//     the first answer of a session must keep the player's pathway first.
+//   - When a segment or playlist fails on every variant of a pathway (hls.js
+//     first tries the pathway's other levels; a refused connection is not
+//     retried), hls.js penalises the pathway ID for 300 s
+//     (PATHWAY_PENALTY_DURATION_MS) and moves to the next pathway of the last
+//     PATHWAY-PRIORITY it received, with no steering request. The next
+//     pathway must already exist as a clone: give every edge a pathway of its
+//     own, and list the other edges of the player's region right after its
+//     own, so a dead edge's viewers move within the region, not to the next
+//     region for five minutes. Shaka bans a failed location's host for 60 s.
+//   - hls.js makes the clones of PATHWAY-CLONES once: a clone whose ID is
+//     already a pathway (of the playlist, or an earlier clone) is ignored,
+//     whatever its HOST. A pathway ID thus names one host for the life of the
+//     session; an edge that comes back elsewhere needs a new ID. Shaka keeps
+//     only the last answer's clones and resolves BASE-ID among the playlist's
+//     or MPD's own pathways, not among clones: BASE-ID must be a pathway the
+//     playlist or MPD itself carries.
+//   - URI-REPLACEMENT HOST replaces the host name only: hls.js assigns it to
+//     URL.host (a host without a port keeps the URL's port) and Shaka to the
+//     URI's domain. Pathways must differ by name or address, not by port.
+//   - A failed steering request (connection refused, timeout, 5xx) is retried
+//     by hls.js after TTL at the same URI, forever, with nothing shown to the
+//     viewer; 410 turns steering off for the session; 429 stops reloading.
+//     Shaka retries after the last TTL too. RELOAD-URI is the only way to
+//     move a player's reloads elsewhere, and it must be chosen before the
+//     failure: point it at a steering service that the loss of the player's
+//     own region leaves alive. Both players resolve a relative RELOAD-URI
+//     against the manifest's URI and keep the query parameters it carries.
+//   - hls.js asks for steering when it starts loading (startLoad), alongside
+//     the first segments, so the first answer lands while they load: how
+//     late depends on the network, which is why the rule above cannot be
+//     met by answering fast.
 package manifest

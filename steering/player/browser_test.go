@@ -44,6 +44,9 @@ type mediaServer struct {
 	*httptest.Server
 	mu   sync.Mutex
 	hits map[string]int // guarded by mu
+	// hang, when set before the first request, makes the server hold a request without an
+	// answer until the client goes away (or 30 s pass) when it returns true.
+	hang func(path string, n int) bool
 }
 
 func newMediaServer(t *testing.T) *mediaServer {
@@ -58,7 +61,15 @@ func newMediaServer(t *testing.T) *mediaServer {
 		f, ok := files[r.URL.Path]
 		m.mu.Lock()
 		m.hits[r.URL.Path]++
+		n := m.hits[r.URL.Path]
 		m.mu.Unlock()
+		if m.hang != nil && m.hang(r.URL.Path, n) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(30 * time.Second):
+			}
+			return
+		}
 		if !ok {
 			http.NotFound(w, r)
 			return
@@ -110,6 +121,9 @@ type playerState struct {
 	Segments       int     `json:"segments"`
 	Played         float64 `json:"played"`
 	Reloads        int     `json:"reloads"`
+	StuckReloads   int     `json:"stuckReloads"`
+	StartupMS      int     `json:"startupMs"`
+	MaxStallMS     int     `json:"maxStallMs"`
 	Failed         bool    `json:"failed"`
 	FramesDecoded  int     `json:"framesDecoded"`
 	Buffered       float64 `json:"buffered"`
@@ -211,6 +225,34 @@ func TestPlayerPlaysSample(t *testing.T) {
 	if st.CurrentTime != 0 || st.Segments != 0 {
 		t.Errorf("missing stream: time %.1f, %d segments", st.CurrentTime, st.Segments)
 	}
+}
+
+// TestPlayerReloadsWhenNothingPlays: a segment request that never answers leaves hls.js waiting
+// (its own timeout is 10 s and more); with ?stall=2 the page reloads the stream after 2 s without
+// progress, says so on the page, and plays on past the segment.
+func TestPlayerReloadsWhenNothingPlays(t *testing.T) {
+	exe := browser(t)
+	media := newMediaServer(t)
+	media.hang = func(p string, n int) bool { return strings.HasSuffix(p, "seg_003.m4s") && n == 1 }
+	page := pageServer(t, media.URL)
+	bctx := openBrowser(t, exe, 60*time.Second)
+	if err := chromedp.Do(bctx, chromedp.Navigate(page.URL+"/play?stall=2")); err != nil {
+		t.Fatalf("open the player: %v", err)
+	}
+	st := waitFor(bctx, t, "playback past the segment that hung", func(s playerState) bool {
+		return s.Played > 8 && s.FramesDecoded > 0 || s.Failed
+	})
+	if st.Failed || st.StuckReloads < 1 {
+		t.Fatalf("want a reload for want of progress, and playback: %+v", st)
+	}
+	notice, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('notice').hidden ? '' : document.getElementById('notice').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(notice, "because nothing played for 2 s") {
+		t.Fatalf("the page does not say why it reloaded: notice %q", notice)
+	}
+	t.Logf("%s; started in %d ms, longest stall %d ms", notice, st.StartupMS, st.MaxStallMS)
 }
 
 // TestPlayCheck is playcheck.sh's engine: it opens DUET_PLAYCHECK_URL (a player page anywhere,

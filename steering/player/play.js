@@ -8,6 +8,12 @@
   var params = new URLSearchParams(location.search);
   var given = params.get('src') || document.body.dataset.defaultSrc;
   var maxErrors = 50, maxRows = 12;
+  var t0 = performance.now();
+  // ?stall=N: reload the stream after N seconds without progress (0: never). hls.js can wait
+  // for good without an error (a pathway switch while its first segments load, a request that
+  // never answers): a viewer would reload the page, so the page does it, and says why.
+  var stallLimit = parseFloat(params.get('stall'));
+  if (!(stallLimit >= 0)) stallLimit = 10;
 
   var state = {
     src: '',             // the stream, resolved against the page
@@ -21,7 +27,13 @@
     level: -1,           // index of the level playing
     segments: 0,         // media segments loaded
     played: 0,           // seconds of video played in all, across loops and seeks
-    reloads: 0,          // times the page loaded src again after a fatal error
+    reloads: 0,          // times the page loaded src again (after a fatal error, or stuck)
+    stuckReloads: 0,     // of which because nothing played for ?stall= seconds
+    startupMs: -1,       // ms from the page's start to the first frame played (-1: not yet)
+    stalls: 0,           // times playback stopped for more than 250 ms after it started
+    stalledMs: 0,        // ms spent in those stalls, in all
+    maxStallMs: 0,       // the longest stall, ms
+    steeringLoads: 0,    // steering manifests loaded
     failed: false,       // true once the page gave up: nothing more will play
     hlsVersion: window.Hls ? window.Hls.version : '',
     cmcd: params.get('cmcd') !== '0', // hls.js sends CMCD (CTA-5004) with every request (?cmcd=0: off)
@@ -71,6 +83,13 @@
     li.textContent = (e.fatal ? 'FATAL ' : '') + e.type + ': ' + e.details + (e.url ? ' (' + e.url + ')' : '');
     list.insertBefore(li, list.firstChild); // newest first
     while (list.children.length > 8) list.removeChild(list.lastChild);
+  }
+
+  // notice says on the page why the stream was reloaded (the last reason, with the time).
+  function notice(text) {
+    var n = $('notice');
+    n.textContent = new Date().toTimeString().slice(0, 8) + ' ' + text;
+    n.hidden = false;
   }
 
   function fmt(t) { return isFinite(t) ? t.toFixed(1) + ' s' : '–'; }
@@ -134,6 +153,41 @@
   render();
   if (!state.src) return;
 
+  // Progress: the play head moving. A stall is time without it after playback started, while
+  // the video is neither paused by the viewer nor ended; a long one (or no start at all) makes
+  // the page reload the stream.
+  var lastPos = -1, lastProgress = performance.now(), stalledSince = 0, reload = null;
+  setInterval(function () {
+    var now = performance.now(), pos = video.currentTime;
+    if (pos !== lastPos && !video.seeking) {
+      if (lastPos >= 0 || pos > 0) {
+        if (state.startupMs < 0 && pos > 0) state.startupMs = Math.round(now - t0);
+        if (stalledSince) {
+          var ms = now - stalledSince;
+          if (ms > 250) { state.stalls++; state.stalledMs += Math.round(ms); }
+          state.maxStallMs = Math.max(state.maxStallMs, Math.round(ms));
+          stalledSince = 0;
+        }
+        lastProgress = now;
+        attempts = 0;
+      }
+      lastPos = pos;
+      return;
+    }
+    var started = state.startupMs >= 0;
+    if (state.failed || video.ended || (started && video.paused && !stalledSince)) {
+      lastProgress = now; // a viewer's pause is not a stall
+      return;
+    }
+    if (started && !stalledSince) stalledSince = lastProgress;
+    if (stallLimit > 0 && reload && now - lastProgress > stallLimit * 1000) {
+      var why = (started ? 'nothing played' : 'playback did not start') + ' for ' + stallLimit + ' s';
+      lastProgress = now;
+      state.stuckReloads++;
+      reload(why);
+    }
+  }, 100);
+
   if (!window.Hls) {
     addError('page', 'hls.js did not load', true);
     state.failed = true;
@@ -152,7 +206,7 @@
   }
 
   var Hls = window.Hls, E = Hls.Events;
-  var maxReloads = 5; // in a row, without a segment loaded in between
+  var maxReloads = 5; // in a row, without progress in between
   var attempts = 0;
 
   // start plays state.src from resumeAt seconds (-1: the beginning) with a new hls.js instance.
@@ -173,6 +227,7 @@
     hls.on(E.STEERING_MANIFEST_LOADED, function (_, data) {
       var m = data.steeringManifest || {};
       state.steeringURL = data.url;
+      state.steeringLoads++;
       state.pathwayPriority = (m['PATHWAY-PRIORITY'] || []).slice();
       $('steering').textContent = state.pathwayPriority.join(' > ') + ' (TTL ' + m.TTL + ' s)';
     });
@@ -183,7 +238,6 @@
     hls.on(E.FRAG_LOADED, function (_, data) {
       var frag = data.frag;
       if (frag.sn === 'initSegment') return;
-      attempts = 0;
       var nd = data.networkDetails || {};
       var url = nd.responseURL || nd.url || frag.url; // after redirects (XHR or fetch loader)
       var host = hostOf(url);
@@ -211,20 +265,28 @@
         return;
       }
       // Every pathway failed (an edge died, and steering's clones could not route around it).
-      // Do what a viewer would: load the stream again through src, which for /r/ asks steering
-      // again and lands on an edge that is up, and carry on from the same position.
+      reload('fatal ' + data.details);
+    });
+    // reload does what a viewer would: load the stream again through src, which for /r/ asks
+    // steering again and lands on an edge that is up, and carry on from the same position.
+    var done = false;
+    reload = function (why) {
+      if (done) return;
+      done = true;
       var at = video.currentTime > 0 ? video.currentTime : -1; // before destroy() detaches the video
       hls.destroy();
       if (attempts >= maxReloads) {
         state.failed = true;
-        addError('page', 'gave up after ' + maxReloads + ' reloads in a row', true);
+        addError('page', 'gave up after ' + maxReloads + ' reloads in a row (' + why + ')', true);
+        notice('Gave up: ' + why + ', ' + maxReloads + ' reloads in a row did not help.');
         return;
       }
       attempts++;
       state.reloads++;
-      addError('page', 'reloading ' + state.src + ' at ' + fmt(Math.max(at, 0)) + ' (' + attempts + '/' + maxReloads + ')', false);
-      setTimeout(function () { start(at); }, 1000 * attempts);
-    });
+      addError('page', 'reloading ' + state.src + ' at ' + fmt(Math.max(at, 0)) + ' because ' + why + ' (' + attempts + '/' + maxReloads + ')', false);
+      notice('Reloaded the stream at ' + fmt(Math.max(at, 0)) + ' because ' + why + '.');
+      setTimeout(function () { start(at); }, attempts > 1 ? 1000 * (attempts - 1) : 0);
+    };
     hls.loadSource(state.src);
     hls.attachMedia(video);
   }
