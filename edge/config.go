@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/duetcdn/duet/internal/tlsconf"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML
@@ -68,6 +70,9 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// CORS lets players on other origins read the edge's responses.
 	CORS CORSConfig `yaml:"cors"`
+	// TLS makes the viewer listener speak HTTPS. Hits are then written through TLS: a body
+	// served from the disk tier is no longer sent with sendfile.
+	TLS tlsconf.Config `yaml:"tls"`
 }
 
 // CORSConfig sets the CORS headers of viewer responses.
@@ -258,6 +263,7 @@ func DefaultConfig() Config {
 		ReadTimeout:         30 * time.Second,
 		IdleTimeout:         60 * time.Second,
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
+		TLS:                 tlsconf.Default(),
 		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, S3Region: "us-east-1", BreakerFailures: 3, BreakerCooldown: 2 * time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
@@ -366,6 +372,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CORS.MaxAge < 0 {
 		bad("cors.max_age must not be negative")
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	return errors.Join(errs...)
 }
