@@ -118,7 +118,7 @@ func startEdgeConfig(t testing.TB, o Origin, cfg Config, wrap ...func(fasthttp.R
 	for _, w := range wrap {
 		srv.viewer.Handler = w(srv.viewer.Handler)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}
