@@ -140,7 +140,7 @@ func (c *Config) Validate(prefix string) error {
 			bad("certificates[%d]: want CERT_FILE:KEY_FILE", i)
 		}
 	}
-	if c.Enabled() && c.ReloadInterval < 10*time.Millisecond {
+	if len(c.Certificates) > 0 && c.ReloadInterval < 10*time.Millisecond {
 		bad("reload_interval must be at least 10ms")
 	}
 	if _, ok := minVersions[c.MinVersion]; !ok {

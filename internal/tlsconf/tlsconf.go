@@ -24,7 +24,8 @@ import (
 )
 
 // minVersions maps Config.MinVersion to crypto/tls's constants.
-var minVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+// ("" is the default, for configs not built from Default).
+var minVersions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
 
 // cipherSuites are TLS 1.2's: ECDHE key exchange (forward secrecy) and AEAD ciphers only, as
 // Mozilla's "intermediate" profile. crypto/tls orders them by the hardware's AES support. TLS
