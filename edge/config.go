@@ -13,6 +13,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
+	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/steering/clientaddr"
 )
@@ -88,6 +89,10 @@ type Config struct {
 	CORS CORSConfig `yaml:"cors"`
 	// AccessLog writes one JSON line per viewer request (docs/operations.md).
 	AccessLog AccessLogConfig `yaml:"access_log"`
+
+	// TLS makes the viewer listener speak HTTPS. Hits are then written through TLS: a body
+	// served from the disk tier is no longer sent with sendfile.
+	TLS tlsconf.Config `yaml:"tls"`
 }
 
 // CORSConfig sets the CORS headers of viewer responses.
@@ -276,6 +281,7 @@ func DefaultConfig() Config {
 		IdleTimeout:         60 * time.Second,
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
 		AccessLog:           AccessLogConfig{Config: accesslog.DefaultConfig()},
+		TLS:                 tlsconf.Default(),
 		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
@@ -400,6 +406,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := clientaddr.ParsePrefixes(c.AccessLog.TrustedProxies); err != nil {
 		bad("access_log.trusted_proxies: %v", err)
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	return errors.Join(errs...)
 }

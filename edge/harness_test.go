@@ -141,7 +141,7 @@ func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wr
 	for _, w := range wrap {
 		srv.viewer.Handler = w(srv.viewer.Handler)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}

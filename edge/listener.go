@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -61,6 +62,10 @@ type viewerListener struct {
 	// check wraps each connection in a viewerConn (Config.CheckRequestFraming); otherwise
 	// fasthttp gets the socket itself.
 	check bool
+	// tls, when set, terminates TLS on each connection, under the viewerConn: the checks read
+	// the plaintext. The handshake runs on the connection's first read, in fasthttp's
+	// goroutine for it, bounded by read_timeout like a silent connection.
+	tls *tls.Config
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -86,6 +91,9 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			if l.tls != nil {
+				c = tls.Server(c, l.tls)
+			}
 			if !l.check {
 				return c, nil
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/internal/cmcd"
+	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/steering/clientaddr"
 )
@@ -89,6 +90,8 @@ type Server struct {
 	sliceAbove int64
 	// vl is the viewer listener Serve wraps the socket in.
 	vl atomic.Pointer[viewerListener]
+	// tls terminates TLS on the viewer listener; nil for plain HTTP.
+	tls *tlsconf.Terminator
 	// dates holds the parsed Date headers responses copy in (date.go).
 	dates *dateTemplates
 	// realClock is set when now is time.Now: the handler then takes fasthttp's own reading of
@@ -262,7 +265,26 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		MaxRequestBodySize:            maxRequestBodyBytes,
 		Logger:                        fasthttpLogger{log},
 	}
+	if cfg.TLS.Enabled() {
+		if s.tls, err = tlsconf.New(cfg.TLS, log); err != nil {
+			_ = disk.Close()
+			mem.Close()
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if v := s.tls.HSTS(); v != "" {
+			s.viewer.Handler = withHSTS(s.viewer.Handler, v)
+		}
+	}
 	return s, nil
+}
+
+// withHSTS adds Strict-Transport-Security to every answer of h.
+func withHSTS(h fasthttp.RequestHandler, value string) fasthttp.RequestHandler {
+	name, v := []byte("Strict-Transport-Security"), []byte(value)
+	return func(ctx *fasthttp.RequestCtx) {
+		h(ctx)
+		ctx.Response.Header.SetCanonical(name, v)
+	}
 }
 
 // Serve answers viewers on ln and operators on admin until ctx ends, then shuts down
@@ -270,11 +292,24 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 // and fills finish within ShutdownTimeout, and closes the tiers.
 func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 4) // viewer, admin, and with TLS redirect and certificates
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	go s.watch.run(stopWatch, s.watchTick)
 	vl := newViewerListener(ln, s.log, s.m.acceptErrors, int(s.cfg.MaxHeaderBytes), s.cfg.CheckRequestFraming)
+	var redirect *http.Server
+	if s.tls != nil {
+		vl.tls = s.tls.TLSConfig()
+		tctx, stopTLS := context.WithCancel(ctx)
+		defer stopTLS()
+		var err error
+		if redirect, err = s.serveTLS(tctx, ln, errc); err != nil {
+			_ = ln.Close()
+			_ = admin.Close()
+			s.Close()
+			return err
+		}
+	}
 	s.vl.Store(vl)
 	go func() { errc <- s.viewer.Serve(vl) }()
 	go func() {
@@ -312,6 +347,9 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		s.log.Warn("fills still running at shutdown", "error", err)
 	}
 	_ = adminSrv.Shutdown(sctx)
+	if redirect != nil {
+		_ = redirect.Shutdown(sctx)
+	}
 	s.Close()
 	s.log.Info("edge stopped")
 	return serveErr

@@ -12,7 +12,7 @@ import (
 type edgeRoleConfig struct {
 	edge.Config `yaml:",inline"`
 	// PublicURL is where viewers reach this edge (announced in heartbeats). Default
-	// http://<listen>.
+	// http://<listen>, or https://<listen> with TLS on.
 	PublicURL string `yaml:"public_url"`
 	// NATS is the region's NATS; without URLs the edge runs standalone (no purge stream).
 	NATS natsConfig `yaml:"nats"`
@@ -52,6 +52,9 @@ func sanitiseName(h string) string {
 func (c edgeRoleConfig) publicURL() string {
 	if c.PublicURL != "" {
 		return c.PublicURL
+	}
+	if c.TLS.Enabled() {
+		return "https://" + c.Listen
 	}
 	return "http://" + c.Listen
 }
