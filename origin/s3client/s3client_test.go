@@ -54,7 +54,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.next.RoundTrip(req)
 }
 
-func (r *recorder) sent() []sent {
+func (r *recorder) requests() []sent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]sent(nil), r.reqs...)
@@ -133,7 +133,7 @@ func TestDefaultsAgainstMinIO(t *testing.T) {
 	}
 
 	seen := map[string]bool{}
-	for _, r := range rec.sent() {
+	for _, r := range rec.requests() {
 		seen[r.op] = true
 		if !strings.HasPrefix(r.path, "/"+bucket+"/") && r.path != "/"+bucket {
 			t.Errorf("%s went to %s%s: want path-style /%s/...", r.op, r.host, r.path, bucket)
@@ -190,7 +190,7 @@ func TestAddressing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String("media"), Key: aws.String("k")})
-	reqs := rec.sent()
+	reqs := rec.requests()
 	if len(reqs) != 1 || reqs[0].host != "media."+rec.allowed {
 		t.Fatalf("path_style false: requests %+v, want one to media.%s", reqs, rec.allowed)
 	}
