@@ -269,7 +269,8 @@ func (c *cluster) waitReplicated(ctx context.Context, files []sample.File, limit
 			return err
 		}
 		for _, f := range files {
-			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)) {
+			cc := upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)
+			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, cc) {
 				select {
 				case <-ctx.Done():
 					return fmt.Errorf("the sample did not reach %s's origin in %s (see %s/logs/replicate-%s.log)", r.name, limit, c.dir, r.name)
