@@ -103,6 +103,28 @@ func generatedHelp(role, path string) string {
 			return "AllowOrigin is sent as Access-Control-Allow-Origin on every GET and HEAD answer, with Access-Control-Expose-Headers listing Content-Length, Content-Range, X-Cache, Cache-Status and Age; OPTIONS preflights are answered at the edge with 204."
 		case "cors.max_age":
 			return "MaxAge is how long browsers may cache a preflight's answer (whole seconds)."
+		case "access_log.sink":
+			return "Sink is where the lines go: \"\" (no access log), \"stdout\", \"file\" (File, rotated by size) or \"nats\" (published on Subject, one message per line, for real-time streaming)."
+		case "access_log.file":
+			return "File is the log file of sink \"file\"."
+		case "access_log.max_size_mb":
+			return "MaxSizeMB is the size, in megabytes (MiB), at which the file is rotated: renamed with a time stamp and replaced by an empty one."
+		case "access_log.max_backups":
+			return "MaxBackups is how many rotated files are kept; older ones are deleted."
+		case "access_log.subject":
+			return "Subject is the NATS subject of sink \"nats\"."
+		case "access_log.buffer":
+			return "Buffer is how many lines wait for the sink at most; when it is full, new lines are dropped and counted (duet_access_log_lines_total{result=\"dropped\"}), never waited for."
+		case "access_log.sample_one_in":
+			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
+		case "access_log.always_status":
+			return "AlwaysStatus: responses with this status or a higher one are always logged."
+		case "access_log.slow_threshold":
+			return "SlowThreshold: requests that take this long or longer are always logged."
+		case "access_log.redact_params":
+			return "RedactParams are query parameters whose values never reach the log (they are written as \"REDACTED\"): signed-URL tokens and signatures."
+		case "access_log.trusted_proxies":
+			return "TrustedProxies lists the proxies (CIDR prefixes or addresses) in front of the edge whose X-Forwarded-For is believed: the logged client is then the address they saw."
 		case "public_url":
 			return "PublicURL is where viewers reach this edge (announced in heartbeats)."
 		case "nats.urls":
@@ -170,6 +192,26 @@ func generatedHelp(role, path string) string {
 			return "EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its streams spill to the next edge."
 		case "region_load_percent":
 			return "RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot and new viewers spill to the next region."
+		case "access_log.sink":
+			return "Sink is where the lines go: \"\" (no access log), \"stdout\", \"file\" (File, rotated by size) or \"nats\" (published on Subject, one message per line, for real-time streaming)."
+		case "access_log.file":
+			return "File is the log file of sink \"file\"."
+		case "access_log.max_size_mb":
+			return "MaxSizeMB is the size, in megabytes (MiB), at which the file is rotated: renamed with a time stamp and replaced by an empty one."
+		case "access_log.max_backups":
+			return "MaxBackups is how many rotated files are kept; older ones are deleted."
+		case "access_log.subject":
+			return "Subject is the NATS subject of sink \"nats\"."
+		case "access_log.buffer":
+			return "Buffer is how many lines wait for the sink at most; when it is full, new lines are dropped and counted (duet_access_log_lines_total{result=\"dropped\"}), never waited for."
+		case "access_log.sample_one_in":
+			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
+		case "access_log.always_status":
+			return "AlwaysStatus: responses with this status or a higher one are always logged."
+		case "access_log.slow_threshold":
+			return "SlowThreshold: requests that take this long or longer are always logged."
+		case "access_log.redact_params":
+			return "RedactParams are query parameters whose values never reach the log (they are written as \"REDACTED\"): signed-URL tokens and signatures."
 		case "name":
 			return "Name names this instance in NATS monitoring."
 		case "nats.urls":
