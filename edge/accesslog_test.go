@@ -132,7 +132,7 @@ func TestAccessLogLineHasEveryField(t *testing.T) {
 		}
 	}
 	miss, hit := lines[0], lines[1] // the miss is logged when its body is done: maybe after the hit
-	if miss["tier"] == "memory" {
+	if hit["tier"] == "origin" {
 		miss, hit = hit, miss
 	}
 	if miss["cache_status"] != "duet; fwd=uri-miss; stored" || miss["tier"] != "origin" || miss["origin_us"].(float64) <= 0 ||
@@ -142,7 +142,8 @@ func TestAccessLogLineHasEveryField(t *testing.T) {
 	if c, _ := miss["cmcd"].(map[string]any); c["bl"] != 12300.0 || c["sid"] != "sess-1" || c["ot"] != "v" || c["mtp"] != 8000.0 {
 		t.Errorf("miss line's cmcd: %v", miss["cmcd"])
 	}
-	if hit["cache_status"] != "duet; hit" || hit["tier"] != "memory" || hit["origin_us"] != 0.0 ||
+	// (A hit comes from memory, or from disk when ristretto has not admitted the object yet.)
+	if hit["cache_status"] != "duet; hit" || (hit["tier"] != "memory" && hit["tier"] != "disk") || hit["origin_us"] != 0.0 ||
 		hit["request_id"] != "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("hit line: %v", hit)
 	}
@@ -202,8 +203,10 @@ func TestAccessLogBlockedSinkNeverDelaysViewers(t *testing.T) {
 		}
 	}
 	dropped := metricValue(t, h, `duet_access_log_lines_total{result="dropped"}`)
-	if dropped < 201-16-1 {
-		t.Fatalf("%v lines counted as dropped, want at least %d", dropped, 201-16-1)
+	// At most 16 lines wait in the buffer, and 16 more in the sink's own buffer before it
+	// writes (and blocks): the 201 requests' other lines are dropped.
+	if dropped < 201-2*16 {
+		t.Fatalf("%v lines counted as dropped, want at least %d", dropped, 201-2*16)
 	}
 }
 

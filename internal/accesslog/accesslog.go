@@ -37,7 +37,8 @@ type Config struct {
 	Subject string `yaml:"subject"`
 	// Buffer is how many lines wait for the sink at most; when it is full, new lines are
 	// dropped and counted (duet_access_log_lines_total{result="dropped"}), never waited for.
-	// Each holds a 1 KiB buffer. Default 1024.
+	// The writer takes them every 10 ms, so the default takes up to 400,000 lines a second.
+	// Each holds a 1 KiB buffer. Default 4096.
 	Buffer int `yaml:"buffer"`
 	// SampleOneIn logs one request in this many, chosen at random; requests that always_status
 	// or slow_threshold select are logged regardless. Default 1: every request.
@@ -61,7 +62,7 @@ var DefaultRedactParams = []string{"token", "sig", "signature", "policy", "key-p
 
 // DefaultConfig is the configuration every field comment names, without a sink.
 func DefaultConfig() Config {
-	return Config{File: "access.log", MaxSizeMB: 100, MaxBackups: 5, Buffer: 1024, SampleOneIn: 1, AlwaysStatus: 500,
+	return Config{File: "access.log", MaxSizeMB: 100, MaxBackups: 5, Buffer: 4096, SampleOneIn: 1, AlwaysStatus: 500,
 		SlowThreshold: time.Second, RedactParams: append([]string(nil), DefaultRedactParams...)}
 }
 
@@ -233,35 +234,41 @@ func (l *Logger) Log(r *Record) {
 	l.queue <- l.AppendLine(b[:0], r)
 }
 
-// run is the writer goroutine: it hands queued lines to the sink, and flushes it whenever the
-// queue runs empty.
+// tick is how often the writer goroutine looks for lines. It sleeps in between instead of
+// waiting on the queue: a send to a channel nobody waits on wakes no goroutine, which keeps the
+// hit path's cost to formatting the line (a wake-up and a write(2) per request cost more than
+// the request). The sink is flushed after each look, so a line reaches it within a tick.
+const tick = 10 * time.Millisecond
+
+// run is the writer goroutine: every tick it hands the queued lines to the sink and flushes it.
 func (l *Logger) run() {
 	defer close(l.done)
+	t := time.NewTicker(tick)
+	defer t.Stop()
 	for {
+		stopping := false
 		select {
-		case line := <-l.queue:
-			l.write(line)
-			for more := true; more; {
-				select {
-				case line = <-l.queue:
-					l.write(line)
-				default:
-					more = false
-				}
+		case <-t.C:
+		case <-l.stop:
+			stopping = true
+		}
+		wrote := false
+		for more := true; more; {
+			select {
+			case line := <-l.queue:
+				l.write(line)
+				wrote = true
+			default:
+				more = false
 			}
+		}
+		if wrote {
 			if err := l.sink.Flush(); err != nil {
 				l.failed.Inc()
 			}
-		case <-l.stop:
-			for {
-				select {
-				case line := <-l.queue:
-					l.write(line)
-				default:
-					_ = l.sink.Flush()
-					return
-				}
-			}
+		}
+		if stopping {
+			return
 		}
 	}
 }

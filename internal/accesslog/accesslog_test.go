@@ -260,3 +260,19 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAppendLine is what the access log costs the request itself: formatting its line.
+func BenchmarkAppendLine(b *testing.B) {
+	l, err := New(DefaultConfig(), &memSink{}, prometheus.NewRegistry(), "edge", "e1", "region", "eu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	r := sample()
+	r.CMCD = nil
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = l.AppendLine(buf[:0], r)
+	}
+}

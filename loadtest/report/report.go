@@ -159,7 +159,8 @@ func (s *Summary) Rows() [][2]string {
 	}
 	if s.Segments > 0 {
 		rows = append(rows, [2]string{"segments", fmt.Sprint(s.Segments)},
-			[2]string{"failed segments", fmt.Sprint(s.FailedSegments)})
+			[2]string{"failed segments", fmt.Sprint(s.FailedSegments)},
+			[2]string{"stalls (sent as CMCD bs)", fmt.Sprint(s.Stalls)})
 	}
 	if s.Starts > 0 {
 		rows = append(rows, [2]string{"viewer starts", fmt.Sprint(s.Starts)},
