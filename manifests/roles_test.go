@@ -33,6 +33,7 @@ import (
 type natsFile struct {
 	URLs      []string `yaml:"urls"`
 	CredsFile string   `yaml:"creds_file"`
+	NKeyFile  string   `yaml:"nkey_file"`
 	User      string   `yaml:"user"`
 	Password  string   `yaml:"password"`
 	Token     string   `yaml:"token"`

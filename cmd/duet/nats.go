@@ -11,9 +11,11 @@ type natsConfig struct {
 	// NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its
 	// public key and what it may do. README.md, "NATS identities".
 	NKeyFile string `yaml:"nkey_file"`
+	// User and Password authenticate with a NATS user's password instead.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
-	Token    string `yaml:"token"`
+	// Token authenticates with a NATS server token instead.
+	Token string `yaml:"token"`
 	// CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS).
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`

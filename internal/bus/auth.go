@@ -176,7 +176,7 @@ func (id Identity) Permissions() Permissions {
 func RenderAuthorization(ids []Identity) (string, error) {
 	var b strings.Builder
 	b.WriteString("authorization {\n")
-	var users, nkeys []string
+	var users []string
 	for _, id := range ids {
 		if err := id.Validate(); err != nil {
 			return "", err
@@ -190,17 +190,10 @@ func RenderAuthorization(ids []Identity) (string, error) {
 		}
 		entry += ", permissions: {\n      publish: {allow: " + confList(p.Publish) + "}\n      subscribe: {allow: " +
 			confList(p.Subscribe) + "}\n    }}\n"
-		if id.NKey != "" {
-			nkeys = append(nkeys, entry)
-		} else {
-			users = append(users, entry)
-		}
+		users = append(users, entry) // nats-server takes nkey users in users too
 	}
 	if len(users) > 0 {
 		b.WriteString("  users: [\n" + strings.Join(users, "") + "  ]\n")
-	}
-	if len(nkeys) > 0 {
-		b.WriteString("  nkeys: [\n" + strings.Join(nkeys, "") + "  ]\n")
 	}
 	b.WriteString("}\n")
 	return b.String(), nil

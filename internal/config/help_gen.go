@@ -166,11 +166,11 @@ func generatedHelp(role, path string) string {
 		case "nats.nkey_file":
 			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.password":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.token":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "Token authenticates with a NATS server token instead."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -257,11 +257,11 @@ func generatedHelp(role, path string) string {
 		case "nats.nkey_file":
 			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.password":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.token":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "Token authenticates with a NATS server token instead."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -298,11 +298,11 @@ func generatedHelp(role, path string) string {
 		case "nats.nkey_file":
 			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.password":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.token":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "Token authenticates with a NATS server token instead."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
@@ -343,11 +343,11 @@ func generatedHelp(role, path string) string {
 		case "nats.nkey_file":
 			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
 		case "nats.user":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.password":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "User and Password authenticate with a NATS user's password instead."
 		case "nats.token":
-			return "NKeyFile is a file holding this process's NATS nkey seed (mode 0600); the servers know its public key and what it may do."
+			return "Token authenticates with a NATS server token instead."
 		case "nats.ca_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.cert_file":
