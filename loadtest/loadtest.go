@@ -188,15 +188,21 @@ func (e *env) event(kind, target, detail string) {
 // rng returns a random source derived from the seed and a stream number.
 func (e *env) rng(stream uint64) *rand.Rand { return rand.New(rand.NewPCG(e.cfg.Seed, stream)) }
 
+// Validate reports what to fix in cfg before anything runs (the scenario, bounds, and a
+// control URL off loopback without AllowRemote).
+func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return Guard{AllowRemote: c.AllowRemote}.Check("control URL", c.Control)
+}
+
 // Run runs one scenario against the cluster behind cfg.Control and returns its summary.
 func Run(ctx context.Context, cfg Config, deps Deps) (*report.Summary, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	guard := Guard{AllowRemote: cfg.AllowRemote}
-	if err := guard.Check("control URL", cfg.Control); err != nil {
-		return nil, err
-	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}

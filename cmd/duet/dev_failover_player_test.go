@@ -109,7 +109,7 @@ func TestDevPlayerStartsAndFailsOverLikeAViewer(t *testing.T) {
 	}
 	began := time.Now()
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
-	_, body := get(t, d.clusterURL)
+	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
 	if err := json.Unmarshal(body, &cl); err != nil {
 		t.Fatal(err)

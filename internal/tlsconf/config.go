@@ -49,8 +49,7 @@ type ACMEConfig struct {
 	// obtains them; the others load them from storage. Certificates files, when also set, are
 	// preferred for the names they hold. Default none (ACME off).
 	Domains []string `yaml:"domains"`
-	// CA is the ACME directory URL. Default Let's Encrypt's,
-	// `https://acme-v02.api.letsencrypt.org/directory`.
+	// CA is the ACME directory URL. Default: the Let’s Encrypt production directory.
 	CA string `yaml:"ca"`
 	// CARoots is a PEM file of the root certificates that sign the CA's own HTTPS certificate,
 	// for a private CA. Default "": the system's roots.
