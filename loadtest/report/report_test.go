@@ -23,7 +23,7 @@ func testSummary() *Summary {
 	return s
 }
 
-// TestHTMLIsSelfContainedWithChartsAndEvents: the page draws the three charts with a marker
+// TestHTMLIsSelfContainedWithChartsAndEvents: the page draws the four charts with a marker
 // per event, escapes what it prints, and loads nothing from anywhere.
 func TestHTMLIsSelfContainedWithChartsAndEvents(t *testing.T) {
 	var b bytes.Buffer
@@ -31,12 +31,12 @@ func TestHTMLIsSelfContainedWithChartsAndEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := b.String()
-	if n := strings.Count(page, "<svg"); n != 3 {
-		t.Errorf("%d charts, want latency, throughput and per-edge", n)
+	if n := strings.Count(page, "<svg"); n != 4 {
+		t.Errorf("%d charts, want latency, throughput, per-edge and origin requests", n)
 	}
-	// Two events on each of the three charts.
-	if n := strings.Count(page, `<g class="event">`); n != 6 {
-		t.Errorf("%d event markers, want 6", n)
+	// Two events on each of the four charts.
+	if n := strings.Count(page, `<g class="event">`); n != 8 {
+		t.Errorf("%d event markers, want 8", n)
 	}
 	for _, want := range []string{"edge-stop eu-1", "region eu", "region us", "p99", "80ms", "never", "Purges"} {
 		if !strings.Contains(page, want) {
