@@ -312,7 +312,7 @@ func TestServiceClock(t *testing.T) {
 		if st = purgeOnce(fmt.Sprintf("live-%d", i)); len(st.Missing) == 1 || i == 100 {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) //nolint:forbidigo // the poll interval of a deadline loop
 	}
 	if !st.Accepted.Equal(clk.Now()) || len(st.Missing) != 1 || st.Missing[0] != "A-1" || st.Complete {
 		t.Fatalf("with a fresh heartbeat: %+v", st)

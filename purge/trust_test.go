@@ -104,7 +104,7 @@ func TestConsumerTrust(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	for deadline := time.Now().Add(10 * time.Second); a.NumLeafNodes() == 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); a.NumLeafNodes() == 0; time.Sleep(10 * time.Millisecond) { //nolint:forbidigo // the poll interval of a deadline loop
 		if time.Now().After(deadline) {
 			t.Fatal("B never linked to A")
 		}
@@ -160,7 +160,7 @@ func TestConsumerTrust(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("region %s's tick (at or after %s) never reached the consumer", region, after)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) //nolint:forbidigo // the poll interval of a deadline loop
 		}
 	}
 	tick := func(region string) {

@@ -173,7 +173,7 @@ func TestDevPlayerStartsAndFailsOverLikeAViewer(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: not within %s: %+v", what, within, st)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) //nolint:forbidigo // the poll interval of a deadline loop
 		}
 	}
 	page := home.Steering + "/play"

@@ -242,7 +242,7 @@ func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 	// a bound old (they are the edges a trusted cache's bound speaks of).
 	for _, e := range a.edges {
 		if wait := time.Until(changed.Add(bound)); wait > 0 {
-			time.Sleep(wait) // a bound after the change, the old version is no longer allowed
+			time.Sleep(wait) //nolint:forbidigo // the test waits out the bound itself; a bound after the change, the old version is no longer allowed
 		}
 		if body, x := e.get(t, path(purgedObj)); body != path(purgedObj)+" v2" {
 			t.Fatalf("cut-off %s serves %q (%s) a bound after the purged object changed", e.name, body, x)

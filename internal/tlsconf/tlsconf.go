@@ -186,7 +186,7 @@ func (t *Terminator) RedirectHandler(tlsPort string) http.Handler {
 		if !strings.HasPrefix(uri, "/") { // "*" (OPTIONS *)
 			uri = "/" + uri
 		}
-		http.Redirect(w, r, "https://"+host+uri, http.StatusPermanentRedirect)
+		http.Redirect(w, r, "https://"+host+uri, http.StatusPermanentRedirect) //nolint:gosec // same host, https: the redirect's whole point
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m := t.acme.Load(); m != nil && m.http != nil {

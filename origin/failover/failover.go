@@ -335,7 +335,7 @@ func (g *Group) try(ctx context.Context, op, path string, failover bool, call fu
 		}
 		p := m.b.acquire(g.now())
 		if p == probe {
-			g.startProbe(m, probeReq())
+			g.startProbe(m, probeReq()) //nolint:contextcheck // the probe outlives the viewer's fetch on purpose: it runs in the background
 			continue
 		}
 		if p == denied {
