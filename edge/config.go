@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/duetcdn/duet/internal/signedurl"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML
@@ -68,6 +70,12 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// CORS lets players on other origins read the edge's responses.
 	CORS CORSConfig `yaml:"cors"`
+	// SignedURLs protects content with signed-URL tokens (internal/signedurl): HMAC-SHA256 over
+	// an expiry, a path prefix, an optional client address and a key id, carried in the path
+	// (/_t/<token>/vod/abc/master.m3u8: a stream's relative URIs inherit it) or the query
+	// (?duet_token=<token>). With keys configured the edge takes the token off every request
+	// before the cache key is made, so one entry serves every viewer; `duet sign` mints tokens.
+	SignedURLs signedurl.Config `yaml:"signed_urls"`
 }
 
 // CORSConfig sets the CORS headers of viewer responses.
@@ -366,6 +374,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CORS.MaxAge < 0 {
 		bad("cors.max_age must not be negative")
+	}
+	if err := c.SignedURLs.Validate("signed_urls"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/duetcdn/duet/edge/cachekey"
 	"github.com/duetcdn/duet/edge/disktier"
 	"github.com/duetcdn/duet/edge/memtier"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -70,6 +72,9 @@ type Server struct {
 	gather prometheus.Gatherer
 	// rewriter rewrites manifests before they are cached; may be nil.
 	rewriter ManifestRewriter
+	// tokens are the signed-URL keys the edge accepts; nil when signed_urls has none.
+	tokens *signedurl.Keys
+	tm     *tokenMetrics
 	// cors are the pre-rendered CORS headers (off when cors.allow_origin is empty).
 	cors corsHeaders
 	// sliceAbove is the Content-Length above which a full GET is not stored whole but answered,
@@ -130,13 +135,23 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if realClock {
 		deps.Now = time.Now
 	}
-	keys, err := cachekey.New(cachekey.Config{IgnoreParams: cfg.Cache.IgnoreParams, DropQuery: cfg.QueryDropped()})
+	ignore := cfg.Cache.IgnoreParams
+	var tokens *signedurl.Keys
+	if cfg.SignedURLs.Enabled() {
+		ignore = append(slices.Clip(ignore), signedurl.QueryParam) // a token is never part of the key
+		t, err := signedurl.NewKeys(cfg.SignedURLs.Keys)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signed_urls: %w", ErrConfig, err)
+		}
+		tokens = t
+	}
+	keys, err := cachekey.New(cachekey.Config{IgnoreParams: ignore, DropQuery: cfg.QueryDropped()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
 	}
 	log := deps.Logger.With("component", "edge", "edge", cfg.Name)
 	s := &Server{cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, rewriter: deps.Rewriter,
-		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
+		cors: newCORSHeaders(cfg.CORS), realClock: realClock, tokens: tokens}
 	s.fl.m = map[string]*flight{}
 	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}
 	s.pass.m = map[string]time.Time{}
@@ -175,6 +190,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.watch = newConnWatch(cfg.ReadTimeout, cfg.IdleTimeout, time.Now)
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
 	s.m = newMetrics(deps.Registry, st, s.watch)
+	s.tm = newTokenMetrics(deps.Registry)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	fdLimit, err := raiseFileLimit()
 	if err != nil {

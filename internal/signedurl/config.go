@@ -108,16 +108,27 @@ func SplitPath(path string) (tok, rest string, ok bool) {
 }
 
 // FromQuery finds the token in a raw query (the first duet_token parameter), without decoding
-// it: a token needs no escaping.
-func FromQuery(rawQuery string) string {
-	for rawQuery != "" {
-		var p string
-		p, rawQuery, _ = cut(rawQuery, '&')
+// it: a token needs no escaping. rest is the query without that parameter when it came first
+// or last (a substring: nothing is allocated), the whole query otherwise (the edge's cache key
+// leaves QueryParam out anyway).
+func FromQuery(rawQuery string) (tok, rest string) {
+	q := rawQuery
+	for off := 0; q != ""; {
+		p, after, more := cut(q, '&')
 		if len(p) > len(QueryParam) && p[len(QueryParam)] == '=' && p[:len(QueryParam)] == QueryParam {
-			return p[len(QueryParam)+1:]
+			tok = p[len(QueryParam)+1:]
+			switch {
+			case off == 0:
+				return tok, after
+			case !more:
+				return tok, rawQuery[:off-1]
+			}
+			return tok, rawQuery
 		}
+		off += len(p) + 1
+		q = after
 	}
-	return ""
+	return "", rawQuery
 }
 
 func cut(s string, sep byte) (before, after string, found bool) {

@@ -153,9 +153,17 @@ func TestSplitPathAndQuery(t *testing.T) {
 			t.Errorf("SplitPath(%s) = %q %q", tc.in, tok, rest)
 		}
 	}
-	for q, want := range map[string]string{"a=1&duet_token=xy&b": "xy", "duet_token": "", "duet_tokens=1": "", "": "", "duet_token=": ""} {
-		if got := FromQuery(q); got != want {
-			t.Errorf("FromQuery(%s) = %q, want %q", q, got, want)
+	for _, tc := range []struct{ q, tok, rest string }{
+		{"a=1&duet_token=xy&b", "xy", "a=1&duet_token=xy&b"},
+		{"duet_token=xy&b=2", "xy", "b=2"},
+		{"a=1&duet_token=xy", "xy", "a=1"},
+		{"duet_token=xy", "xy", ""},
+		{"duet_token", "", "duet_token"},
+		{"duet_tokens=1", "", "duet_tokens=1"},
+		{"", "", ""},
+	} {
+		if tok, rest := FromQuery(tc.q); tok != tc.tok || rest != tc.rest {
+			t.Errorf("FromQuery(%s) = %q %q, want %q %q", tc.q, tok, rest, tc.tok, tc.rest)
 		}
 	}
 }
