@@ -100,7 +100,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request, dash bool) 
 		s.writeError(w, err, api)
 		return
 	}
-	order, err := s.steerPathways(hrw.ContentKey(path, s.cfg.ContentKeyDepth), c, api)
+	order, err := s.steerPathways(s.contentKey(path), c, api)
 	if err != nil {
 		s.writeError(w, err, api)
 		return
