@@ -103,6 +103,12 @@ func generatedHelp(role, path string) string {
 			return "AllowOrigin is sent as Access-Control-Allow-Origin on every GET and HEAD answer, with Access-Control-Expose-Headers listing Content-Length, Content-Range, X-Cache, Cache-Status and Age; OPTIONS preflights are answered at the edge with 204."
 		case "cors.max_age":
 			return "MaxAge is how long browsers may cache a preflight's answer (whole seconds)."
+		case "signed_urls.keys":
+			return "Keys are the keys whose tokens the edge accepts, each an id and a secret of at least 32 bytes."
+		case "signed_urls.sign_with":
+			return "SignWith is the id of the key new tokens are signed with (`duet sign`)."
+		case "signed_urls.protect":
+			return "Protect lists the path prefixes whose objects are served only with a valid token, for example \"/vod/premium/\"; a prefix matches at segment boundaries (\"/vod/premium\" covers \"/vod/premium/a.ts\", not \"/vod/premium2/a.ts\")."
 		case "public_url":
 			return "PublicURL is where viewers reach this edge (announced in heartbeats)."
 		case "nats.urls":

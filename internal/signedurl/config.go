@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -138,4 +140,20 @@ func cut(s string, sep byte) (before, after string, found bool) {
 		}
 	}
 	return s, "", false
+}
+
+// Sign mints a token covering prefix until expires (bound to client when it is valid), with the
+// key keyID names, or SigningKey when keyID is empty.
+func (c *Config) Sign(keyID, prefix string, expires time.Time, client netip.Addr) (string, error) {
+	if keyID == "" {
+		keyID = c.SigningKey()
+	}
+	if keyID == "" {
+		return "", fmt.Errorf("%w: no key to sign with: configure signed_urls.keys", ErrConfig)
+	}
+	ks, err := NewKeys(c.Keys)
+	if err != nil {
+		return "", err
+	}
+	return ks.Sign(Claims{KeyID: keyID, Expires: expires, Prefix: prefix, Client: client})
 }
