@@ -43,7 +43,8 @@ type cluster struct {
 	exe     string
 	env     []string
 	token   string
-	edges   int // per region
+	sign    signing // the protected stream's key and token
+	edges   int     // per region
 	regions []*region
 	roles   Roles
 	log     *slog.Logger
@@ -142,7 +143,7 @@ func (c *cluster) prepare() error {
 		for j := range c.edges {
 			es := EdgeSpec{Name: fmt.Sprintf("%s-%d", r.name, j+1), Region: r.name, Listen: c.layout.edge(i, j),
 				Admin: c.layout.edgeAdm(i, j), NATSURL: r.natsURL, PurgeRegions: c.regionNames(),
-				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash"}
+				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
 			es.Origins = []Bucket{c.bucketOf(r)}
