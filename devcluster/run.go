@@ -283,8 +283,8 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 		took.Round(time.Millisecond), len(c.regions), c.edges, c.dir)
 	fmt.Fprintf(&b, "  watch the sample play  %s/play\n", steer)
 	fmt.Fprintf(&b, "  and its signed copy    %s/play?src=/r%s\n", steer, c.sign.playPath())
-	fmt.Fprintf(&b, "                         (/%s needs a token; mint one: bin/duet sign /%s --config %s)\n",
-		protectedPrefix, protectedPrefix, filepath.Join(c.dir, "config", "edge-"+c.regions[0].edges[0].name+".yaml"))
+	fmt.Fprintf(&b, "                         (/%s needs a token; mint one: bin/duet sign /%s --config %s --object /%smaster.m3u8)\n",
+		protectedPrefix, protectedPrefix, filepath.Join(c.dir, "config", "edge-"+c.regions[0].edges[0].name+".yaml"), protectedPrefix)
 	fmt.Fprintf(&b, "  status page            %s/\n", steer)
 	fmt.Fprintf(&b, "  ask steering           curl -s '%s/v1/route?path=%s'\n", steer, master)
 	fmt.Fprintf(&b, "  follow steering        curl -sL -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", steer, master)

@@ -97,7 +97,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.m.observe(csError, start, s.now())
 		return
 	}
-	if s.tokens != nil && s.cfg.SignedURLs.Protected(path) && !s.allowToken(ctx, tok, path, start) {
+	if s.tokens != nil && !s.allowToken(ctx, tok, signedurl.Canonical(path), start) {
 		if ctx.IsGet() || ctx.IsHead() {
 			s.applyCORS(ctx) // so that a player can read the reason
 		}

@@ -48,9 +48,13 @@ func newTokenMetrics(reg prometheus.Registerer) *tokenMetrics {
 	return m
 }
 
-// allowToken checks a protected request's token; when it fails it answers 403 with the reason
-// and reports false. It does not allocate when the token is good.
+// allowToken checks the token of a request for path (signedurl.Canonical) when the path is
+// protected; when that fails it answers 403 with the reason and reports false. It does not
+// allocate when the token is good.
 func (s *Server) allowToken(ctx *fasthttp.RequestCtx, tok, path string, now time.Time) bool {
+	if !s.cfg.SignedURLs.Protected(path) {
+		return true
+	}
 	var client netip.Addr
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		client, _ = netip.AddrFromSlice(a.IP)

@@ -59,6 +59,8 @@ func TestSignedURLRefusals(t *testing.T) {
 		{"unknown key", "/_t/" + mint(t, testKeyNew, "/obj/7/", exp, netip.Addr{}) + obj, "unknown or retired key"},
 		{"other client", "/_t/" + mint(t, testKeyOld, "/obj/", exp, netip.MustParseAddr("192.0.2.1")) + obj, "another client address"},
 		{"malformed", obj + "?duet_token=1.k.2.3", "malformed token"},
+		{"encoded slash", "/obj%2F7/1024", "no token"}, // an origin reads %2F as '/'
+		{"encoded slash, other scope", "/_t/" + mint(t, testKeyOld, "/obj/8/", exp, netip.Addr{}) + "/obj%2F7/1024", "does not cover"},
 		{"dot-dot out of scope", "/_t/" + mint(t, testKeyOld, "/obj/8/", exp, netip.Addr{}) + "/obj/8/../7/1024", "does not cover"},
 	}
 	refuseAll := func(when string) {

@@ -41,11 +41,12 @@ The query form is ?` + signedurl.QueryParam + `=<token>.`,
 			if err != nil {
 				return err
 			}
-			// The edge matches the prefix against normalised paths: sign the normalised spelling.
+			// The edge matches the prefix against normalised, decoded paths: sign that spelling.
 			prefix, _, err := norm.Normalize(args[0], "")
 			if err != nil {
 				return fmt.Errorf("prefix %q: %w", args[0], err)
 			}
+			prefix = signedurl.Canonical(prefix)
 			var addr netip.Addr
 			if client != "" {
 				if addr, err = netip.ParseAddr(client); err != nil {
@@ -62,7 +63,7 @@ The query form is ?` + signedurl.QueryParam + `=<token>.`,
 			out := tok
 			if object != "" {
 				obj, _, err := norm.Normalize(object, "")
-				if err != nil || !signedurl.Covers(prefix, obj) {
+				if err != nil || !signedurl.Covers(prefix, signedurl.Canonical(obj)) {
 					return fmt.Errorf("--object %q is not under the prefix %s", object, prefix)
 				}
 				out = strings.TrimSuffix(signedurl.PathMarker, "/") + "/" + tok + obj

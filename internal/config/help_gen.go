@@ -108,7 +108,7 @@ func generatedHelp(role, path string) string {
 		case "signed_urls.sign_with":
 			return "SignWith is the id of the key new tokens are signed with (`duet sign`)."
 		case "signed_urls.protect":
-			return "Protect lists the path prefixes whose objects are served only with a valid token, for example \"/vod/premium/\"; a prefix matches at segment boundaries (\"/vod/premium\" covers \"/vod/premium/a.ts\", not \"/vod/premium2/a.ts\")."
+			return "Protect lists the path prefixes whose objects are served only with a valid token, for example \"/vod/premium/\"; a prefix matches at segment boundaries (\"/vod/premium\" covers \"/vod/premium/a.ts\", not \"/vod/premium2/a.ts\"), against the request's path decoded as the origin reads it (/vod%2Fpremium/a.ts is under /vod/premium/)."
 		case "public_url":
 			return "PublicURL is where viewers reach this edge (announced in heartbeats)."
 		case "nats.urls":

@@ -24,7 +24,8 @@ type Config struct {
 	SignWith string `yaml:"sign_with"`
 	// Protect lists the path prefixes whose objects are served only with a valid token, for
 	// example "/vod/premium/"; a prefix matches at segment boundaries ("/vod/premium" covers
-	// "/vod/premium/a.ts", not "/vod/premium2/a.ts"). A request without a valid token is
+	// "/vod/premium/a.ts", not "/vod/premium2/a.ts"), against the request's path decoded as the
+	// origin reads it (/vod%2Fpremium/a.ts is under /vod/premium/). A request without a valid token is
 	// answered 403 with the reason, before the cache is looked at and without an origin fetch.
 	// Needs at least one key. Default none: nothing is protected.
 	Protect []string `yaml:"protect"`
@@ -68,7 +69,7 @@ func (c *Config) Validate(at string) error {
 	return errors.Join(errs...)
 }
 
-// Protected tells whether path (normalised) needs a token. It does not allocate.
+// Protected tells whether path (Canonical) needs a token. It does not allocate.
 func (c *Config) Protected(path string) bool {
 	for _, p := range c.Protect {
 		if Covers(p, path) {

@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ var (
 	errScope      = fmt.Errorf("%w: bad scope", ErrMalformed)
 	errClient     = fmt.Errorf("%w: bad client address", ErrMalformed)
 	errMAC        = fmt.Errorf("%w: bad signature encoding", ErrMalformed)
-	errBadPrefix  = fmt.Errorf("%w: path prefix must be a clean absolute path (\"/vod/abc/\") of at most %d bytes", ErrConfig, MaxPrefixLen)
+	errBadPrefix  = fmt.Errorf("%w: path prefix must be a clean, decoded absolute path (\"/vod/abc/\"; no %%, ?, #, \\, control characters, empty, . or .. segments) of at most %d bytes", ErrConfig, MaxPrefixLen)
 	errBadExpires = fmt.Errorf("%w: expiry must be after 1970 and before 2^40 s", ErrConfig)
 )
 
@@ -254,9 +255,9 @@ func decodeScope(buf *[MaxPrefixLen]byte, scope string) ([]byte, bool) {
 	return buf[:m], true
 }
 
-// checkPrefix accepts clean absolute paths: a leading '/', printable ASCII without '?', '#' or
-// '\', and no empty, "." or ".." segment (a trailing '/' is fine). Edges match it against the
-// normalised request path, so it must be normalised too (see edge/cachekey).
+// checkPrefix accepts clean absolute paths in their decoded form (see Canonical): a leading
+// '/', no control character, '%', '?', '#' or '\', and no empty, "." or ".." segment (a
+// trailing '/' is fine).
 func checkPrefix[T string | []byte](p T) error {
 	if len(p) == 0 || len(p) > MaxPrefixLen || p[0] != '/' {
 		return errBadPrefix
@@ -265,7 +266,7 @@ func checkPrefix[T string | []byte](p T) error {
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
-			if c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '\\' {
+			if c < 0x20 || c == 0x7f || c == '%' || c == '?' || c == '#' || c == '\\' {
 				return errBadPrefix
 			}
 			if c != '/' {
@@ -279,6 +280,23 @@ func checkPrefix[T string | []byte](p T) error {
 		start = i + 1
 	}
 	return nil
+}
+
+// Canonical is the path that protection and token scopes are matched against: a normalised
+// request path (edge/cachekey) percent-decoded, with '\' read as '/', as origins read it: S3
+// takes "%2F" for the '/' of a key, and some HTTP servers take '\' for a separator. Matching the
+// normalised spelling instead would let /vod%2Fpremium/a.ts past a "/vod/premium/" prefix. It
+// allocates only when path has a '%'. An undecodable path is returned as is (the edge refuses
+// it before).
+func Canonical(path string) string {
+	if strings.IndexByte(path, '%') < 0 {
+		return path
+	}
+	p, err := url.PathUnescape(path)
+	if err != nil {
+		return path
+	}
+	return strings.ReplaceAll(p, "\\", "/")
 }
 
 // Covers reports whether prefix covers path at a segment boundary: path is prefix, or continues
@@ -381,7 +399,7 @@ func (k *key) mac(msg string, out *[44]byte) []byte {
 	return out[:macLen]
 }
 
-// Check verifies tok for a request of path (normalised, without the token) from client at now.
+// Check verifies tok for a request of path (Canonical, without the token) from client at now.
 // The signature is checked first, in constant time, so that nothing an attacker wrote is
 // believed before it is authenticated. It does not allocate. The error is one of the package's
 // sentinels, wrapped at most once.

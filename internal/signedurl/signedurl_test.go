@@ -106,7 +106,8 @@ func TestSignRefusesBadClaims(t *testing.T) {
 		{KeyID: "k", Expires: exp, Prefix: "vod/"},
 		{KeyID: "k", Expires: exp, Prefix: "/vod/../x"},
 		{KeyID: "k", Expires: exp, Prefix: "/vod//x"},
-		{KeyID: "k", Expires: exp, Prefix: "/vod/a b/"},
+		{KeyID: "k", Expires: exp, Prefix: "/vod/a%20b/"},
+		{KeyID: "k", Expires: exp, Prefix: "/vod/a\\b/"},
 		{KeyID: "k", Expires: exp, Prefix: "/" + strings.Repeat("a", MaxPrefixLen)},
 		{KeyID: "k", Expires: time.Unix(0, 0), Prefix: "/"},
 	} {
@@ -139,6 +140,27 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if ok.SigningKey() != "b" || !ok.Protected("/vod/premium/x.ts") || ok.Protected("/vod/premium2/x.ts") || ok.Protected("/vod/x.ts") {
 		t.Fatal("SigningKey or Protected is wrong")
+	}
+}
+
+// Protection is matched against the path as origins read it: S3 takes %2F for '/'.
+func TestCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"/vod/premium/a.ts": "/vod/premium/a.ts", "/vod%2Fpremium/a.ts": "/vod/premium/a.ts",
+		"/vod%5Cpremium/a.ts": "/vod/premium/a.ts", "/my%20show/a.ts": "/my show/a.ts", "/bad%zz": "/bad%zz",
+	} {
+		if got := Canonical(in); got != want {
+			t.Errorf("Canonical(%s) = %s, want %s", in, got, want)
+		}
+	}
+	c := Config{Keys: KeyList{{ID: "k", Secret: secretA}}, Protect: []string{"/vod/premium/", "/my show/"}}
+	for _, p := range []string{"/vod%2Fpremium/a.ts", "/vod%5Cpremium/a.ts", "/my%20show/a.ts"} {
+		if !c.Protected(Canonical(p)) {
+			t.Errorf("%s is not protected", p)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Canonical("/vod/premium/a.ts") }); n != 0 {
+		t.Fatalf("Canonical of a path without %% allocates %.0f times", n)
 	}
 }
 
