@@ -45,7 +45,8 @@ type cluster struct {
 	exe     string
 	env     []string
 	sec     secrets
-	edges   int // per region
+	sign    signing // the protected stream's key and token
+	edges   int     // per region
 	regions []*region
 	ids     *natsIdentities
 	roles   Roles
@@ -156,7 +157,7 @@ func (c *cluster) prepare() error {
 		for j := range c.edges {
 			es := EdgeSpec{Name: edgeName(r.name, j), Region: r.name, Listen: c.layout.edge(i, j),
 				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, NATSNKeyFile: c.ids.seeds[edgeName(r.name, j)], PurgeRegions: c.regionNames(),
-				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash"}
+				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
 			// Edges read with credentials that can only read.

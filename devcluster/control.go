@@ -22,10 +22,12 @@ type ClusterJSON struct {
 	Regions    []RegionJSON `json:"regions"`
 	PurgeToken string       `json:"purge_token"`
 	// EdgeAdminToken is the token of every edge's /purge and /debug/pprof.
-	EdgeAdminToken string     `json:"edge_admin_token"`
-	Sample         string     `json:"sample"`
-	Bucket         string     `json:"bucket"`
-	Upload         UploadJSON `json:"upload"`
+	EdgeAdminToken string `json:"edge_admin_token"`
+	// Protected is the protected stream's master playlist, with its token in the path.
+	Protected string     `json:"protected"`
+	Sample    string     `json:"sample"`
+	Bucket    string     `json:"bucket"`
+	Upload    UploadJSON `json:"upload"`
 }
 
 type RegionJSON struct {
@@ -54,7 +56,7 @@ type UploadJSON struct {
 }
 
 func (c *cluster) describe() ClusterJSON {
-	out := ClusterJSON{PurgeToken: c.sec.PurgeToken, EdgeAdminToken: c.sec.EdgeAdminToken, Sample: "/" + samplePrefix + "master.m3u8", Regions: []RegionJSON{}}
+	out := ClusterJSON{PurgeToken: c.sec.PurgeToken, EdgeAdminToken: c.sec.EdgeAdminToken, Sample: "/" + samplePrefix + "master.m3u8", Protected: c.sign.playPath(), Regions: []RegionJSON{}}
 	for i, r := range c.regions {
 		rj := RegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
 			Origin: r.minio.Endpoint(), NATS: r.natsURL, Up: r.isUp()}

@@ -3,6 +3,7 @@ package devcluster
 import (
 	"time"
 
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/steering"
 )
 
@@ -62,4 +63,6 @@ type EdgeSpec struct {
 	CacheDir                                           string
 	PurgeRegions                                       []string
 	HLSSteeringURI, DASHSteeringURI                    string
+	// SignedURLs are the keys and protected prefixes (the protected stream's).
+	SignedURLs signedurl.Config
 }

@@ -107,7 +107,7 @@ func Run(ctx context.Context, o Config, roles Roles, exe string, log *slog.Logge
 	// The sample was just uploaded again: whatever warm caches from an earlier run hold of it may
 	// be older, so purge it the way an origin change would (and so the demo starts with a MISS).
 	pc := &purge.Client{BaseURL: "http://" + c.layout.purge(0), Token: c.sec.PurgeToken}
-	if _, err := pc.Purge(ctx, purge.Request{Target: purgereq.Target{Prefixes: []string{"/" + samplePrefix}}, Wait: "5s"}); err != nil {
+	if _, err := pc.Purge(ctx, purge.Request{Target: purgereq.Target{Prefixes: []string{"/" + samplePrefix, "/" + protectedPrefix}}, Wait: "5s"}); err != nil {
 		return fmt.Errorf("purge the sample at start: %w", err)
 	}
 	if err := c.waitTrusted(ctx, 20*time.Second); err != nil {
@@ -127,6 +127,10 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 		edges: o.Edges, roles: roles, log: log}
 	if len(c.env) == 0 {
 		c.env = os.Environ()
+	}
+	var err error
+	if c.sign, err = newSigning(time.Now()); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, s := range strings.Split(o.Regions, ",") {
@@ -158,7 +162,6 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	var err error
 	if c.sec, err = loadSecrets(o.Dir); err != nil {
 		return nil, err
 	}
@@ -231,14 +234,16 @@ func (c *cluster) uploadSample(ctx context.Context) ([]sample.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range files {
-		cc := upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)
-		if sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, cc) {
-			continue
-		}
-		if err := s3o.Put(ctx, samplePrefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, cc,
-			map[string]string{"surrogate-key": "sample"}); err != nil {
-			return nil, fmt.Errorf("upload sample %s to %s: %w", f.Path, r.name, err)
+	for _, prefix := range streams {
+		for _, f := range files {
+			cc := upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)
+			if sameObject(ctx, s3o, prefix+f.Path, f.Body, cc) {
+				continue
+			}
+			if err := s3o.Put(ctx, prefix+f.Path, bytes.NewReader(f.Body), int64(len(f.Body)), f.ContentType, cc,
+				map[string]string{"surrogate-key": "sample"}); err != nil {
+				return nil, fmt.Errorf("upload sample %s to %s: %w", prefix+f.Path, r.name, err)
+			}
 		}
 	}
 	return files, nil
@@ -270,7 +275,7 @@ func (c *cluster) waitReplicated(ctx context.Context, files []sample.File, limit
 		}
 		for _, f := range files {
 			cc := upload.DefaultCacheControl(upload.Classify(f.Path), f.Path, f.Body)
-			for !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, cc) {
+			for !sameObject(ctx, s3o, protectedPrefix+f.Path, f.Body, cc) || !sameObject(ctx, s3o, samplePrefix+f.Path, f.Body, cc) {
 				select {
 				case <-ctx.Done():
 					return fmt.Errorf("the sample did not reach %s's origin in %s (see %s/logs/replicate-%s.log)", r.name, limit, c.dir, r.name)
@@ -302,6 +307,9 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 	fmt.Fprintf(&b, "\nDuet dev is up in %s: %d regions, %d edges each. State, configs and logs live in %s; Ctrl-C stops everything.\n\n",
 		took.Round(time.Millisecond), len(c.regions), c.edges, c.dir)
 	fmt.Fprintf(&b, "  watch the sample play  %s/play\n", steer)
+	fmt.Fprintf(&b, "  and its signed copy    %s/play?src=/r%s\n", steer, c.sign.playPath())
+	fmt.Fprintf(&b, "                         (/%s needs a token; mint one: bin/duet sign /%s --config %s --object /%smaster.m3u8)\n",
+		protectedPrefix, protectedPrefix, filepath.Join(c.dir, "config", "edge-"+c.regions[0].edges[0].name+".yaml"), protectedPrefix)
 	fmt.Fprintf(&b, "  status page            %s/\n", steer)
 	fmt.Fprintf(&b, "  ask steering           curl -s '%s/v1/route?path=%s'\n", steer, master)
 	fmt.Fprintf(&b, "  follow steering        curl -sL -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", steer, master)

@@ -71,6 +71,31 @@ func BenchmarkHit(b *testing.B) {
 	}
 }
 
+// BenchmarkHitSigned is BenchmarkHit's memory/1KiB with a token to check, in the path and in
+// the query: the difference is the token check's cost per hit.
+func BenchmarkHitSigned(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		query bool
+	}{{"memory/1KiB/path-token", false}, {"memory/1KiB/query-token", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			h, w, uri := primedSignedEdge(b, "/obj/7/1024", c.query)
+			ctx := handlerCtx(uri)
+			b.SetBytes(1024)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := serveOnce(h.srv, ctx, w); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if ctx.Response.StatusCode() != 200 {
+				b.Fatalf("%d", ctx.Response.StatusCode())
+			}
+		})
+	}
+}
+
 // BenchmarkHitParallel is the memory hit path from every core at once.
 func BenchmarkHitParallel(b *testing.B) {
 	uri := "/obj/8/1024"

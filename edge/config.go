@@ -13,6 +13,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/steering/clientaddr"
@@ -93,6 +94,13 @@ type Config struct {
 	// TLS makes the viewer listener speak HTTPS. Hits are then written through TLS: a body
 	// served from the disk tier is no longer sent with sendfile.
 	TLS tlsconf.Config `yaml:"tls"`
+
+	// SignedURLs protects content with signed-URL tokens (internal/signedurl): HMAC-SHA256 over
+	// an expiry, a path prefix, an optional client address and a key id, carried in the path
+	// (/_t/<token>/vod/abc/master.m3u8: a stream's relative URIs inherit it) or the query
+	// (?duet_token=<token>). With keys configured the edge takes the token off every request
+	// before the cache key is made, so one entry serves every viewer; `duet sign` mints tokens.
+	SignedURLs signedurl.Config `yaml:"signed_urls"`
 }
 
 // CORSConfig sets the CORS headers of viewer responses.
@@ -408,6 +416,9 @@ func (c *Config) Validate() error {
 		bad("access_log.trusted_proxies: %v", err)
 	}
 	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
+	}
+	if err := c.SignedURLs.Validate("signed_urls"); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	return errors.Join(errs...)

@@ -24,6 +24,7 @@ import (
 	"github.com/duetcdn/duet/edge/object"
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/cmcd"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -86,6 +87,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	rawPath, rawQuery, _ := strings.Cut(target, "?")
+	var tok string
+	if s.tokens != nil { // the token comes off before the path is read: it is never in a key
+		var inPath bool
+		if tok, rawPath, inPath = signedurl.SplitPath(rawPath); !inPath {
+			tok, rawQuery = signedurl.FromQuery(rawQuery)
+		}
+	}
 	path, query, err := s.keys.Normalize(rawPath, rawQuery)
 	if err != nil {
 		status := fasthttp.StatusBadRequest
@@ -95,6 +103,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, status, "bad request path: "+err.Error())
 		if ctx.IsGet() || ctx.IsHead() {
 			s.applyCORS(ctx)
+		}
+		s.requestEnd(ctx, &rq, csError)
+		return
+	}
+	if s.tokens != nil && !s.allowToken(ctx, tok, signedurl.Canonical(path), start) {
+		if ctx.IsGet() || ctx.IsHead() {
+			s.applyCORS(ctx) // so that a player can read the reason
 		}
 		s.requestEnd(ctx, &rq, csError)
 		return

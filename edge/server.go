@@ -26,6 +26,7 @@ import (
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/internal/cmcd"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/steering/clientaddr"
@@ -83,6 +84,9 @@ type Server struct {
 	admin *adminguard.Guard
 	// rewriter rewrites manifests before they are cached; may be nil.
 	rewriter ManifestRewriter
+	// tokens are the signed-URL keys the edge accepts; nil when signed_urls has none.
+	tokens *signedurl.Keys
+	tm     *tokenMetrics
 	// cors are the pre-rendered CORS headers (off when cors.allow_origin is empty).
 	cors corsHeaders
 	// sliceAbove is the Content-Length above which a full GET is not stored whole but answered,
@@ -160,6 +164,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	// CMCD is what a player says about itself: the same object with or without it is one entry,
 	// and the origin never sees it.
 	ignore := append(slices.Clip(cfg.Cache.IgnoreParams), "CMCD")
+	var tokens *signedurl.Keys
+	if cfg.SignedURLs.Enabled() {
+		ignore = append(slices.Clip(ignore), signedurl.QueryParam) // a token is never part of the key
+		t, err := signedurl.NewKeys(cfg.SignedURLs.Keys)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signed_urls: %w", ErrConfig, err)
+		}
+		tokens = t
+	}
 	keys, err := cachekey.New(cachekey.Config{IgnoreParams: ignore, DropQuery: cfg.QueryDropped()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: cache.ignore_params: %w", ErrConfig, err)
@@ -174,7 +187,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dates: dates, cfg: cfg, origin: deps.Origin, log: log, now: deps.Now, keys: keys, gather: deps.Gatherer, admin: admin, rewriter: deps.Rewriter,
-		cors: newCORSHeaders(cfg.CORS), realClock: realClock}
+		cors: newCORSHeaders(cfg.CORS), realClock: realClock, tokens: tokens}
 	s.fl.m = map[string]*flight{}
 	s.fl.bg = bgFill{percent: cfg.Cache.BackgroundFillPercent, minBytes: int64(cfg.Cache.BackgroundFillMinBytes)}
 	s.pass.m = map[string]time.Time{}
@@ -221,6 +234,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		mem.Close()
 		return nil, fmt.Errorf("access log: %w", err)
 	}
+	s.tm = newTokenMetrics(deps.Registry)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	fdLimit, err := raiseFileLimit()
 	if err != nil {

@@ -496,3 +496,25 @@ func BenchmarkRouteHandler(b *testing.B) {
 		}
 	})
 }
+
+// A signed URL's path form goes to its stream's edge (the token is not part of the content
+// key, so viewers with different tokens share the edge's cache) and keeps its token in the
+// Location; so does the query form.
+func TestRedirectKeepsSignedURLToken(t *testing.T) {
+	f := fourEdges(t)
+	plain := f.route(t, "/vod/show/master.m3u8", nearB)
+	for _, tok := range []string{"1.k1.2000000000.L3ZvZC9zaG93Lw..abc", "1.k2.2000000001.L3ZvZC8.10.0.0.1.xyz"} {
+		a := f.route(t, "/_t/"+tok+"/vod/show/master.m3u8", nearB)
+		if a.Edges[0].Name != plain.Edges[0].Name || a.Key != plain.Key {
+			t.Fatalf("token %s: edge %s key %s, the stream's are %s %s", tok, a.Edges[0].Name, a.Key, plain.Edges[0].Name, plain.Key)
+		}
+		w := f.get("/r/_t/"+tok+"/vod/show/master.m3u8", nearB)
+		if got, want := w.Header().Get("Location"), plain.Edges[0].URL+"/_t/"+tok+"/vod/show/master.m3u8"; w.Code != http.StatusFound || got != want {
+			t.Fatalf("%d Location %q, want %q", w.Code, got, want)
+		}
+		w = f.get("/r/vod/show/master.m3u8?duet_token="+tok, nearB)
+		if got, want := w.Header().Get("Location"), plain.Edges[0].URL+"/vod/show/master.m3u8?duet_token="+tok; got != want {
+			t.Fatalf("Location %q, want %q", got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/duetcdn/duet/internal/route"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/health"
 	"github.com/duetcdn/duet/steering/hrw"
@@ -143,7 +144,7 @@ func (s *Server) Route(path string, addr netip.Addr) (RouteAnswer, error) {
 }
 
 func (s *Server) route(path string, c client, api string) (RouteAnswer, error) {
-	key := hrw.ContentKey(path, s.cfg.ContentKeyDepth)
+	key := s.contentKey(path)
 	buf := s.bufs.Get().(*hrw.Buffer)
 	defer s.bufs.Put(buf)
 	v := s.view.Load()
@@ -159,6 +160,17 @@ func (s *Server) route(path string, c client, api string) (RouteAnswer, error) {
 	}
 	a.Region = a.Edges[0].Region
 	return a, nil
+}
+
+// contentKey is the key rendezvous hashing places path's stream by. A signed URL's path form
+// (/_t/<token>/vod/abc/...) is keyed without its token, so that every viewer of a stream,
+// whatever their token, lands on the stream's edge (and its warm cache); the token stays in
+// the URL the viewer is sent to.
+func (s *Server) contentKey(path string) string {
+	if _, rest, ok := signedurl.SplitPath(path); ok && rest != "" {
+		path = rest
+	}
+	return hrw.ContentKey(path, s.cfg.ContentKeyDepth)
 }
 
 // RouteAnswer is /v1/route's answer (its JSON is shared with the load generator).

@@ -210,7 +210,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request, dash bool) 
 		s.writeError(w, err, api)
 		return
 	}
-	order, reload, err := s.steerPathways(hrw.ContentKey(path, s.cfg.ContentKeyDepth), c, api, req, cmp.Or(base, s.cfg.BasePathway))
+	order, reload, err := s.steerPathways(s.contentKey(path), c, api, req, cmp.Or(base, s.cfg.BasePathway))
 	if err != nil {
 		s.writeError(w, err, api)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/duetcdn/duet/devcluster"
+	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/internal/testenv"
 )
 
@@ -26,11 +28,15 @@ type devPlayer struct {
 	Failed        bool    `json:"failed"`
 	Buffered      float64 `json:"buffered"`  // seconds buffered ahead of the play head
 	SessionID     string  `json:"sessionId"` // the CMCD session id hls.js sends
+	// LastSegmentURL is the last media segment's URL.
+	LastSegmentURL string `json:"lastSegmentURL"`
 }
 
 // TestDevPlayerPlaysThroughSteering is the newcomer's first minute: `duet dev`'s player page, in
 // Debian's headless chromium, plays the sample through an edge that steering chose; then that edge
-// is killed (SIGKILL) and the video keeps playing from another edge.
+// is killed (SIGKILL) and the video keeps playing from another edge. Then the same for the
+// protected stream, played with the signed URL `duet dev` printed: it keeps playing on another
+// edge with the same token.
 func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 	exe, err := exec.LookPath("chromium")
 	if err != nil {
@@ -52,7 +58,20 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 			edgeByHost[u.Host] = e.Name
 		}
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
+	// Without its token the protected stream is refused, at every edge.
+	for _, r := range cl.Regions {
+		for _, e := range r.Edges {
+			resp, err := http.Get(e.URL + strings.TrimPrefix(cl.Protected, "/_t/"+protectedToken(t, cl.Protected)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("%s served the protected stream without a token: %d", e.Name, resp.StatusCode)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 240*time.Second)
 	defer cancel()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
@@ -61,9 +80,6 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
 	defer bcancel()
-	if err := chromedp.Do(bctx, chromedp.Navigate(cl.Regions[0].Steering+"/play")); err != nil {
-		t.Fatalf("open the player: %v", err)
-	}
 	var st devPlayer
 	waitPlayer := func(what string, within time.Duration, ok func(devPlayer) bool) {
 		t.Helper()
@@ -88,19 +104,59 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	waitPlayer("first 3 s of video", 60*time.Second, func(s devPlayer) bool { return s.Played >= 3 && s.FramesDecoded > 0 && s.Host != "" })
-	first := edgeByHost[st.Host]
-	if first == "" {
-		t.Fatalf("segments came from %s, which is not an edge of the cluster", st.Host)
+	killed := map[string]bool{}
+	for _, stream := range []struct{ name, src, token string }{
+		{"sample", "", ""},
+		// The protected stream, with its token in the path: every playlist, segment and
+		// pathway clone inherits it, so a player moved to another edge keeps playing.
+		{"protected", "/r" + cl.Protected, protectedToken(t, cl.Protected)},
+	} {
+		page := cl.Regions[0].Steering + "/play"
+		if stream.src != "" {
+			page += "?src=" + url.QueryEscape(stream.src)
+		}
+		st = devPlayer{}
+		if err := chromedp.Do(bctx, chromedp.Navigate(page)); err != nil {
+			t.Fatalf("%s: open the player: %v", stream.name, err)
+		}
+		waitPlayer(stream.name+": first 3 s of video", 60*time.Second, func(s devPlayer) bool { return s.Played >= 3 && s.FramesDecoded > 0 && s.Host != "" })
+		first := edgeByHost[st.Host]
+		if first == "" || killed[first] {
+			t.Fatalf("%s: segments came from %s, which is not a running edge of the cluster", stream.name, st.Host)
+		}
+		signed := func(when string) {
+			t.Helper()
+			if stream.token != "" && !strings.Contains(st.LastSegmentURL, "/_t/"+stream.token+"/") {
+				t.Fatalf("%s: %s: segment %s without the stream's token", stream.name, when, st.LastSegmentURL)
+			}
+		}
+		signed("before the kill")
+		t.Logf("%s: playing from %s (pathway %s)", stream.name, first, st.Pathway)
+		if stream.token == "" {
+			checkStatusPageSession(t, bctx, cl.Regions[0].Steering, st.SessionID)
+		}
+		post(t, strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")+"/v1/dev/edges/"+first+"/stop", d.token)
+		killed[first] = true
+		played := st.Played
+		waitPlayer(stream.name+": playback after its edge was killed", 60*time.Second, func(s devPlayer) bool {
+			return s.Played >= played+6 && s.Host != "" && edgeByHost[s.Host] != first
+		})
+		signed("after the kill")
+		t.Logf("%s: kept playing from %s (pathway %s) after %s was killed", stream.name, edgeByHost[st.Host], st.Pathway, first)
 	}
-	t.Logf("playing from %s (pathway %s)", first, st.Pathway)
-	checkStatusPageSession(t, bctx, cl.Regions[0].Steering, st.SessionID)
-	post(t, strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")+"/v1/dev/edges/"+first+"/stop", d.token)
-	played := st.Played
-	waitPlayer("playback after its edge was killed", 60*time.Second, func(s devPlayer) bool {
-		return s.Played >= played+6 && s.Host != "" && edgeByHost[s.Host] != first
-	})
-	t.Logf("kept playing from %s (pathway %s) after %s was killed", edgeByHost[st.Host], st.Pathway, first)
+}
+
+// protectedToken is the token in the protected stream's path; and the stream is refused without it.
+func protectedToken(t *testing.T, path string) string {
+	t.Helper()
+	tok, rest, ok := signedurl.SplitPath(path)
+	if !ok || tok == "" {
+		t.Fatalf("the protected stream %q has no token in its path", path)
+	}
+	if rest != "/vod/premium/master.m3u8" {
+		t.Fatalf("the protected stream is %q", rest)
+	}
+	return tok
 }
 
 // checkStatusPageSession: the player's CMCD session shows on steering's status page with a

@@ -74,5 +74,6 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.DrainDelay, ec.ShutdownTimeout = 500*time.Millisecond, 5*time.Second
 	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
+	ec.SignedURLs = s.SignedURLs
 	return ec
 }

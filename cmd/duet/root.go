@@ -43,6 +43,7 @@ func newRoot(stdout, stderr io.Writer, environ []string) *cobra.Command {
 		uploadcmd.Command(logger, stdout, environ),
 		loadtestCommand(logger, stdout),
 		replicateCommand(logger, environ),
+		signCommand(environ),
 		versionCommand(),
 	)
 	return root

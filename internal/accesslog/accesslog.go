@@ -56,7 +56,7 @@ type Config struct {
 }
 
 // DefaultRedactParams is the default of Config.RedactParams.
-var DefaultRedactParams = []string{"token", "sig", "signature", "policy", "key-pair-id", "hdnts", "__token__", "hmac",
+var DefaultRedactParams = []string{"duet_token", "token", "sig", "signature", "policy", "key-pair-id", "hdnts", "__token__", "hmac",
 	"auth", "access_token", "jwt", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
 	"x-goog-signature", "x-goog-credential"}
 

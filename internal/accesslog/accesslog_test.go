@@ -100,11 +100,24 @@ func TestTokenNeverLogged(t *testing.T) {
 	for _, q := range []string{
 		"token=SECRET", "a=1&token=SECRET&b=2", "TOKEN=SECRET", "%74oken=SECRET", "to%6Ben=SECRET", "X-Amz-Signature=SECRET&X-Amz-Credential=SECRET",
 		"Signature=SECRET&Policy=SECRET&Key-Pair-Id=SECRET", "hdnts=exp%3D1~acl%3D%2F*~hmac%3DSECRET", "x-custom-sig=SECRET",
+		"duet_token=SECRET",
 	} {
 		r := sample()
 		r.Query = q
 		if line := l.AppendLine(nil, r); bytes.Contains(line, []byte("SECRET")) {
 			t.Errorf("query %q: %s", q, line)
+		}
+	}
+	// The path form of a Duet signed URL: the token is the segment after /_t/.
+	for path, want := range map[string]string{
+		"/_t/SECRET/vod/premium/master.m3u8": `"path":"/_t/REDACTED/vod/premium/master.m3u8"`,
+		"/_t/SECRET":                         `"path":"/_t/REDACTED"`,
+		"/vod/_t/kept/a.ts":                  `"path":"/vod/_t/kept/a.ts"`,
+	} {
+		r := sample()
+		r.Path = path
+		if line := l.AppendLine(nil, r); bytes.Contains(line, []byte("SECRET")) || !bytes.Contains(line, []byte(want)) {
+			t.Errorf("path %q: %s, want %s", path, line, want)
 		}
 	}
 	r := sample()

@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/duetcdn/duet/internal/cmcd"
@@ -23,7 +24,7 @@ func (l *Logger) AppendLine(b []byte, r *Record) []byte {
 	b = appendKey(b, "method")
 	b = appendString(b, r.Method)
 	b = appendKey(b, "path")
-	b = appendString(b, r.Path)
+	b = appendPath(b, r.Path)
 	b = appendKey(b, "query")
 	b = l.appendQuery(b, r.Query)
 	b = appendKey(b, "status")
@@ -231,4 +232,21 @@ func appendStringBody(b []byte, s string) []byte {
 		i++
 	}
 	return b
+}
+
+// appendPath writes the path as a JSON string with a signed URL's token carried in it
+// (signedurl.PathMarker, "/_t/<token>/rest") replaced by REDACTED: a token is a bearer
+// credential for a whole stream until it expires, and logs travel further than the edge.
+func appendPath(b []byte, p string) []byte {
+	const marker = "/_t/" // signedurl.PathMarker; accesslog stays free of the edge's packages
+	if !strings.HasPrefix(p, marker) {
+		return appendString(b, p)
+	}
+	rest := ""
+	if i := strings.IndexByte(p[len(marker):], '/'); i >= 0 {
+		rest = p[len(marker)+i:]
+	}
+	b = append(b, `"/_t/REDACTED`...)
+	b = appendStringBody(b, rest)
+	return append(b, '"')
 }

@@ -157,6 +157,12 @@ func generatedHelp(role, path string) string {
 			return "OCSPStapling staples the CA's OCSP response to the certificate when the certificate names an OCSP responder, so viewers need not ask the CA."
 		case "tls.acme.renew_check_interval":
 			return "RenewCheckInterval is how often the certificates are checked for renewal."
+		case "signed_urls.keys":
+			return "Keys are the keys whose tokens the edge accepts, each an id and a secret of at least 32 bytes."
+		case "signed_urls.sign_with":
+			return "SignWith is the id of the key new tokens are signed with (`duet sign`)."
+		case "signed_urls.protect":
+			return "Protect lists the path prefixes whose objects are served only with a valid token, for example \"/vod/premium/\"; a prefix matches at segment boundaries (\"/vod/premium\" covers \"/vod/premium/a.ts\", not \"/vod/premium2/a.ts\"), against the request's path decoded as the origin reads it (/vod%2Fpremium/a.ts is under /vod/premium/)."
 		case "public_url":
 			return "PublicURL is where viewers reach this edge (announced in heartbeats)."
 		case "nats.urls":
