@@ -47,6 +47,8 @@ var operatorSecrets = map[string][]string{
 	"duet-origin-s3":    {"access_key", "secret_key"},
 	"duet-purge-tokens": {"tokens"},
 	"duet-replicate-s3": {"access_key", "secret_key"},
+	// The edge admin listener's bearer token (/purge, /debug/pprof).
+	"duet-edge-admin": {"token"},
 	// Each role's NATS nkey seed (README.md, "NATS identities").
 	"duet-nats-edge":      {"seed"},
 	"duet-nats-steering":  {"seed"},

@@ -82,6 +82,46 @@ func TestNATSClientsHaveIdentities(t *testing.T) {
 	}
 }
 
+// TestEdgeAdminNeedsToken: the edge's admin listener binds every interface (the kubelet and
+// Prometheus reach it), so its /purge and /debug/pprof take a bearer token, read from the Secret
+// duet-edge-admin; an edge without one would answer 401 to every purge, one with a token in a
+// ConfigMap would hand it to anyone who can read the namespace's ConfigMaps.
+func TestEdgeAdminNeedsToken(t *testing.T) {
+	for _, dir := range overlays(t) {
+		c := build(t, dir)
+		edges := 0
+		for _, w := range c.workloads {
+			if w.component() != "edge" {
+				continue
+			}
+			for _, ctr := range w.spec.Containers {
+				edges++
+				env, err := containerEnv(c, w, ctr)
+				if err != nil {
+					t.Fatalf("%s: %v", w, err)
+				}
+				if v, ok := envValue(env, "DUET_EDGE_ADMIN_TOKEN"); ok && v != "" {
+					t.Errorf("%s: the admin token is in the environment's plain text", w)
+				}
+				file, ok := envValue(env, "DUET_EDGE_ADMIN_TOKEN_FILE")
+				if !ok || file == "" {
+					t.Errorf("%s: the admin listener has no token (DUET_EDGE_ADMIN_TOKEN_FILE)", w)
+					continue
+				}
+				secret, k := secretVolumeFile(w, ctr, file)
+				if secret != "duet-edge-admin" {
+					t.Errorf("%s: admin token file %s is not from the Secret duet-edge-admin", w, file)
+					continue
+				}
+				checkSecretRef(t, c, w, secret, k, nil)
+			}
+		}
+		if edges == 0 {
+			t.Errorf("%s: no edge container", dir)
+		}
+	}
+}
+
 // TestDemoNATSAuthorization: each demo region's NATS admits exactly the identities in the demo
 // Secrets, each with the permissions bus.Identity gives its role (what `duet dev`'s embedded
 // servers enforce), listens on 0.0.0.0 only with authorization, and links the regions over
