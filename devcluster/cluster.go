@@ -190,7 +190,8 @@ func (c *cluster) edgeURLs() []string {
 
 // bucketOf is region r's origin bucket, reached as MinIO user user (see originUsers).
 func (c *cluster) bucketOf(r *region, user, secret string) Bucket {
-	return Bucket{Region: r.name, Endpoint: r.minio.Endpoint(), Bucket: r.bucket, AccessKey: user, SecretKey: secret}
+	return Bucket{Region: r.name, S3: s3conf.Config{Endpoint: r.minio.Endpoint(), Bucket: r.bucket, AccessKey: user, SecretKey: secret,
+		PathStyle: new(true)}}
 }
 
 // uploadRegion is region r's bucket with the root credentials, for `duet dev` itself.

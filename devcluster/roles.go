@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/duetcdn/duet/internal/signedurl"
+	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/steering"
 )
 
@@ -21,7 +22,8 @@ type Roles interface {
 // Bucket is one region's origin: a bucket on its MinIO (path-style, static credentials: those of
 // the MinIO user the role gets, never the root's).
 type Bucket struct {
-	Region, Endpoint, Bucket, AccessKey, SecretKey string
+	Region string
+	S3     s3conf.Config
 }
 
 // UploadSpec is `duet upload`'s configuration: every region's bucket, Region the default.

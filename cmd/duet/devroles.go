@@ -6,7 +6,6 @@ import (
 	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/origin/replicate"
-	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/origin/upload/uploadcmd"
 	"github.com/duetcdn/duet/purge"
@@ -23,8 +22,7 @@ func (devRoles) Upload(s devcluster.UploadSpec) any {
 	up := uploadcmd.DefaultSettings()
 	up.Region = s.Region
 	for _, b := range s.Buckets {
-		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Config: s3conf.Config{Endpoint: b.Endpoint,
-			Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey, PathStyle: new(true)}})
+		up.Regions = append(up.Regions, upload.Region{Name: b.Region, Config: b.S3})
 	}
 	return up
 }
@@ -40,8 +38,7 @@ func (devRoles) Replicate(s devcluster.ReplicateSpec) any {
 	rc := defaultReplicateRoleConfig()
 	rc.Name, rc.Region, rc.NATS, rc.Admin = s.Name, s.Region, natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.Admin
 	for _, b := range s.Buckets {
-		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Config: s3conf.Config{Endpoint: b.Endpoint,
-			Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey}})
+		rc.Regions = append(rc.Regions, replicate.RegionConfig{Name: b.Region, Config: b.S3})
 	}
 	rc.SweepInterval = s.SweepInterval
 	return rc
@@ -60,8 +57,7 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec := defaultEdgeRoleConfig()
 	ec.Name, ec.Region, ec.Listen, ec.AdminListen, ec.AdminToken = s.Name, s.Region, s.Listen, s.Admin, s.AdminToken
 	for i, b := range s.Origins {
-		o := edge.OriginConfig{Name: b.Region, Type: "s3", Config: s3conf.Config{Endpoint: b.Endpoint, Bucket: b.Bucket,
-			AccessKey: b.AccessKey, SecretKey: b.SecretKey}, Timeout: 5 * time.Second}
+		o := edge.OriginConfig{Name: b.Region, Type: "s3", Config: b.S3, Timeout: 5 * time.Second}
 		if i == 0 {
 			ec.Origin = o
 		} else {
