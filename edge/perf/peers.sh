@@ -33,6 +33,11 @@
 #   EDGE_ARGS  extra flags for `duet edge` (e.g. "--memory.max_bytes 512MiB")
 #   TASKSET    e.g. "taskset -c 0": a prefix for wrk, to give the load generator its own CPU
 #   PORT_BASE  the first of the ports above (default 18080), to run beside another copy
+#   TLS        1: HTTPS between wrk and the caches (the origin stays plain HTTP). nginx and Traffic
+#              Server terminate TLS with the same self-signed ECDSA P-256 certificate as the edge
+#              ($BENCH_DIR/tls); Varnish, which has no TLS, is left out. 'run' then also measures
+#              handshakes per second, full and resumed (edge/perf/handshakes: 8 clients,
+#              HANDSHAKE_TIME each, default 5s; needs Go). Use the same TLS for up, run and the edge.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,7 +50,14 @@ SIZES=${SIZES:-1k 64k 2m mix}
 TASKSET=${TASKSET:-}
 BASE=${PORT_BASE:-18080}
 ORIGIN_PORT=$BASE
+TLS=${TLS:-0}
+HANDSHAKE_TIME=${HANDSHAKE_TIME:-5}
 PEERS=(nginx:$((BASE + 1)) varnish:$((BASE + 2)) ats:$((BASE + 3)))
+SCHEME=http
+if [[ $TLS == 1 ]]; then
+  PEERS=(nginx:$((BASE + 1)) ats:$((BASE + 3)))
+  SCHEME=https
+fi
 EDGE_PORT=$((BASE + 4))
 EDGE_ADMIN_PORT=$((BASE + 14))
 
@@ -59,6 +71,7 @@ need() {
   command -v traffic_server >/dev/null || missing+=(trafficserver)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
+  if [[ $TLS == 1 ]]; then command -v openssl >/dev/null || missing+=(openssl); fi
   ((${#missing[@]})) || return 0
   if [[ $(id -u) != 0 ]]; then
     die "missing: ${missing[*]}; install them (sudo apt-get install -y ${missing[*]}) or run this as root"
@@ -103,11 +116,25 @@ start_origin() {
   nginx -c "$D/origin/nginx.conf"
 }
 
+# certificate: one self-signed ECDSA P-256 certificate for 127.0.0.1, for every TLS server here
+certificate() {
+  [[ -f $D/tls/cert.pem ]] && return 0
+  mkdir -p "$D/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$D/tls/key.pem" -out "$D/tls/cert.pem" 2>/dev/null
+}
+
 start_nginx() {
   mkdir -p "$D/nginx/cache"
+  local listen="listen 127.0.0.1:$((BASE + 1));"
+  if [[ $TLS == 1 ]]; then
+    # TLS 1.2 and 1.3, session tickets and a shared session cache: what a CDN edge would run
+    listen="listen 127.0.0.1:$((BASE + 1)) ssl; ssl_certificate $D/tls/cert.pem; ssl_certificate_key $D/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:S:16m; ssl_session_tickets on;"
+  fi
   nginx_conf nginx "proxy_cache_path $D/nginx/cache levels=1:2 keys_zone=c:64m max_size=4g inactive=1h use_temp_path=off;
   upstream o { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
-  server { listen 127.0.0.1:$((BASE + 1));
+  server { $listen
     location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection \"\";
       proxy_cache c; proxy_cache_lock on; proxy_cache_valid 200 1h; open_file_cache max=10000;
       add_header X-Cache-Status \$upstream_cache_status; } }"
@@ -128,8 +155,13 @@ start_ats() {
   local a=$D/ats
   mkdir -p "$a/etc" "$a/cache" "$a/run" "$a/log"
   cp -r /etc/trafficserver/. "$a/etc/"
+  local ports=$((BASE + 3))
+  if [[ $TLS == 1 ]]; then
+    ports="$((BASE + 3)):ssl"
+    echo "dest_ip=* ssl_cert_name=$D/tls/cert.pem ssl_key_name=$D/tls/key.pem" >"$a/etc/ssl_multicert.config"
+  fi
   cat >"$a/etc/records.config" <<EOF
-CONFIG proxy.config.http.server_ports STRING $((BASE + 3))
+CONFIG proxy.config.http.server_ports STRING $ports
 CONFIG proxy.config.reverse_proxy.enabled INT 1
 CONFIG proxy.config.url_remap.remap_required INT 1
 CONFIG proxy.config.admin.user_id STRING #-1
@@ -151,13 +183,13 @@ EOF
   })
 }
 
-# wait_up PORT: until http://127.0.0.1:PORT/obj/1k answers (10 s)
+# wait_up URL: until URL/obj/1k answers (10 s)
 wait_up() {
   for _ in $(seq 50); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1/obj/1k" && return 0
+    curl -skf -o /dev/null "$1/obj/1k" && return 0
     sleep 0.2
   done
-  echo "peers.sh: nothing answers on 127.0.0.1:$1 (logs under $D)" >&2
+  echo "peers.sh: nothing answers at $1 (logs under $D)" >&2
   return 1
 }
 
@@ -165,12 +197,14 @@ up() {
   need
   down
   mkdir -p "$D"
+  [[ $TLS == 1 ]] && certificate
   start_origin
   start_nginx
-  start_varnish
+  [[ $TLS == 1 ]] || start_varnish
   start_ats
-  local p
-  for p in "$ORIGIN_PORT" $((BASE + 1)) $((BASE + 2)) $((BASE + 3)); do wait_up "$p" || true; done
+  wait_up "http://127.0.0.1:$ORIGIN_PORT" || true
+  local sys
+  for sys in "${PEERS[@]}"; do wait_up "$SCHEME://127.0.0.1:${sys#*:}" || true; done
 }
 
 # edge_up: build duet from this clone (unless $DUET is set) and start an edge on the origin
@@ -182,14 +216,19 @@ edge_up() {
     (cd "$root" && go build -o "$duet" ./cmd/duet)
   fi
   rm -rf "$D/edge" && mkdir -p "$D/edge"
+  local tls=()
+  if [[ $TLS == 1 ]]; then
+    certificate
+    tls=(--tls.certificates "$D/tls/cert.pem:$D/tls/key.pem")
+  fi
   # shellcheck disable=SC2086 # EDGE_ARGS is a list of flags
   setsid "$duet" edge --name peers-bench --listen "127.0.0.1:$EDGE_PORT" \
     --admin_listen "127.0.0.1:$EDGE_ADMIN_PORT" \
     --origin.type http --origin.endpoint "http://127.0.0.1:$ORIGIN_PORT" \
     --memory.max_bytes 2GiB --memory.max_object_bytes 4MiB \
-    --disk.dir "$D/edge/cache" --disk.max_bytes 4GiB ${EDGE_ARGS:-} >"$D/edge/edge.log" 2>&1 &
+    --disk.dir "$D/edge/cache" --disk.max_bytes 4GiB "${tls[@]}" ${EDGE_ARGS:-} >"$D/edge/edge.log" 2>&1 &
   echo $! >"$D/edge/edge.pid"
-  wait_up "$EDGE_PORT" || die "the edge did not start: $D/edge/edge.log"
+  wait_up "$SCHEME://127.0.0.1:$EDGE_PORT" || die "the edge did not start: $D/edge/edge.log"
 }
 
 # stop PIDFILE [GRACE]: SIGTERM, then SIGKILL after GRACE seconds (default 5), to the process
@@ -225,14 +264,14 @@ measure() {
     1k | 64k | 2m) path=/obj/$2 ;;
     *) die "unknown size $2 (SIZES takes 1k 64k 2m mix)" ;;
   esac
-  if ! curl -sf -o /dev/null "$url/obj/1k"; then echo "0 0 -"; return; fi
+  if ! curl -skf -o /dev/null "$url/obj/1k"; then echo "0 0 -"; return; fi
   if [[ $2 == mix ]]; then
     for _ in 1 2; do
-      for i in $(seq 0 999); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url/obj/z/$i"; done | curl -s -K -
+      for i in $(seq 0 999); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url/obj/z/$i"; done | curl -sk -K -
     done
   else
-    curl -s -o /dev/null "$url$path"
-    curl -s -o /dev/null "$url$path"
+    curl -sk -o /dev/null "$url$path"
+    curl -sk -o /dev/null "$url$path"
   fi
   # shellcheck disable=SC2086 # TASKSET is a command prefix
   $TASKSET wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" "$url$path" 2>&1 | awk '
@@ -249,6 +288,25 @@ measure() {
     END { printf "%.0f %.1f %s\n", r, m, (p == "" ? "-" : p) }'
 }
 
+# handshakes HOSTPORT MODE: TLS handshakes per second, MODE full or resumed, over HANDSHAKE_TIME
+# seconds (edge/perf/handshakes, built once)
+handshakes() {
+  [[ -x $D/handshakes ]] || (cd "$root" && go build -o "$D/handshakes" ./edge/perf/handshakes)
+  "$D/handshakes" -addr "$1" -mode "$2" -duration "${HANDSHAKE_TIME}s" 2>/dev/null | awk '{ print $1 }'
+}
+
+# run_handshakes [EDGE_URL]: the handshake table (TLS=1)
+run_handshakes() {
+  local edge=${1:-} sys mode
+  printf '%-8s %-8s %14s\n' mode system handshakes/s
+  for mode in full resumed; do
+    for sys in "${PEERS[@]}"; do
+      printf '%-8s %-8s %14s\n' "$mode" "${sys%:*}" "$(handshakes "127.0.0.1:${sys#*:}" $mode)"
+    done
+    if [[ -n $edge ]]; then printf '%-8s %-8s %14s\n' "$mode" edge "$(handshakes "${edge#https://}" $mode)"; fi
+  done
+}
+
 # run [EDGE_URL]: the table
 run() {
   local edge=${1:-} size sys name rps mbs p99 best best_name
@@ -258,7 +316,7 @@ run() {
     best=0 best_name=-
     for sys in "${PEERS[@]}"; do
       name=${sys%:*}
-      read -r rps mbs p99 < <(measure "http://127.0.0.1:${sys#*:}" "$size")
+      read -r rps mbs p99 < <(measure "$SCHEME://127.0.0.1:${sys#*:}" "$size")
       printf '%-5s %-8s %10s %8s %9s\n' "$size" "$name" "$rps" "$mbs" "$p99"
       if ((rps > best)); then best=$rps best_name=$name; fi
     done
@@ -268,6 +326,7 @@ run() {
         "$(awk -v e="$rps" -v b="$best" 'BEGIN { if (b > 0) printf "%.2f", e / b; else print "-" }')" "$best_name"
     fi
   done
+  if [[ $TLS == 1 ]]; then run_handshakes "$edge"; fi
 }
 
 case ${1:-all} in
@@ -275,7 +334,7 @@ case ${1:-all} in
     trap down EXIT
     up
     edge_up
-    run "http://127.0.0.1:$EDGE_PORT"
+    run "$SCHEME://127.0.0.1:$EDGE_PORT"
     ;;
   up) up ;;
   run) shift; run "$@" ;;
