@@ -73,10 +73,10 @@ The query form is ?` + signedurl.QueryParam + `=<token>.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&file, "config", "c", "", "the edge's YAML config file (its signed_urls section holds the keys)")
+	f.StringVarP(&file, "config", "c", "", "the edge's YAML config file (its signed_urls section holds the keys) (default: none, the keys from DUET_EDGE_SIGNED_URLS_*)")
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is accepted")
 	f.StringVar(&client, "client", "", "bind the token to this client IP address (default: any)")
 	f.StringVar(&key, "key", "", "id of the key to sign with (default: signed_urls.sign_with, else the last key)")
-	f.StringVar(&object, "object", "", "print the path of this object with the token in it, instead of the token")
+	f.StringVar(&object, "object", "", "print the path of this object with the token in it, instead of the token (default: none, print the token)")
 	return cmd
 }
