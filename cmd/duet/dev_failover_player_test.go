@@ -272,7 +272,8 @@ func TestDevPlayerStartsAndFailsOverLikeAViewer(t *testing.T) {
 	})
 	statusShot(t, bctx, other.Steering+"/", "status-region-kill.png")
 	if st.MaxStallMS > max(stallBefore, 1000) {
-		t.Errorf("after the region kill: a stall of %d ms, want none over 1 s", st.MaxStallMS)
+		errs, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.duetPlayer.errors)`))
+		t.Errorf("after the region kill: a stall of %d ms, want none over 1 s; the player's errors (at: position in the video) %s", st.MaxStallMS, errs)
 	}
 	t.Logf("steering reloaded from %s; longest stall %d ms; %d reloads of the stream; test took %s", st.SteeringURL, st.MaxStallMS, st.Reloads,
 		time.Since(began).Round(time.Second))
