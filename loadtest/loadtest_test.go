@@ -108,7 +108,34 @@ func TestScenarios(t *testing.T) {
 		if usDuringStop == 0 {
 			t.Errorf("region us served nothing while eu was down: %+v", s.Seconds)
 		}
-		checkHTML(t, html(t, s), "edge-stop eu-1", "region-stop eu", "Takeovers", "region us", "Served per edge")
+		// Issue 14, acceptance 5: the report shows the viewers' start-up time and rebuffer ratio,
+		// and the origin's requests per second over time.
+		if s.Starts < int64(cfg.Viewers) || s.Startup.P50 <= 0 || s.Startup.Max < s.Startup.P50 {
+			t.Errorf("%d starts, start-up %+v: want every viewer's start timed", s.Starts, s.Startup)
+		}
+		if s.RebufferRatio < 0 || s.RebufferRatio >= 1 {
+			t.Errorf("rebuffer ratio %v: want a ratio of viewers that played", s.RebufferRatio)
+		}
+		var origin float64
+		for _, sec := range s.Seconds {
+			origin += sec.OriginRequests
+		}
+		if origin <= 0 {
+			t.Errorf("no origin request in the per-second series: the edges' fetches of a cold stream went uncounted")
+		}
+		t.Logf("failover: %d starts, start-up p50 %.1f ms max %.1f ms, rebuffer ratio %.4f, %.0f origin requests", s.Starts, s.Startup.P50, s.Startup.Max,
+			s.RebufferRatio, origin)
+		var text bytes.Buffer
+		if err := report.WriteText(&text, s); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []string{"start-up p50 / p99 / max", "rebuffer ratio", "pathway switches"} {
+			if !strings.Contains(text.String(), w) {
+				t.Errorf("text report lacks %q:\n%s", w, text.String())
+			}
+		}
+		checkHTML(t, html(t, s), "edge-stop eu-1", "region-stop eu", "Takeovers", "region us", "Served per edge", "start-up p50 / p99 / max",
+			"rebuffer ratio", "Origin requests per second")
 	})
 
 	t.Run("purge-storm", func(t *testing.T) {

@@ -28,7 +28,8 @@ type Config struct {
 	// "eu:50.11:8.68,us:US".
 	Regions []Region `yaml:"regions"`
 	// DefaultRegion is where viewers whose location is unknown (private addresses, GeoIP misses)
-	// start from. Default: the first region.
+	// start from; a player's steering reload starts from the region of the pathway it reports
+	// instead, so that every region's steering answers it alike. Default: the first region.
 	DefaultRegion string `yaml:"default_region"`
 	// TrustedProxies lists the proxies (CIDR prefixes or addresses) whose X-Forwarded-For is
 	// believed. Empty: the connection's peer is the client.
@@ -97,7 +98,9 @@ type Region struct {
 	// SteeringURL is the public base URL of the region's steering service
 	// (https://steer-eu.example.net). Steering answers send a player's next reload (RELOAD-URI)
 	// to another region's steering than the region it plays from, so that losing that region
-	// does not lose the player's steering. Empty: reloads come back to the steering that answered.
+	// does not lose the player's steering (players retry a failed reload at the same URL, for
+	// good). A name that itself fails over between regions (anycast, health-checked DNS) may be
+	// given to every region instead. Empty: reloads come back to the steering that answered.
 	// YAML only.
 	SteeringURL string `yaml:"steering_url"`
 }

@@ -67,6 +67,9 @@ type client struct {
 	Country string
 	Located bool
 	From    hrw.Point
+	// Region, for a client not Located, is the region it plays from (its pathway's), which the
+	// decision starts from instead of the default region.
+	Region string
 }
 
 // locate finds the client of a request: its address (remote is the connection's peer, xff the
@@ -123,7 +126,7 @@ func (s *Server) decide(buf *hrw.Buffer, v *view, key string, c client, api stri
 	if v.total == 0 {
 		return hrw.Decision{Reason: hrw.ReasonNoHealthyEdge}, ErrNoEdges
 	}
-	d := s.picker.Route(buf, hrw.Request{Key: key, From: c.From, Located: c.Located}, v.regions)
+	d := s.picker.Route(buf, hrw.Request{Key: key, From: c.From, Located: c.Located, Region: c.Region}, v.regions)
 	s.m.decisions.WithLabelValues(string(d.Reason), api).Inc()
 	if len(d.Choices) == 0 {
 		return d, ErrNoHealthyEdge

@@ -27,7 +27,11 @@ import (
 // manifest).
 //
 // RELOAD-URI goes to the steering service of another region than the one the answer puts first
-// (Region.SteeringURL), so the player's next reload does not depend on the region it plays from.
+// (Region.SteeringURL), so the player's next reload does not depend on the region it plays from:
+// hls.js retries a failed reload at the same URI for good, so the URI must be chosen before the
+// loss. Every instance must therefore agree on where a player plays: one that GeoIP cannot
+// place is taken to be in the region of its pathway (not in the instance's default region),
+// or each region's steering would pull it home and send its reloads to the other, in turn.
 //
 // The player's reported pathway and throughput are checked (400 when malformed) and carried to
 // the next request in RELOAD-URI.
@@ -70,6 +74,17 @@ func (s *Server) steerPathways(key string, c client, api string, req manifest.Re
 	buf := s.bufs.Get().(*hrw.Buffer)
 	defer s.bufs.Put(buf)
 	v := s.view.Load()
+	// The pathway the player is on: the one it reports, else (Shaka's first request reports
+	// none) the playlist's own.
+	cur := cmp.Or(req.Pathway, base)
+	curRegion, curEdge := v.edgeOfPathway(cur)
+	if !c.Located && curRegion >= 0 {
+		// A player GeoIP cannot place is taken to be where it plays. Each instance's own
+		// default region would otherwise decide: a player reloading from another region's
+		// steering (RELOAD-URI) would be moved to that region, and its next RELOAD-URI sent
+		// back to the region it just left, which is the one whose loss then takes its steering.
+		c.Region = v.regions[curRegion].Name
+	}
 	d, err := s.decide(buf, v, key, c, api)
 	if err != nil {
 		return nil, "", err
@@ -91,10 +106,6 @@ func (s *Server) steerPathways(key string, c client, api string, req manifest.Re
 		return p
 	}
 	lead := d.Choices[0].Region // the region the player will play from
-	// The pathway the player is on: the one it reports, else (Shaka's first request reports
-	// none) the playlist's own.
-	cur := cmp.Or(req.Pathway, base)
-	curRegion, curEdge := v.edgeOfPathway(cur)
 	curUp := curRegion >= 0 && v.edges[curRegion][curEdge].State == hrw.Up
 	firstAnswer := req.PrevPathway == ""
 	switch {

@@ -211,6 +211,46 @@ func TestSteeringReloadGoesToAnotherRegion(t *testing.T) {
 	}
 }
 
+// A player GeoIP cannot place (a private address) reloads from the steering of the other region
+// (RELOAD-URI), whose default region is its own: it must be answered as where it plays, not moved
+// to the answering region and sent back to reload from the region it plays from, the one whose
+// loss would then take its steering with it (issue 14: `duet dev` players reloaded from each
+// region in turn, so killing the serving region failed every other player's reloads for good).
+func TestSteeringKeepsAnUnlocatedPlayerAndItsReloadAcrossRegions(t *testing.T) {
+	const path, unlocated = "/vod/show/master.m3u8", "192.168.7.7"
+	steer := map[string]*fixture{}
+	for _, home := range []string{"A", "B"} {
+		cfg := testConfig()
+		cfg.DefaultRegion = home // each region's steering starts unlocated viewers at home
+		cfg.Regions[0].SteeringURL = "http://steer-a.test:8070"
+		cfg.Regions[1].SteeringURL = "http://steer-b.test:8070"
+		f := newFixture(t, cfg)
+		f.beat("a1", "a2", "b1", "b2")
+		steer[home] = f
+	}
+	for _, tc := range []struct{ on, reloadHost string }{{"a1", "steer-b.test:8070"}, {"b2", "steer-a.test:8070"}} {
+		for _, at := range []string{"A", "B"} {
+			q := "/v1/steer/hls?path=" + path + "&base=" + tc.on + "&_HLS_pathway=" + tc.on + "&duet_pathway=" + tc.on
+			d, _ := steer[at].steer(t, q, unlocated, manifest.ContentTypeHLS)
+			ru, err := url.Parse(d.Reload)
+			if err != nil || len(d.Priority) == 0 || d.Priority[0] != tc.on || ru.Host != tc.reloadHost {
+				t.Errorf("a player on %s asks %s's steering: PATHWAY-PRIORITY %v, RELOAD-URI %q; want %s kept first and the reload at %s",
+					tc.on, at, d.Priority, d.Reload, tc.on, tc.reloadHost)
+			}
+		}
+	}
+	// Its region lost, the player is answered from the other, which then keeps its reloads.
+	for _, e := range []string{"a1", "a2"} {
+		steer["B"].probe.set(edgeURL(e), true)
+	}
+	steer["B"].srv.Check(t.Context())
+	steer["B"].srv.Check(t.Context())
+	d, _ := steer["B"].steer(t, "/v1/steer/hls?path="+path+"&base=a1&_HLS_pathway=a1&duet_pathway=a1", unlocated, manifest.ContentTypeHLS)
+	if ru, _ := url.Parse(d.Reload); !strings.HasPrefix(d.Priority[0], "b") || ru.Host != "" {
+		t.Fatalf("A down: PATHWAY-PRIORITY %v, RELOAD-URI %q; want B's edges and B's own steering", d.Priority, d.Reload)
+	}
+}
+
 func TestSteeringRejectsABadSteeringURL(t *testing.T) {
 	cfg := testConfig()
 	cfg.Regions[1].SteeringURL = "steer-b.test:8070/?x=1"

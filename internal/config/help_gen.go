@@ -201,7 +201,7 @@ func generatedHelp(role, path string) string {
 		case "regions":
 			return "Regions lists every region and where it is."
 		case "default_region":
-			return "DefaultRegion is where viewers whose location is unknown (private addresses, GeoIP misses) start from."
+			return "DefaultRegion is where viewers whose location is unknown (private addresses, GeoIP misses) start from; a player's steering reload starts from the region of the pathway it reports instead, so that every region's steering answers it alike."
 		case "trusted_proxies":
 			return "TrustedProxies lists the proxies (CIDR prefixes or addresses) whose X-Forwarded-For is believed."
 		case "geoip_database":

@@ -232,6 +232,10 @@ type Request struct {
 	From Point
 	// Located is false when the client's location is unknown.
 	Located bool
+	// Region, when the client is not Located, names the region to start from instead of
+	// Config.DefaultRegion: where an unlocated client already is (steering's players report
+	// their pathway), so that every instance, whatever its own default, decides alike.
+	Region string
 }
 
 // Choice points at one edge of the input: regions[Region].Edges[Edge].
@@ -346,8 +350,12 @@ func (p *Picker) rankRegions(buf *Buffer, req Request, regions []Region) (int, [
 	from, located := req.From, req.Located
 	start := -1
 	if !located {
+		name := p.cfg.DefaultRegion
+		if req.Region != "" {
+			name = req.Region
+		}
 		for i := range regions {
-			if regions[i].Name == p.cfg.DefaultRegion {
+			if regions[i].Name == name {
 				from, located, start = regions[i].Loc, true, i
 				break
 			}

@@ -112,6 +112,8 @@ func TestRouteRegions(t *testing.T) {
 		{"new york goes to us", Request{Key: key, From: newYork, Located: true}, []string{"us", "us", "eu", "eu", "ap", "ap"}, ReasonNearest},
 		{"tokyo goes to ap", Request{Key: key, From: tokyo, Located: true}, []string{"ap", "ap", "eu", "eu", "us", "us"}, ReasonNearest},
 		{"unknown goes to the default region", Request{Key: key}, []string{"us", "us", "eu", "eu", "ap", "ap"}, ReasonDefaultRegion},
+		{"unknown but placed in ap starts there", Request{Key: key, Region: "ap"}, []string{"ap", "ap", "eu", "eu", "us", "us"}, ReasonDefaultRegion},
+		{"a located client's region is ignored", Request{Key: key, From: paris, Located: true, Region: "ap"}, []string{"eu", "eu", "us", "us", "ap", "ap"}, ReasonNearest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -117,7 +117,10 @@
 //     Shaka retries after the last TTL too. RELOAD-URI is the only way to
 //     move a player's reloads elsewhere, and it must be chosen before the
 //     failure: point it at a steering service that the loss of the player's
-//     own region leaves alive. Both players resolve a relative RELOAD-URI
+//     own region leaves alive, and let every steering instance agree on which
+//     region that is (answers from two instances that disagree send the
+//     player's reloads back and forth, half of the time to the region whose
+//     loss then takes them). Both players resolve a relative RELOAD-URI
 //     against the manifest's URI and keep the query parameters it carries.
 //   - hls.js asks for steering when it starts loading (startLoad), alongside
 //     the first segments, so the first answer lands while they load: how
