@@ -88,7 +88,9 @@ func (s *Store) Region() string { return s.region }
 // Keys: "<region>.<viewer>.t.<title, base64url>", "<region>.<viewer>.s" (settings) and
 // "<region>.<viewer>.x" (erasure). The region that wrote a key comes first, so that sources can
 // take exactly one region's keys.
-func titleSuffix(title string) string { return "t." + base64.RawURLEncoding.EncodeToString([]byte(title)) }
+func titleSuffix(title string) string {
+	return "t." + base64.RawURLEncoding.EncodeToString([]byte(title))
+}
 
 const (
 	settingsSuffix = "s"
