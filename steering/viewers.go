@@ -202,4 +202,3 @@ func (l *viewerLimiter) allow(id string, now time.Time) bool {
 	b.seen = now
 	return b.lim.AllowN(now, 1)
 }
-
