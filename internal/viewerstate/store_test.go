@@ -98,14 +98,16 @@ func TestPartitionConverges(t *testing.T) {
 	}
 	tick := func() { time.Sleep(5 * time.Millisecond) } //nolint:forbidigo // distinct wall clock stamps, for a readable order
 	// During the cut, interleaved: A plays on to 150 s; B's viewer seeks back to 30 s (the newest
-	// intent); A plays on further, to 170 s (still the old epoch); choices on both sides.
+	// intent) and plays on to 35 s; then A, which has not heard of the seek, plays on to 170 s:
+	// the newest write, but in the old epoch (so neither "last write wins" nor "furthest wins"
+	// gives the rule's answer). Choices on both sides.
 	put(t, a, viewer, "film", viewerstate.TitleUpdate{Position: ptr(150.0), Subtitle: ptr("de")})
 	tick()
 	put(t, b, viewer, "film", viewerstate.TitleUpdate{Position: ptr(30.0), Seek: true, Audio: ptr("fr")})
 	tick()
-	put(t, a, viewer, "film", viewerstate.TitleUpdate{Position: ptr(170.0), Rendition: ptr("720p")})
-	tick()
 	put(t, b, viewer, "film", viewerstate.TitleUpdate{Position: ptr(35.0), Subtitle: ptr("fr")})
+	tick()
+	put(t, a, viewer, "film", viewerstate.TitleUpdate{Position: ptr(170.0), Rendition: ptr("720p")})
 	tick()
 	if _, err := b.store.PutSettings(t.Context(), viewer, viewerstate.SettingsUpdate{"lang": ptr("fr")}); err != nil {
 		t.Fatal(err)
