@@ -68,6 +68,49 @@ func TestWriteInAReadableInB(t *testing.T) {
 	if p99 > time.Second {
 		t.Errorf("p99 %s, want within 1 s", p99)
 	}
+	// B measured the lag of what arrived from A.
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return histogramCount(t, b, "duet_viewer_state_replication_lag_seconds", "A", "B") >= writes
+	}, "B's replication lag histogram from A did not count the writes")
+}
+
+// histogramCount is the sample count of r's histogram name{from,to}.
+func histogramCount(t *testing.T, r *region, name, from, to string) uint64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["from"] == from && labels["to"] == to {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+// counterValue is the value of r's counter name.
+func counterValue(t *testing.T, r *region, name string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // TestPartitionConverges: with the link cut, writes in both regions to one viewer converge after
@@ -144,6 +187,9 @@ func TestPartitionConverges(t *testing.T) {
 		return err1 == nil && err2 == nil && same(sa) == same(sb) && want(sa)
 	}, "after healing the regions did not converge to the rule's result: A %+v, B %+v", &sa, &sb)
 	t.Logf("converged %s after the link healed: %s", time.Since(healed).Round(time.Millisecond), same(sa))
+	if counterValue(t, a, "duet_viewer_state_conflicts_resolved_total") == 0 || counterValue(t, b, "duet_viewer_state_conflicts_resolved_total") == 0 {
+		t.Error("the regions merged differing copies but counted no conflict resolved")
+	}
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		x, err1 := a.store.Settings(t.Context(), viewer)
 		y, err2 := b.store.Settings(t.Context(), viewer)
