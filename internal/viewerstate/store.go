@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -163,7 +164,10 @@ func (s *Store) get(ctx context.Context, k string) (copyOf, error) {
 // first). It returns the merged state after the write.
 func (s *Store) write(ctx context.Context, viewer, suffix string, change func(cur Doc, st Stamp) (Doc, error)) (Doc, error) {
 	k := key(s.region, viewer, suffix)
-	for range writeAttempts {
+	for attempt := range writeAttempts {
+		if attempt > 0 && !backOff(ctx, attempt) {
+			return Doc{}, ctx.Err()
+		}
 		merged, own, err := s.read(ctx, viewer, suffix)
 		if err != nil {
 			return Doc{}, err
@@ -197,6 +201,19 @@ func (s *Store) write(ctx context.Context, viewer, suffix string, change func(cu
 		return next, nil
 	}
 	return Doc{}, ErrBusy
+}
+
+// backOff waits a little before the attempt-th try of a write that lost its race (random, up
+// to 5 ms times attempt, so that racing writers spread out); false when ctx ended.
+func backOff(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond) * int64(attempt))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // lostRace reports whether a compare-and-set write failed because another came first.

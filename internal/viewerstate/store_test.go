@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/internal/viewerstate"
 )
@@ -229,4 +232,49 @@ func TestPartitionConverges(t *testing.T) {
 		st, err := a.store.Title(t.Context(), erased, "film")
 		return err == nil && st.Position != nil && *st.Position == 3
 	}, "a write after the erasure did not show in A")
+}
+
+// TestConcurrentWritesInOneRegion: two steering instances of one region writing one viewer's
+// settings at once lose none of each other's (compare and set on the region's copy): every write
+// that succeeded is there.
+func TestConcurrentWritesInOneRegion(t *testing.T) {
+	srv := startServer(t, natsserver.Config{Region: "A"})
+	one := openStore(t, "A", srv, []string{"A", "B"}, bus.ConnConfig{})
+	two := openStore(t, "A", srv, []string{"A", "B"}, bus.ConnConfig{})
+	const n = 16
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var stored []string
+	busy := 0
+	for i := range n {
+		st := []*region{one, two}[i%2]
+		name := fmt.Sprintf("k%02d", i)
+		wg.Go(func() {
+			_, err := st.store.PutSettings(t.Context(), viewer, viewerstate.SettingsUpdate{name: ptr("v")})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				stored = append(stored, name)
+			case errors.Is(err, viewerstate.ErrBusy):
+				busy++
+			default:
+				t.Errorf("concurrent write: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := one.store.Settings(t.Context(), viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range stored {
+		if _, ok := got.Settings[k]; !ok {
+			t.Errorf("setting %s was stored but is lost: %v", k, got.Settings)
+		}
+	}
+	if len(stored) < n/2 {
+		t.Errorf("only %d of %d concurrent writes succeeded (%d busy)", len(stored), n, busy)
+	}
+	t.Logf("%d of %d concurrent writes stored, %d answered busy", len(stored), n, busy)
 }
