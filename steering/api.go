@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/duetcdn/duet/internal/viewerstate"
 	"github.com/duetcdn/duet/steering/manifest"
 	"github.com/duetcdn/duet/steering/player"
 )
@@ -24,6 +25,8 @@ import (
 //	GET /                    status page (refreshes itself from /v1/topology)
 //	GET /play                player page (hls.js; ?src= defaults to /r/vod/sample/master.m3u8)
 //	GET /healthz, /readyz, /metrics
+//	GET|PUT /v1/viewers/{id}/titles/{title...}, GET|PUT /v1/viewers/{id}/settings,
+//	DELETE /v1/viewers/{id}  viewer state (viewers.go)
 //
 // Errors are JSON {"error": "..."}: 400 for a malformed path, query value or client address, 503
 // when no edge is known or none is healthy.
@@ -40,6 +43,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /play/", play)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.viewerRoutes(mux)
 	if s.gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	}
@@ -55,7 +59,15 @@ func (s *Server) writeError(w http.ResponseWriter, err error, api string) {
 		if api != "" {
 			s.m.badRequests.WithLabelValues(api).Inc()
 		}
-	case errors.Is(err, ErrNoEdges), errors.Is(err, ErrNoHealthyEdge):
+	case errors.Is(err, viewerstate.ErrBadInput):
+		code = http.StatusBadRequest
+		s.m.badRequests.WithLabelValues(api).Inc()
+	case errors.Is(err, viewerstate.ErrNotFound), errors.Is(err, ErrViewerStateOff):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrTooManyRequests):
+		code = http.StatusTooManyRequests
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, ErrNoEdges), errors.Is(err, ErrNoHealthyEdge), errors.Is(err, ErrViewerStateUnavailable), errors.Is(err, viewerstate.ErrBusy):
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
 	default:

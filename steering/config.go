@@ -86,6 +86,27 @@ type Config struct {
 	// AccessLog writes one JSON line per request (routes, redirects, steering manifests, the
 	// status page), as edges do (same settings; client behind trusted_proxies).
 	AccessLog accesslog.Config `yaml:"access_log"`
+	// ViewerState serves viewers' resume positions, choices and settings, kept in the region's
+	// NATS and replicated to every other region (/v1/viewers/..., see docs/viewer-state.md).
+	ViewerState ViewerStateConfig `yaml:"viewer_state"`
+}
+
+// ViewerStateConfig configures the viewer state API.
+type ViewerStateConfig struct {
+	// Region is the region this steering instance serves (one of Regions): it writes viewer
+	// state to that region's bucket (duet_viewers_<region> in its NATS), which sources every
+	// other region's. Empty: the viewer state API is off (404).
+	Region string `yaml:"region"`
+	// Retention is how long a viewer's state lives after its last write, erasures included (an
+	// erasure must outlive the longest partition, or older writes cut off for longer come
+	// back). Default 2160h (90 days).
+	Retention time.Duration `yaml:"retention"`
+	// MaxBytes caps the region's bucket (every region's copies); writes fail with 503 when it
+	// is full. Default 1073741824 (1 GiB).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// RequestsPerMinute is how many viewer state requests one viewer id may make per minute,
+	// in bursts of up to a quarter of it; more are answered 429. Default 120.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
 }
 
 // Region is one region and where it is.
@@ -148,6 +169,7 @@ func DefaultConfig() Config {
 		EdgeLoadPercent:   100,
 		RegionLoadPercent: 90,
 		AccessLog:         accesslog.DefaultConfig(),
+		ViewerState:       ViewerStateConfig{Retention: 90 * 24 * time.Hour, MaxBytes: 1 << 30, RequestsPerMinute: 120},
 	}
 }
 
@@ -258,8 +280,40 @@ func (c *Config) fill() error {
 	if c.ProbePath == "" {
 		c.ProbePath = bus.EdgeReadyPath
 	}
+	if err := c.ViewerState.fill(seen, d.ViewerState); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if c.ProbePath != "tcp" && !strings.HasPrefix(c.ProbePath, "/") {
 		return fmt.Errorf("%w: probe_path %q must start with /", ErrInvalidConfig, c.ProbePath)
+	}
+	return nil
+}
+
+// fill checks the viewer state settings and fills in the defaults; regions are the names of the
+// configured regions.
+func (v *ViewerStateConfig) fill(regions map[string]bool, d ViewerStateConfig) error {
+	if v.Region != "" && !regions[v.Region] {
+		return fmt.Errorf("viewer_state.region %q is not one of the regions", v.Region)
+	}
+	switch {
+	case v.Retention < 0:
+		return fmt.Errorf("viewer_state.retention %v is negative", v.Retention)
+	case v.MaxBytes < 0:
+		return fmt.Errorf("viewer_state.max_bytes %d is negative", v.MaxBytes)
+	case v.RequestsPerMinute < 0:
+		return fmt.Errorf("viewer_state.requests_per_minute %d is negative", v.RequestsPerMinute)
+	}
+	if v.Retention == 0 {
+		v.Retention = d.Retention
+	}
+	if v.Retention < time.Minute {
+		return fmt.Errorf("viewer_state.retention %v is under a minute", v.Retention)
+	}
+	if v.MaxBytes == 0 {
+		v.MaxBytes = d.MaxBytes
+	}
+	if v.RequestsPerMinute == 0 {
+		v.RequestsPerMinute = d.RequestsPerMinute
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package steering
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.decisions.WithLabelValues(string(r), a)
 		}
 	}
-	for _, a := range apis {
+	for _, a := range append(slices.Clone(apis), "viewers") {
 		m.badRequests.WithLabelValues(a)
 	}
 	for _, s := range []string{"up", "draining", "down", "forgotten"} {

@@ -36,6 +36,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/viewerstate"
 	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/geoip"
 	"github.com/duetcdn/duet/steering/health"
@@ -93,6 +94,10 @@ type Server struct {
 	// alog is the access log (nil: off).
 	alog *accesslog.Logger
 
+	reg         prometheus.Registerer
+	viewers     atomic.Pointer[viewerstate.Store] // nil until open (Run), or when off
+	viewerLimit *viewerLimiter
+
 	closeOnce sync.Once
 }
 
@@ -148,6 +153,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.ownGeo = true
 	}
 	s.m = newMetrics(deps.Registry)
+	s.reg = deps.Registry
+	s.viewerLimit = newViewerLimiter(cfg.ViewerState.RequestsPerMinute)
 	if s.alog, err = newAccessLog(cfg, deps, deps.Registry, "steering"); err != nil {
 		if s.ownGeo {
 			_ = s.geo.Close()
@@ -302,6 +309,15 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, ln net.Listener) error 
 			return fmt.Errorf("subscribe to %s: %w", bus.HealthWildcard, err)
 		}
 	}
+	viewersDone := make(chan struct{})
+	vctx, vcancel := context.WithCancel(ctx)
+	defer func() { vcancel(); <-viewersDone }()
+	go func() {
+		defer close(viewersDone)
+		if nc != nil && s.cfg.ViewerState.Region != "" {
+			s.runViewerState(vctx, nc)
+		}
+	}()
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -48,6 +48,8 @@ func (devRoles) Steering(s devcluster.SteeringSpec) any {
 	sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: s.Name, NATS: natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}}
 	sc.Listen, sc.Regions, sc.DefaultRegion = s.Listen, s.Regions, s.DefaultRegion
 	sc.EdgeURLs = s.EdgeURLs
+	// Each dev steering serves its own region (its default region) and keeps its viewer state.
+	sc.ViewerState.Region = s.DefaultRegion
 	return sc
 }
 

@@ -19,7 +19,9 @@ const (
 	// RolePurge (the purge service) owns its region's purge stream: it alone stores ticks, and it
 	// stores the purges its API accepts; it reads heartbeats and acknowledgements.
 	RolePurge Role = "purge"
-	// RoleSteering reads heartbeats and publishes edge state changes (bus.EventSubject("edge")).
+	// RoleSteering reads heartbeats and publishes edge state changes (bus.EventSubject("edge")),
+	// and keeps its region's viewer state bucket (ViewerBucket): it writes only the keys of its
+	// own region there and reads every region's (sourced).
 	RoleSteering Role = "steering"
 	// RoleReplicate owns its region's origin event stream and tombstones, consumes the origin
 	// stream, and stores the purges that keep edges in step with origin changes (never ticks).
@@ -146,8 +148,21 @@ func (id Identity) Permissions() Permissions {
 		p.Publish = append([]string{purgeStreamSubjects(r), otherStreamInfo}, streamAdmin(PurgeStreamName(r))...)
 		p.Subscribe = []string{HealthWildcard, PurgeAckWildcard, inboxes}
 	case RoleSteering:
-		p.Publish = []string{EventSubject("edge")}
-		p.Subscribe = []string{HealthWildcard}
+		kv := viewerStreamName(r)
+		p.Publish = []string{EventSubject("edge"),
+			// Its own region's keys only: a region never writes another's copy of a viewer's state.
+			"$KV." + ViewerBucket(r) + "." + r + ".>",
+			// Reading any key of the bucket (every region's copies are sourced into it).
+			"$JS.API.DIRECT.GET." + kv, "$JS.API.DIRECT.GET." + kv + ".>", "$JS.API.STREAM.MSG.GET." + kv,
+			// Listing and watching the bucket: ephemeral ordered consumers.
+			"$JS.API.CONSUMER.CREATE." + kv + ".>", "$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.DELETE." + kv + ".*",
+			"$JS.API.CONSUMER.INFO." + kv + ".*", "$JS.API.CONSUMER.MSG.NEXT." + kv + ".*",
+			// $JS.API.INFO: creating a key-value bucket reads the account's JetStream limits;
+			// other regions' stream information: WatchViewerSources.
+			"$JS.API.INFO", otherStreamInfo,
+		}
+		p.Publish = append(p.Publish, streamAdmin(kv)...)
+		p.Subscribe = []string{HealthWildcard, inboxes}
 	case RoleReplicate:
 		kv := "KV_" + TombstoneBucket(r)
 		// $JS.API.INFO: creating a key-value bucket reads the account's JetStream limits.

@@ -40,7 +40,8 @@
 // use only what its Role needs (Identity.Permissions): an edge publishes only its own heartbeat
 // and acknowledgement subjects and reads the region's purge stream through its own durable
 // consumer; only the purge service writes ticks; steering only reads heartbeats (and publishes
-// its edge events). natsserver.Config.Identities enforces this in the embedded server, and
+// its edge events) and keeps its region's viewer state bucket, writing only its own region's
+// keys there (viewers.go). natsserver.Config.Identities enforces this in the embedded server, and
 // RenderAuthorization writes the same for a nats-server.conf. The subjects name their sender
 // (HealthSubject, PurgeAckSubject), so a reader that checks a message against its subject knows
 // the server let only that sender publish it.

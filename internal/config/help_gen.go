@@ -254,6 +254,14 @@ func generatedHelp(role, path string) string {
 			return "SlowThreshold: requests that take this long or longer are always logged."
 		case "access_log.redact_params":
 			return "RedactParams are query parameters whose values never reach the log (they are written as \"REDACTED\"): signed-URL tokens and signatures."
+		case "viewer_state.region":
+			return "Region is the region this steering instance serves (one of Regions): it writes viewer state to that region's bucket (duet_viewers_<region> in its NATS), which sources every other region's."
+		case "viewer_state.retention":
+			return "Retention is how long a viewer's state lives after its last write, erasures included (an erasure must outlive the longest partition, or older writes cut off for longer come back)."
+		case "viewer_state.max_bytes":
+			return "MaxBytes caps the region's bucket (every region's copies); writes fail with 503 when it is full."
+		case "viewer_state.requests_per_minute":
+			return "RequestsPerMinute is how many viewer state requests one viewer id may make per minute, in bursts of up to a quarter of it; more are answered 429."
 		case "name":
 			return "Name names this instance in NATS monitoring."
 		case "nats.urls":

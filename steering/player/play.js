@@ -39,6 +39,14 @@
     cmcd: params.get('cmcd') !== '0', // hls.js sends CMCD (CTA-5004) with every request (?cmcd=0: off)
     sessionId: randomId(), // CMCD session id (sid): the page's row on the steering status page
     contentId: '',         // CMCD content id (cid): the stream's directory
+    // Viewer state (steering's /v1/viewers API): where the viewer left off, in any region.
+    viewer: viewerId(),    // ?viewer=, else this browser's id (localStorage), else a new random one
+    title: '',             // the stream's directory without a signed URL's token: the title saved
+    resume: null,          // what the page resumed from: {position, writtenIn, servedBy}, {none: true}, or {error}
+    firstTime: -1,         // the play head when playback first moved (the resume point actually played)
+    saved: null,           // the last save the API confirmed: {position, servedBy}
+    saves: 0,              // saves confirmed
+    saveErrors: 0,         // saves that failed
   };
   // Live values read from the element each time.
   Object.defineProperties(state, {
@@ -54,6 +62,16 @@
     var b = new Uint8Array(16);
     (window.crypto || window.msCrypto).getRandomValues(b);
     return Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join('');
+  }
+
+  // viewerId is ?viewer= or the id this browser keeps, made once (32 hex digits).
+  function viewerId() {
+    var id = params.get('viewer');
+    try {
+      id = id || localStorage.getItem('duet.viewer');
+      if (!id) { id = randomId(); localStorage.setItem('duet.viewer', id); }
+    } catch (e) { id = id || randomId(); }
+    return id;
   }
 
   function quality() {
@@ -136,6 +154,7 @@
     addError('page', 'src is not a URL: ' + given, true);
     state.failed = true;
   }
+  state.title = state.contentId.replace(/^_t\/[^\/]+\//, '');
   $('source').textContent = state.src || given;
   $('src').value = params.get('src') || '';
   video.muted = true; // browsers allow muted autoplay only
@@ -147,6 +166,7 @@
   video.addEventListener('timeupdate', function () {
     var d = video.currentTime - lastTime;
     if (d > 0 && d < 1.5) state.played += d; // a seek or a loop jumps further and is not played
+    if (state.firstTime < 0 && video.currentTime > 0 && !video.seeking) state.firstTime = video.currentTime;
     lastTime = video.currentTime;
   });
   setInterval(render, 250);
@@ -290,5 +310,66 @@
     hls.loadSource(state.src);
     hls.attachMedia(video);
   }
-  start(-1);
+
+  // Viewer state: resume where the viewer left off (saved in any region: steering reads every
+  // region's copy), then save the position every few seconds, on pause, after a seek and at the
+  // end. ?resume=0: neither.
+  var stateURL = state.title && params.get('resume') !== '0' ?
+    'v1/viewers/' + encodeURIComponent(state.viewer) + '/titles/' + state.title.split('/').map(encodeURIComponent).join('/') : '';
+  var lastSaved = -1, saveEvery = 5000;
+  function apiJSON(r) {
+    return r.json().then(function (b) {
+      if (!r.ok) throw new Error((b && b.error) || 'HTTP ' + r.status);
+      return b;
+    });
+  }
+  function save() {
+    var pos = video.currentTime;
+    if (!stateURL || !(pos > 0) || !isFinite(pos) || state.firstTime < 0) return;
+    var body = { position: Math.round(pos * 10) / 10 };
+    if (lastSaved >= 0 && body.position < lastSaved - 0.5) body.seek = true; // a seek back (or a loop): the newest intent
+    if (video.ended) body.finished = true;
+    var l = state.hls && state.hls.levels && state.hls.levels[state.level];
+    if (l && l.height) body.rendition = l.height + 'p';
+    lastSaved = body.position;
+    fetch(stateURL, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), keepalive: true })
+      .then(apiJSON)
+      .then(function (s) {
+        state.saves++;
+        state.saved = { position: body.position, servedBy: s.served_by };
+        $('saved').textContent = fmt(body.position) + ' in region ' + s.served_by;
+      })
+      .catch(function (e) { state.saveErrors++; addError('state', 'save: ' + e.message, false); });
+  }
+  function resumeThen(play) {
+    if (!stateURL) { play(-1); return; }
+    var ctl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctl) ctl.abort(); }, 2000); // never hold the start for long
+    fetch(stateURL, { cache: 'no-store', signal: ctl && ctl.signal })
+      .then(function (r) { return r.status === 404 ? null : apiJSON(r); })
+      .then(function (s) {
+        clearTimeout(timer);
+        if (!s || s.position == null || s.finished) {
+          state.resume = { none: true };
+          $('resume').textContent = s && s.finished ? 'finished last time: from the start' : 'nothing saved: from the start';
+          play(-1);
+          return;
+        }
+        state.resume = { position: s.position, writtenIn: s.position_written_in, servedBy: s.served_by };
+        lastSaved = s.position;
+        $('resume').textContent = 'at ' + fmt(s.position) + ', saved in region ' + s.position_written_in + ', read from region ' + s.served_by;
+        play(s.position);
+      })
+      .catch(function (e) {
+        clearTimeout(timer);
+        state.resume = { error: e.message };
+        $('resume').textContent = 'unavailable (' + e.message + '): from the start';
+        play(-1);
+      });
+  }
+  setInterval(function () { if (!video.paused) save(); }, saveEvery);
+  video.addEventListener('pause', function () { if (!video.ended) save(); });
+  video.addEventListener('seeked', save);
+  video.addEventListener('ended', save);
+  resumeThen(start);
 })();
