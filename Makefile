@@ -76,7 +76,7 @@ image:
 	$(GO) run ./internal/image/mkimage -out out -version "$(VERSION)" -revision "$(REVISION)" -created "$(SOURCE_DATE_EPOCH)"
 
 #? test: MinIO, Pebble, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
-test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet lint
+test: $(MINIO_STAMP) $(PEBBLE_STAMP) $(if $(filter true,$(CI)),browser) vet lint
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
 	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
 	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
