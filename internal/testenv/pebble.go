@@ -3,8 +3,8 @@ package testenv
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -184,32 +184,51 @@ func (p *Pebble) proxy(t testing.TB, target string) string {
 	return l.Addr().String()
 }
 
-// startDNS answers every A query with 127.0.0.1 and every other query with no records, on UDP,
+// startDNS answers every A query with 127.0.0.1 and every other query with no records, over
+// TCP (Pebble's validation asks its custom resolver over TCP only: miekg/dns with Net "tcp"),
 // until the test ends; it returns its address.
 func startDNS(t testing.TB) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = pc.Close() })
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
-		buf := make([]byte, 1500)
 		for {
-			n, addr, err := pc.ReadFrom(buf)
+			c, err := l.Accept()
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
+				return
 			}
-			if out, err := dnsAnswer(buf[:n]); err == nil {
-				_ = pc.SetWriteDeadline(time.Now().Add(time.Second))
-				_, _ = pc.WriteTo(out, addr)
-			}
+			go serveDNSConn(c)
 		}
 	}()
-	return pc.LocalAddr().String()
+	return l.Addr().String()
+}
+
+// serveDNSConn answers the queries on one DNS-over-TCP connection (RFC 1035 §4.2.2: each
+// message preceded by its length in two bytes) until the client closes it or is idle 10 s.
+func serveDNSConn(c net.Conn) {
+	defer c.Close()
+	for range 100 {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		var n [2]byte
+		if _, err := io.ReadFull(c, n[:]); err != nil {
+			return
+		}
+		q := make([]byte, binary.BigEndian.Uint16(n[:]))
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		out, err := dnsAnswer(q)
+		if err != nil {
+			return
+		}
+		msg := binary.BigEndian.AppendUint16(nil, uint16(len(out))) //nolint:gosec // an answer to one question is far below 64 KiB
+		if _, err := c.Write(append(msg, out...)); err != nil {
+			return
+		}
+	}
 }
 
 // dnsAnswer answers one query.
