@@ -49,14 +49,18 @@ func testPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// edge starts an edge of the region on ip, with the region's shared ACME storage.
-func (r *acmeRegion) edge(t *testing.T, ip string) *harness {
+// edge starts an edge of the region on ip, with the region's shared ACME storage, offering
+// both challenges or those given.
+func (r *acmeRegion) edge(t *testing.T, ip string, challenges ...string) *harness {
 	t.Helper()
+	if len(challenges) == 0 {
+		challenges = []string{tlsconf.ChallengeTLSALPN, tlsconf.ChallengeHTTP}
+	}
 	return startEdge(t, r.origin, func(c *Config) {
 		c.Listen = net.JoinHostPort(ip, strconv.Itoa(r.tlsPort))
 		c.TLS.RedirectListen = net.JoinHostPort(ip, strconv.Itoa(r.httpPort))
 		c.TLS.ACME = tlsconf.ACMEConfig{Domains: []string{acmeName}, CA: r.ca.Directory, CARoots: r.ca.CARoots,
-			Storage: r.storage, Challenges: []string{tlsconf.ChallengeTLSALPN, tlsconf.ChallengeHTTP},
+			Storage: r.storage, Challenges: challenges,
 			OCSPStapling: true, RenewCheckInterval: time.Second}
 	})
 }
@@ -111,6 +115,18 @@ func TestACMEObtainedOnceForTheRegion(t *testing.T) {
 	if n := r.ca.Connections(); n != asked {
 		t.Errorf("the second edge contacted the CA (%d connections)", n-asked)
 	}
+}
+
+// TestACMEHTTPChallenge: with only http-01 offered, the edge answers the CA's challenge on its
+// redirect listener and obtains the certificate.
+func TestACMEHTTPChallenge(t *testing.T) {
+	t.Parallel()
+	r := newACMERegion(t, 0)
+	e := r.edge(t, "127.0.0.1", tlsconf.ChallengeHTTP)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		_, err := r.get(e)
+		return err == nil
+	}, "the edge never obtained a certificate through http-01")
 }
 
 // TestACMERenewsBeforeExpiry is issue 16's acceptance line 2 (renewal): with certificates
