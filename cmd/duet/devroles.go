@@ -5,6 +5,7 @@ import (
 
 	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/upload"
@@ -51,6 +52,11 @@ func (devRoles) Steering(s devcluster.SteeringSpec) any {
 	sc := steeringRoleConfig{Config: steering.DefaultConfig(), Name: s.Name, NATS: natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}}
 	sc.Listen, sc.Regions, sc.DefaultRegion = s.Listen, s.Regions, s.DefaultRegion
 	sc.EdgeURLs = s.EdgeURLs
+	if s.TLS != nil {
+		sc.TLS = tlsconf.Default()
+		sc.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
+		sc.ProbeCARoots = s.TLS.CA
+	}
 	return sc
 }
 
@@ -74,5 +80,8 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.DrainDelay, ec.ShutdownTimeout = 500*time.Millisecond, 5*time.Second
 	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
+	if s.TLS != nil {
+		ec.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
+	}
 	return ec
 }
