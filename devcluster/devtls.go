@@ -116,7 +116,7 @@ func newDevCA(certFile, keyFile string, now time.Time) (*x509.Certificate, *ecds
 	if err != nil {
 		return nil, nil, fmt.Errorf("dev CA certificate: %w", err)
 	}
-	if err := writeKeyPair(certFile, keyFile, der, key); err != nil {
+	if err := writeKeyPair(certFile, keyFile, [][]byte{der}, key); err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
@@ -159,12 +159,15 @@ func (d *devTLS) issueLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, now ti
 	if err != nil {
 		return fmt.Errorf("dev certificate: %w", err)
 	}
-	return writeKeyPair(d.Cert, d.Key, der, key)
+	// The chain served ends with the CA itself, unusual but harmless: a browser started with
+	// --ignore-certificate-errors-spki-list matches the hashes against the chain the server
+	// sends, so the CA's (stable across new leaves) is found there.
+	return writeKeyPair(d.Cert, d.Key, [][]byte{der, ca.Raw}, key)
 }
 
-// writeKeyPair writes a certificate and its key (both 0600: the roles read them as the same
+// writeKeyPair writes a certificate chain and its key (both 0600: the roles read them as the same
 // user), the key first, so a half-done write is never a certificate without its key.
-func writeKeyPair(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) error {
+func writeKeyPair(certFile, keyFile string, chain [][]byte, key *ecdsa.PrivateKey) error {
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("encode key: %w", err)
@@ -172,7 +175,11 @@ func writeKeyPair(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) e
 	if err := writePrivate(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})); err != nil {
 		return err
 	}
-	return writePrivate(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	var certs []byte
+	for _, der := range chain {
+		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return writePrivate(certFile, certs)
 }
 
 func serial() *big.Int {

@@ -149,7 +149,8 @@ func TestDevHTTPSPlayerPlaysThroughSteering(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s: %+v", what, within, st)
+				raw, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.duetPlayer)`))
+				t.Fatalf("%s: not within %s: %+v\nwindow.duetPlayer: %s", what, within, st, raw)
 			}
 			time.Sleep(200 * time.Millisecond) // poll interval, bounded by the deadline above
 		}
@@ -178,9 +179,12 @@ func TestDevHTTPSPlayerPlaysThroughSteering(t *testing.T) {
 		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "blob:") && !strings.HasPrefix(u, "data:") {
 			t.Errorf("the page loaded %s, not over https", u)
 		}
-		if strings.HasSuffix(u, ".ts") || strings.HasSuffix(u, ".m4s") {
+		if pu, err := url.Parse(u); err == nil && (strings.HasSuffix(pu.Path, ".ts") || strings.HasSuffix(pu.Path, ".m4s")) {
 			segs++
 		}
+	}
+	if segs == 0 {
+		t.Errorf("no segment among the page's resources: %q", urls)
 	}
 	t.Logf("%d resources loaded over https, %d of them segments", len(urls), segs)
 }
