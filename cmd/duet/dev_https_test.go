@@ -152,7 +152,7 @@ func TestDevHTTPSPlayerPlaysThroughSteering(t *testing.T) {
 				raw, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.duetPlayer)`))
 				t.Fatalf("%s: not within %s: %+v\nwindow.duetPlayer: %s", what, within, st, raw)
 			}
-			time.Sleep(200 * time.Millisecond) // poll interval, bounded by the deadline above
+			time.Sleep(200 * time.Millisecond) //nolint:forbidigo // poll interval, bounded by the deadline above
 		}
 	}
 	waitPlayer("first 3 s of video over https", 60*time.Second, func(s devPlayer) bool { return s.Played >= 3 && s.FramesDecoded > 0 && s.Host != "" })
