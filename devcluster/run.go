@@ -310,8 +310,8 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 		took.Round(time.Millisecond), len(c.regions), c.edges, c.dir)
 	fmt.Fprintf(&b, "  watch the sample play  %s/play\n", steer)
 	fmt.Fprintf(&b, "  status page            %s/\n", steer)
-	fmt.Fprintf(&b, "  ask steering           curl -s '%s/v1/route?path=%s'\n", steer, master)
-	fmt.Fprintf(&b, "  follow steering        curl -sL -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", steer, master)
+	fmt.Fprintf(&b, "  ask steering           curl -s%s '%s/v1/route?path=%s'\n", c.tls.curlFlag(), steer, master)
+	fmt.Fprintf(&b, "  follow steering        curl -sL%s -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", c.tls.curlFlag(), steer, master)
 	for i, r := range c.regions {
 		fmt.Fprintf(&b, "  region %-9s steering %s%s  purge http://%s  origin %s  NATS %s\n", r.name, c.tls.scheme(), l.steering(i), l.purge(i), r.minio.Endpoint(), r.natsURL)
 		for j, e := range r.edges {
