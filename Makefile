@@ -7,6 +7,9 @@ BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO := $(BIN)/minio
 MINIO_STAMP := $(BIN)/.minio-$(MINIO_VERSION)
+PEBBLE_VERSION := v2.10.3
+PEBBLE := $(BIN)/pebble
+PEBBLE_STAMP := $(BIN)/.pebble-$(PEBBLE_VERSION)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(BIN)/golangci-lint
 GOLANGCI_LINT_STAMP := $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -26,15 +29,23 @@ BENCHTIME ?= 1s
 help:
 	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? /  /'
 
-#? tools: install the pinned MinIO server and golangci-lint into ./bin (fast when already
+#? tools: install the pinned MinIO server, the Pebble ACME test CA and golangci-lint into ./bin (fast when already
 #?        there). k6 is not installed: it is AGPL-licensed, which this project's dependency rules exclude (see loadtest/k6)
-tools: $(MINIO_STAMP) $(GOLANGCI_LINT_STAMP)
+tools: $(MINIO_STAMP) $(PEBBLE_STAMP) $(GOLANGCI_LINT_STAMP)
 
 $(MINIO_STAMP):
 	@mkdir -p $(BIN)
 	@echo "building MinIO $(MINIO_VERSION) into ./bin (once; takes a few minutes)"
 	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(BIN)/.minio-* && touch $@
+
+# Pebble is Let's Encrypt's ACME test server: the edge's ACME tests obtain and renew
+# certificates from it on loopback (internal/testenv).
+$(PEBBLE_STAMP):
+	@mkdir -p $(BIN)
+	@echo "building Pebble $(PEBBLE_VERSION) into ./bin (once)"
+	GOBIN=$(BIN) GOFLAGS=-buildvcs=false $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$(PEBBLE_VERSION)
+	@rm -f $(BIN)/.pebble-* && touch $@
 
 $(GOLANGCI_LINT_STAMP):
 	@mkdir -p $(BIN)
@@ -64,8 +75,8 @@ build:
 image:
 	$(GO) run ./internal/image/mkimage -out out -version "$(VERSION)" -revision "$(REVISION)" -created "$(SOURCE_DATE_EPOCH)"
 
-#? test: MinIO, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
-test: $(MINIO_STAMP) $(if $(filter true,$(CI)),browser) vet lint
+#? test: MinIO, Pebble, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
+test: $(MINIO_STAMP) $(PEBBLE_STAMP) $(if $(filter true,$(CI)),browser) vet lint
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
 	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
 	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/

@@ -51,6 +51,7 @@ type cluster struct {
 	ids     *natsIdentities
 	roles   Roles
 	log     *slog.Logger
+	tls     *devTLS // nil: plain HTTP
 }
 
 // startNATS starts every region's embedded NATS, the first one the hub the others link to as
@@ -120,7 +121,7 @@ func (c *cluster) prepare() error {
 	var buckets, uploads []Bucket // the replicator's and `duet upload`'s credentials
 	for i, r := range c.regions {
 		// Each steering sends players' reloads to another region's steering (RELOAD-URI).
-		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon, SteeringURL: "http://" + c.layout.steering(i)})
+		regions = append(regions, steering.Region{Name: r.name, Lat: r.lat, Lon: r.lon, SteeringURL: c.tls.scheme() + c.layout.steering(i)})
 		buckets = append(buckets, c.bucketOf(r, replicatorUser, c.sec.ReplicatorOrigin))
 		uploads = append(uploads, c.bucketOf(r, uploadUser, c.sec.UploadOrigin))
 	}
@@ -146,18 +147,21 @@ func (c *cluster) prepare() error {
 		r.replica = c.proc("replicate-"+r.name, "http://"+rs.Admin+"/readyz", "replicate", "--config", p)
 
 		ss := SteeringSpec{Name: r.name, Listen: c.layout.steering(i), Regions: regions, DefaultRegion: r.name, NATSURL: r.natsURL,
-			NATSNKeyFile: c.ids.seeds["steering-"+r.name], EdgeURLs: c.edgeURLs()}
+			NATSNKeyFile: c.ids.seeds["steering-"+r.name], EdgeURLs: c.edgeURLs(), TLS: c.tlsSpec()}
 		if p, err = c.writeConfig("steering-"+r.name, c.roles.Steering(ss)); err != nil {
 			return err
 		}
-		r.steering = c.proc("steering-"+r.name, "http://"+ss.Listen+"/healthz", "steering", "--config", p)
+		r.steering = c.proc("steering-"+r.name, c.tls.scheme()+ss.Listen+"/healthz", "steering", "--config", p)
+		if c.tls != nil {
+			r.steering.client = c.tls.client(2 * time.Second)
+		}
 
-		steer := "http://" + ss.Listen
+		steer := c.tls.scheme() + ss.Listen
 		r.edges = nil
 		for j := range c.edges {
 			es := EdgeSpec{Name: edgeName(r.name, j), Region: r.name, Listen: c.layout.edge(i, j),
 				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, NATSNKeyFile: c.ids.seeds[edgeName(r.name, j)], PurgeRegions: c.regionNames(),
-				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg}
+				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg, TLS: c.tlsSpec()}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
 			// Edges read with credentials that can only read.
@@ -182,7 +186,7 @@ func (c *cluster) edgeURLs() []string {
 	var urls []string
 	for i := range c.regions {
 		for j := range c.edges {
-			urls = append(urls, "http://"+c.layout.edge(i, j))
+			urls = append(urls, c.tls.scheme()+c.layout.edge(i, j))
 		}
 	}
 	return urls

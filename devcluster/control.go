@@ -58,10 +58,10 @@ type UploadJSON struct {
 func (c *cluster) describe() ClusterJSON {
 	out := ClusterJSON{PurgeToken: c.sec.PurgeToken, EdgeAdminToken: c.sec.EdgeAdminToken, Sample: "/" + samplePrefix + "master.m3u8", Protected: c.sign.playPath(), Regions: []RegionJSON{}}
 	for i, r := range c.regions {
-		rj := RegionJSON{Name: r.name, Steering: "http://" + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
+		rj := RegionJSON{Name: r.name, Steering: c.tls.scheme() + c.layout.steering(i), Purge: "http://" + c.layout.purge(i),
 			Origin: r.minio.Endpoint(), NATS: r.natsURL, Up: r.isUp()}
 		for j, e := range r.edges {
-			rj.Edges = append(rj.Edges, EdgeJSON{Name: e.name, URL: "http://" + c.layout.edge(i, j),
+			rj.Edges = append(rj.Edges, EdgeJSON{Name: e.name, URL: c.tls.scheme() + c.layout.edge(i, j),
 				Admin: "http://" + c.layout.edgeAdm(i, j), Up: e.running()})
 		}
 		out.Regions = append(out.Regions, rj)

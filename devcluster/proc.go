@@ -21,8 +21,9 @@ type proc struct {
 	exe    string   // the duet binary
 	args   []string // after the binary
 	env    []string
-	log    string // file the process's output is appended to
-	health string // URL that answers 200 once the process is ready
+	log    string       // file the process's output is appended to
+	health string       // URL that answers 200 once the process is ready
+	client *http.Client // asks health (nil: one of waitHealthy's own)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -56,7 +57,7 @@ func (p *proc) start(ctx context.Context) error {
 		close(done)
 	}()
 	p.cmd, p.done = cmd, done
-	if err := waitHealthy(ctx, p.health, done, 30*time.Second); err != nil {
+	if err := waitHealthy(ctx, p.health, p.client, done, 30*time.Second); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("%s did not become ready (its log: %s): %w", p.name, p.log, err)
@@ -103,12 +104,14 @@ func (p *proc) runningLocked() bool {
 	}
 }
 
-// waitHealthy polls url until it answers 200, the process exits (exited closes), ctx ends or
-// limit passes.
-func waitHealthy(ctx context.Context, url string, exited <-chan struct{}, limit time.Duration) error {
+// waitHealthy polls url with client (nil: a plain one) until it answers 200, the process exits
+// (exited closes), ctx ends or limit passes.
+func waitHealthy(ctx context.Context, url string, client *http.Client, exited <-chan struct{}, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Second}
+	}
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

@@ -53,6 +53,7 @@ type SteeringSpec struct {
 	Name, Listen, DefaultRegion, NATSURL, NATSNKeyFile string
 	Regions                                            []steering.Region
 	EdgeURLs                                           []string
+	TLS                                                *TLSSpec // nil: plain HTTP
 }
 
 // EdgeSpec is one edge: Origins in the order it tries them (its region's first), its disk cache
@@ -67,4 +68,11 @@ type EdgeSpec struct {
 	HLSSteeringURI, DASHSteeringURI                    string
 	// SignedURLs are the keys and protected prefixes (the protected stream's).
 	SignedURLs signedurl.Config
+	TLS        *TLSSpec // nil: plain HTTP
+}
+
+// TLSSpec is `duet dev --https`'s certificate for a viewer-facing listener, and the CA that
+// signs it (which steering trusts when it probes the edges).
+type TLSSpec struct {
+	Cert, Key, CA string
 }

@@ -52,6 +52,8 @@ type Config struct {
 	MinIOBin string
 	// Bucket is the origin bucket, the same name in every region.
 	Bucket string
+	// HTTPS makes the edges and steering serve HTTPS with a local CA's certificate (devtls.go).
+	HTTPS bool
 }
 
 // DefaultConfig is `duet dev`'s defaults.
@@ -164,6 +166,11 @@ func newCluster(ctx context.Context, o Config, roles Roles, exe string, log *slo
 	}
 	if c.sec, err = loadSecrets(o.Dir); err != nil {
 		return nil, err
+	}
+	if o.HTTPS {
+		if c.tls, err = loadDevTLS(o.Dir, time.Now()); err != nil {
+			return nil, fmt.Errorf("the dev CA and certificate (--https): %w", err)
+		}
 	}
 	return c, nil
 }
@@ -300,7 +307,7 @@ func (c *cluster) startRegions(ctx context.Context) error {
 
 func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Duration) {
 	l := c.layout
-	steer := "http://" + l.steering(0)
+	steer := c.tls.scheme() + l.steering(0)
 	master := "/" + samplePrefix + "master.m3u8"
 	seg := "/" + samplePrefix + firstSegment(files)
 	var b strings.Builder
@@ -311,16 +318,19 @@ func (c *cluster) printWelcome(w io.Writer, files []sample.File, took time.Durat
 	fmt.Fprintf(&b, "                         (/%s needs a token; mint one: bin/duet sign /%s --config %s --object /%smaster.m3u8)\n",
 		protectedPrefix, protectedPrefix, filepath.Join(c.dir, "config", "edge-"+c.regions[0].edges[0].name+".yaml"), protectedPrefix)
 	fmt.Fprintf(&b, "  status page            %s/\n", steer)
-	fmt.Fprintf(&b, "  ask steering           curl -s '%s/v1/route?path=%s'\n", steer, master)
-	fmt.Fprintf(&b, "  follow steering        curl -sL -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", steer, master)
+	fmt.Fprintf(&b, "  ask steering           curl -s%s '%s/v1/route?path=%s'\n", c.tls.curlFlag(), steer, master)
+	fmt.Fprintf(&b, "  follow steering        curl -sL%s -o /dev/null -w '%%{url_effective}\\n' %s/r%s\n\n", c.tls.curlFlag(), steer, master)
 	for i, r := range c.regions {
-		fmt.Fprintf(&b, "  region %-9s steering http://%s  purge http://%s  origin %s  NATS %s\n", r.name, l.steering(i), l.purge(i), r.minio.Endpoint(), r.natsURL)
+		fmt.Fprintf(&b, "  region %-9s steering %s%s  purge http://%s  origin %s  NATS %s\n", r.name, c.tls.scheme(), l.steering(i), l.purge(i), r.minio.Endpoint(), r.natsURL)
 		for j, e := range r.edges {
-			fmt.Fprintf(&b, "    edge %-12s http://%s   admin http://%s\n", e.name, l.edge(i, j), l.edgeAdm(i, j))
+			fmt.Fprintf(&b, "    edge %-12s %s%s   admin http://%s\n", e.name, c.tls.scheme(), l.edge(i, j), l.edgeAdm(i, j))
 		}
 	}
 	fmt.Fprintf(&b, "  NATS admits only each process's own identity (nkey seeds in %s, 0600); see README.md, \"NATS identities\"\n", c.ids.dir)
-	fmt.Fprintf(&b, "\n  see a MISS, then a HIT:\n    for i in 1 2; do curl -s -o /dev/null -D - http://%s%s | grep -iE '^(x-cache|cache-status)'; done\n", l.edge(0, 0), seg)
+	fmt.Fprintf(&b, "\n  see a MISS, then a HIT:\n    for i in 1 2; do curl -s -o /dev/null -D - %s%s%s%s | grep -iE '^(x-cache|cache-status)'; done\n", c.tls.scheme(), l.edge(0, 0), seg, c.tls.curlFlag())
+	if c.tls != nil {
+		fmt.Fprintf(&b, "  HTTPS with the dev CA %s: trust it in a browser to open the pages without a warning (README.md, \"duet dev over HTTPS\")\n", c.tls.CA)
+	}
 	fmt.Fprintf(&b, "\n  upload your own video (a folder of HLS or DASH files) to %s; it replicates to every region:\n    bin/duet upload --config %s --region %s --prefix vod/mine/ PATH\n",
 		c.regions[0].name, filepath.Join(c.dir, "config", "upload.yaml"), c.regions[0].name)
 	fmt.Fprintf(&b, "\n  purge the stream everywhere (each edge's acknowledgement listed):\n    bin/duet purge prefix /%s --api http://%s --token %s --wait 5s\n", samplePrefix, l.purge(0), c.sec.PurgeToken)

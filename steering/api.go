@@ -47,7 +47,13 @@ func (s *Server) Handler() http.Handler {
 	if s.gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	}
-	return s.logRequests(mux)
+	if s.hsts == "" {
+		return s.logRequests(mux)
+	}
+	return s.logRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", s.hsts)
+		mux.ServeHTTP(w, r)
+	}))
 }
 
 // writeError maps an error to its status: the one place that does.

@@ -63,6 +63,10 @@ type Config struct {
 	// fails while an edge drains and never reaches the origin. "tcp": a probe is a TCP connect to
 	// the public URL's host and port.
 	ProbePath string `yaml:"probe_path"`
+	// ProbeCARoots is a PEM file of CA certificates trusted, besides the system's, when probing
+	// https edge URLs: edges whose certificates a private CA signs (`duet dev --https`'s).
+	// Default "": the system's roots only.
+	ProbeCARoots string `yaml:"probe_ca_roots"`
 	// EdgeURLs are the only public URLs steering accepts from edges' heartbeats (and so the only
 	// ones it probes and sends viewers to): patterns "scheme://host[:port]", where "*" in the
 	// host stands for any part of one label (no dots) and "{edge}" and "{region}" for the

@@ -2,11 +2,14 @@ package steering
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 )
 
 // Prober checks that viewers can reach an edge at its public base URL. A nil error means the
@@ -61,6 +64,30 @@ func (p *HTTPProber) Probe(ctx context.Context, baseURL string) error {
 		return fmt.Errorf("GET %s: status %d", p.Path, resp.StatusCode)
 	}
 	return nil
+}
+
+// probeClient is the HTTPProber's client: ProbeTimeout, and the system's roots plus
+// ProbeCARoots.
+func probeClient(cfg Config) (*http.Client, error) {
+	c := &http.Client{Timeout: cfg.ProbeTimeout}
+	if cfg.ProbeCARoots == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(cfg.ProbeCARoots)
+	if err != nil {
+		return nil, fmt.Errorf("%w: probe_ca_roots: %w", ErrInvalidConfig, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%w: probe_ca_roots %s holds no PEM certificate", ErrInvalidConfig, cfg.ProbeCARoots)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.Transport = t
+	return c, nil
 }
 
 // hostPort is the host:port to dial for an http(s) base URL.

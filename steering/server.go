@@ -68,6 +68,9 @@ type Deps struct {
 	// AccessLogPublisher is the NATS connection of access_log.sink "nats".
 	AccessLogSink      accesslog.Sink
 	AccessLogPublisher accesslog.Publisher
+	// HSTS is the Strict-Transport-Security value sent with every answer (when the listener
+	// Run is given speaks TLS); "": none.
+	HSTS string
 }
 
 // Server is one steering instance.
@@ -83,6 +86,7 @@ type Server struct {
 	table   *health.Table
 	prober  Prober
 	events  Publisher
+	hsts    string
 	m       *metrics
 	gather  prometheus.Gatherer
 	bufs    sync.Pool // *hrw.Buffer
@@ -111,7 +115,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("%w: Logger and Registry are required", ErrInvalidConfig)
 	}
 	s := &Server{cfg: cfg, log: deps.Logger.With("component", "steering"), now: deps.Now, geo: deps.GeoIP,
-		prober: deps.Prober, events: deps.Events, gather: deps.Gatherer}
+		prober: deps.Prober, events: deps.Events, gather: deps.Gatherer, hsts: deps.HSTS}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -136,7 +140,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if s.prober == nil {
 		if cfg.ProbePath != "tcp" {
-			s.prober = &HTTPProber{Client: &http.Client{Timeout: cfg.ProbeTimeout}, Path: cfg.ProbePath}
+			client, err := probeClient(cfg)
+			if err != nil {
+				return nil, err
+			}
+			s.prober = &HTTPProber{Client: client, Path: cfg.ProbePath}
 		} else {
 			s.prober = &DialProber{}
 		}

@@ -42,5 +42,6 @@ Ports (plus --port-offset): ` + devcluster.PortsHelp(0) + `.`,
 	f.IntVar(&o.PortOffset, "port-offset", o.PortOffset, "added to every port, to run beside what uses the defaults (default 0: the ports above)")
 	f.StringVar(&o.MinIOBin, "minio-bin", o.MinIOBin, "MinIO server binary (make tools installs it)")
 	f.StringVar(&o.Bucket, "bucket", o.Bucket, "origin bucket (the same name in every region)")
+	f.BoolVar(&o.HTTPS, "https", o.HTTPS, "edges and steering serve HTTPS with a certificate from a local CA made under --dir/tls (trust tls/ca.crt in a browser: README.md)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/duetcdn/duet/devcluster"
 	"github.com/duetcdn/duet/edge"
+	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/origin/upload"
 	"github.com/duetcdn/duet/origin/upload/uploadcmd"
@@ -50,6 +51,11 @@ func (devRoles) Steering(s devcluster.SteeringSpec) any {
 	sc.EdgeURLs = s.EdgeURLs
 	// Each dev steering serves its own region (its default region) and keeps its viewer state.
 	sc.ViewerState.Region = s.DefaultRegion
+	if s.TLS != nil {
+		sc.TLS = tlsconf.Default()
+		sc.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
+		sc.ProbeCARoots = s.TLS.CA
+	}
 	return sc
 }
 
@@ -73,5 +79,8 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
 	ec.SignedURLs = s.SignedURLs
+	if s.TLS != nil {
+		ec.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
+	}
 	return ec
 }

@@ -319,7 +319,7 @@ type devRun struct {
 
 // startDev runs `duet dev` with a random port offset (another one when a port is taken by a
 // concurrently running test) until it prints its URLs.
-func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
+func startDev(t *testing.T, dir, minioBin string, environ []string, flags ...string) *devRun {
 	t.Helper()
 	curl := regexp.MustCompile(`curl -s -o /dev/null -D - (\S+)`)
 	control := regexp.MustCompile(`curl -s -H 'Authorization: Bearer (\S+)' (http://\S+/v1/dev/cluster)`)
@@ -331,7 +331,7 @@ func startDev(t *testing.T, dir, minioBin string, environ []string) *devRun {
 		pr, pw := io.Pipe()
 		d := &devRun{dir: dir, cancel: cancel, done: make(chan error, 1)}
 		go func() {
-			d.done <- run(ctx, []string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", minioBin, "--log-level", "warn"}, pw, io.Discard, environ)
+			d.done <- run(ctx, append([]string{"dev", "--dir", dir, "--port-offset", offset, "--minio-bin", minioBin, "--log-level", "warn"}, flags...), pw, io.Discard, environ)
 			close(d.done) // later receives (the cleanup's) return at once
 			pw.Close()
 		}()

@@ -224,6 +224,8 @@ func generatedHelp(role, path string) string {
 			return "FailedProbes: an edge is down after this many failed probes in a row."
 		case "probe_path":
 			return "ProbePath makes probes HTTP GETs of the edge's public URL + ProbePath that must answer 2xx."
+		case "probe_ca_roots":
+			return "ProbeCARoots is a PEM file of CA certificates trusted, besides the system's, when probing https edge URLs: edges whose certificates a private CA signs (`duet dev --https`'s)."
 		case "edge_urls":
 			return "EdgeURLs are the only public URLs steering accepts from edges' heartbeats (and so the only ones it probes and sends viewers to): patterns \"scheme://host[:port]\", where \"*\" in the host stands for any part of one label (no dots) and \"{edge}\" and \"{region}\" for the heartbeat's edge and region names, as in \"https://{edge}.cdn.example.com\" or \"http://127.0.10.*:8080\"."
 		case "forget_after":
@@ -282,6 +284,32 @@ func generatedHelp(role, path string) string {
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
 		case "nats.key_file":
 			return "CAFile, CertFile, KeyFile enable TLS (the cert and key for mutual TLS)."
+		case "tls.certificates":
+			return "Certificates are PEM certificate-chain and key files, each written \"CERT_FILE:KEY_FILE\" (in a flag or variable, comma-separated pairs)."
+		case "tls.reload_interval":
+			return "ReloadInterval is how often the certificate files are checked for change."
+		case "tls.min_version":
+			return "MinVersion is the oldest TLS version accepted: \"1.2\" (the default) or \"1.3\"."
+		case "tls.hsts":
+			return "HSTS is the Strict-Transport-Security value sent with every HTTPS answer, for example \"max-age=31536000; includeSubDomains\"."
+		case "tls.redirect_listen":
+			return "RedirectListen is an address for plain HTTP that answers every request 308 with the same URL over https (on the TLS listener's port, left out when it is 443), and answers the ACME HTTP-01 challenge."
+		case "tls.acme.domains":
+			return "Domains are the names to obtain certificates for."
+		case "tls.acme.ca":
+			return "CA is the ACME directory URL."
+		case "tls.acme.ca_roots":
+			return "CARoots is a PEM file of the root certificates that sign the CA's own HTTPS certificate, for a private CA."
+		case "tls.acme.email":
+			return "Email is the ACME account's contact, where the CA sends notices."
+		case "tls.acme.storage":
+			return "Storage is the directory holding the ACME account, the certificates, their keys and the locks that make one edge do each issuance and renewal."
+		case "tls.acme.challenges":
+			return "Challenges are the ACME challenge types offered: \"tls-alpn-01\" is answered on the TLS listener, which the CA must reach on port 443; \"http-01\" on redirect_listen, which the CA must reach on port 80."
+		case "tls.acme.ocsp_stapling":
+			return "OCSPStapling staples the CA's OCSP response to the certificate when the certificate names an OCSP responder, so viewers need not ask the CA."
+		case "tls.acme.renew_check_interval":
+			return "RenewCheckInterval is how often the certificates are checked for renewal."
 		}
 	case "purge":
 		switch path {
