@@ -1,0 +1,273 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/duetcdn/duet/edge/announce"
+	"github.com/duetcdn/duet/internal/rendezvous"
+	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/internal/zipf"
+	"github.com/duetcdn/duet/origin"
+)
+
+// originLog is an HTTP origin that serves /z/<n> (a few KiB, deterministic, cacheable for an
+// hour) and records every request it receives: the count per path and the arrival times.
+type originLog struct {
+	mu    sync.Mutex
+	count map[string]int
+	times []time.Time
+	url   string
+}
+
+func newOriginLog(t testing.TB) *originLog {
+	ol := &originLog{count: map[string]int{}}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ol.mu.Lock()
+		ol.count[r.URL.Path]++
+		ol.times = append(ol.times, time.Now())
+		ol.mu.Unlock()
+		n, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/z/"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		body := zBody(n)
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("ETag", fmt.Sprintf(`"z%d"`, n))
+		w.Header().Set("Surrogate-Key", "z all-z")
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(body)))
+	}))
+	t.Cleanup(ts.Close)
+	ol.url = ts.URL
+	return ol
+}
+
+// zBody is object n's bytes: 1 to 4 KiB, starting with its number.
+func zBody(n int) []byte {
+	b := randomBytes(1024+(n%4)*1024, byte(n))
+	copy(b, strconv.Itoa(n)+":")
+	return b
+}
+
+func (ol *originLog) fetches() (total, distinct int, per map[string]int) {
+	ol.mu.Lock()
+	defer ol.mu.Unlock()
+	per = make(map[string]int, len(ol.count))
+	for p, c := range ol.count {
+		total += c
+		per[p] = c
+	}
+	return total, len(ol.count), per
+}
+
+func (ol *originLog) httpOrigin(t testing.TB) *origin.HTTP {
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ol.url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+const testPeerSecret = "region-peer-secret-0123456789"
+
+// region is edges of one region on loopback that find each other through their heartbeats on
+// a real NATS server, as `duet edge` does.
+type region struct {
+	edges []*harness
+	names []string
+}
+
+// annSource lets the announcer read a test edge.
+type annSource struct{ s *Server }
+
+func (a annSource) Stats() announce.Stats { return announce.Stats{Serving: a.s.Ready()} }
+
+func startRegion(t *testing.T, n int, o Origin, mutate func(*Config)) *region {
+	t.Helper()
+	ns := testenv.NATS(t)
+	r := &region{}
+	for i := range n {
+		name := "e" + strconv.Itoa(i+1)
+		h := startEdge(t, o, func(c *Config) {
+			c.Name, c.Region = name, "r1"
+			c.PeerFill = PeerFillConfig{Enabled: true, Secret: testPeerSecret, Timeout: time.Second, Cooldown: 3 * time.Second}
+			if mutate != nil {
+				mutate(c)
+			}
+		})
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		ps := h.srv.Peers()
+		if _, err := nc.Subscribe(ps.Subject(), func(m *nats.Msg) { _ = ps.HandleHeartbeat(m.Data, time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = announce.Run(ctx, nc, announce.Config{Edge: name, Region: "r1", URL: h.url, Interval: 200 * time.Millisecond},
+				annSource{h.srv}, slog.New(slog.DiscardHandler))
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		r.edges = append(r.edges, h)
+		r.names = append(r.names, name)
+	}
+	for _, h := range r.edges {
+		testenv.Eventually(t, 10*time.Second, func() bool { return len(h.srv.Peers().Alive(time.Now())) == n-1 },
+			"%s does not see its %d peers", h.cfg.Name, n-1)
+	}
+	return r
+}
+
+// owner is the edge among names that owns key (what edge/peers computes).
+func owner(key string, names []string) string {
+	best, who := -1.0, ""
+	for _, n := range names {
+		if sc := rendezvous.Score(rendezvous.Hash(key), rendezvous.Hash(n), 0, false); sc > best {
+			best, who = sc, n
+		}
+	}
+	return who
+}
+
+// TestPeerFillZipfRegion is issue 15's acceptance 1: a Zipf load over 10,000 objects through 4
+// edges of one region costs the origin at most 1.05 fetches per distinct object (counted at the
+// origin; without peer fill up to 4); then one edge is stopped mid-run: no viewer sees an
+// error, and each of its objects is fetched at most once by its new owner.
+func TestPeerFillZipfRegion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a load of 24,000 requests")
+	}
+	ol := newOriginLog(t)
+	reg := startRegion(t, 4, ol.httpOrigin(t), nil)
+	z, err := zipf.New(10_000, 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers = 24
+	var live atomic.Pointer[[]*harness]
+	all := slices.Clone(reg.edges)
+	live.Store(&all)
+	var inflight [4]atomic.Int64
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, DisableCompression: true}, Timeout: 30 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	run := func(requests int, seed uint64) {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(seed, uint64(w)))
+				for range requests / workers {
+					n := z.Draw(rng)
+					edges := *live.Load()
+					i := rng.IntN(len(edges))
+					h := edges[i]
+					idx := slices.Index(reg.edges, h)
+					inflight[idx].Add(1)
+					if *live.Load() == nil || !slices.Contains(*live.Load(), h) {
+						inflight[idx].Add(-1) // taken out meanwhile: as steering would, ask another
+						continue
+					}
+					resp, err := client.Get(h.url + "/z/" + strconv.Itoa(n))
+					var body []byte
+					if err == nil {
+						body, err = io.ReadAll(resp.Body)
+						_ = resp.Body.Close()
+						if err == nil && (resp.StatusCode != 200 || string(body) != string(zBody(n))) {
+							err = fmt.Errorf("%s /z/%d: %d %q (%d bytes)", h.cfg.Name, n, resp.StatusCode, resp.Header.Get("Cache-Status"), len(body))
+						}
+					}
+					inflight[idx].Add(-1)
+					if err != nil {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	run(16_000, 1)
+	total, distinct, _ := ol.fetches()
+	t.Logf("4 edges, 16,000 requests: %d origin fetches for %d distinct objects (%.3f per object)", total, distinct, float64(total)/float64(distinct))
+	if errs.Load() > 0 {
+		t.Fatalf("%d viewer errors, first: %v", errs.Load(), firstErr.Load())
+	}
+	if ratio := float64(total) / float64(distinct); ratio > 1.05 {
+		t.Fatalf("origin fetches per distinct object %.3f > 1.05", ratio)
+	}
+
+	// Mid-run, the last edge leaves: steering stops sending it viewers, then it stops.
+	before := map[string]int{}
+	for _, h := range reg.edges {
+		h.origin.mu.Lock()
+		for p, c := range h.origin.count {
+			before[h.cfg.Name+p] = c
+		}
+		h.origin.mu.Unlock()
+	}
+	victim := reg.edges[3]
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		time.Sleep(300 * time.Millisecond) // let the second half start first: the kill is mid-run
+		rest := slices.Clone(reg.edges[:3])
+		live.Store(&rest)
+		deadline := time.Now().Add(10 * time.Second)
+		for inflight[3].Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // poll: the viewers it still serves finish
+		}
+		victim.stop()
+	}()
+	run(8_000, 2)
+	<-killed
+	if errs.Load() > 0 {
+		t.Fatalf("%d viewer errors after an edge left, first: %v", errs.Load(), firstErr.Load())
+	}
+	total2, distinct2, _ := ol.fetches()
+	t.Logf("after the kill: %d origin fetches for %d distinct objects (%.3f per object)", total2, distinct2, float64(total2)/float64(distinct2))
+	survivors := reg.names[:3]
+	moved, refetched := 0, 0
+	for _, h := range reg.edges[:3] {
+		h.origin.mu.Lock()
+		for p, c := range h.origin.count {
+			if owner(p, reg.names) != victim.cfg.Name || owner(p, survivors) != h.cfg.Name {
+				continue
+			}
+			moved++
+			if c > 1 {
+				t.Errorf("%s, the new owner of %s, fetched it %d times from the origin", h.cfg.Name, p, c)
+			}
+			if c > before[h.cfg.Name+p] {
+				refetched++
+			}
+		}
+		h.origin.mu.Unlock()
+	}
+	t.Logf("%d objects of the stopped edge fetched by their new owners (%d of them after the stop)", moved, refetched)
+	if refetched == 0 {
+		t.Fatal("no object of the stopped edge was fetched by its new owner: the test did not exercise the kill")
+	}
+}
