@@ -134,7 +134,7 @@ func (s *Set) Failed(name string, now time.Time) {
 // alive reports whether m takes part in the hashing at now. s.mu held.
 func (s *Set) alive(m *member, now time.Time) bool {
 	return m.serving && now.Sub(m.lastSeen) <= time.Duration(s.cfg.MissedHeartbeats)*s.cfg.HeartbeatInterval &&
-		!now.Before(m.lastSeen.Add(-time.Minute)) && now.After(m.brokenUntil)
+		now.After(m.brokenUntil)
 }
 
 // Owner returns the peer that owns key: the highest rendezvous score among the alive peers and

@@ -84,13 +84,14 @@ func TestOwnerFollowsHealth(t *testing.T) {
 			t.Fatalf("%s: c is back before its cooldown ended", key)
 		}
 	}
-	sets["a"].Observe(beat("c", "eu", bus.StateServing), now.Add(3100*time.Millisecond))
-	if alive := sets["a"].Alive(now.Add(3100 * time.Millisecond)); len(alive) != 2 { // b, c (d drains)
-		t.Fatalf("alive after the cooldown: %v", alive)
+	if alive := sets["a"].Alive(now.Add(2 * time.Second)); len(alive) != 1 || alive[0].Name != "b" { // c broken, d drains
+		t.Fatalf("alive during c's cooldown: %v", alive)
 	}
-	// Silence: three missed heartbeats and b is gone.
-	if alive := sets["a"].Alive(now.Add(3500 * time.Millisecond)); len(alive) != 1 || alive[0].Name != "c" {
-		t.Fatalf("alive with b silent for 3.5s: %v", alive)
+	// c beats again after its cooldown and is back; b has been silent for three heartbeats and
+	// is gone.
+	sets["a"].Observe(beat("c", "eu", bus.StateServing), now.Add(3100*time.Millisecond))
+	if alive := sets["a"].Alive(now.Add(3100 * time.Millisecond)); len(alive) != 1 || alive[0].Name != "c" {
+		t.Fatalf("alive with c back and b silent for 3.1s: %v", alive)
 	}
 	// A lone edge owns everything.
 	lone, _ := New(Config{Self: "z", Region: "eu"})
