@@ -79,7 +79,7 @@ func Verify(secret []byte, value string, now time.Time, r Request) (from string,
 		return "", ErrMalformed
 	}
 	got, err := hex.DecodeString(parts[3])
-	if err != nil {
+	if err != nil || hex.EncodeToString(got) != parts[3] { // lower-case hex only: one spelling per MAC
 		return "", ErrMalformed
 	}
 	if d := now.Sub(time.Unix(secs, 0)); d > MaxSkew || d < -MaxSkew {
