@@ -192,7 +192,10 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request) cacheStat
 			return s.passThrough(ctx, rq, nil)
 		}
 		if sliced && stale == nil {
-			if _, inFlight := s.fl.get(key); !inFlight {
+			// A peer's request for a range (a slice it fills) never waits for a fill of the whole
+			// object here: that fill may itself be waiting for the asking peer (it resolves the
+			// object's slices from their owners), and the two would wait for each other.
+			if _, inFlight := s.fl.get(key); !inFlight || rq.peer && rq.rangeHdr != "" {
 				return s.serveSlices(ctx, rq)
 			}
 		}

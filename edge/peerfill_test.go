@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/duetcdn/duet/edge/announce"
 	"github.com/duetcdn/duet/internal/rendezvous"
@@ -269,5 +270,65 @@ func TestPeerFillZipfRegion(t *testing.T) {
 	t.Logf("%d objects of the stopped edge fetched by their new owners (%d of them after the stop)", moved, refetched)
 	if refetched == 0 {
 		t.Fatal("no object of the stopped edge was fetched by its new owner: the test did not exercise the kill")
+	}
+}
+
+// TestPeerFillSlicesOwnedPerSlice: a large object, cached as slices, is read whole through each
+// of 3 edges: every slice is fetched from the origin once for the region, by its own owner, so
+// the slices spread over the edges.
+func TestPeerFillSlicesOwnedPerSlice(t *testing.T) {
+	const size, slice = 1 << 20, 64 << 10
+	big := randomBytes(size, 42)
+	var mu sync.Mutex
+	ranges := map[string]int{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ranges[r.Header.Get("Range")]++
+		mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("ETag", `"big"`)
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(big)))
+	}))
+	t.Cleanup(ts.Close)
+	o, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := startRegion(t, 3, o, func(c *Config) { c.Cache.SliceBytes, c.Cache.SliceAbove = slice, 2*slice })
+	for _, h := range reg.edges {
+		resp, body := h.get("/big.bin")
+		if resp.StatusCode != 200 || string(body) != string(big) {
+			t.Fatalf("%s: %d, %d bytes", h.cfg.Name, resp.StatusCode, len(body))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fetchedBy := map[string]int{}
+	for i := range size / slice {
+		r := fmt.Sprintf("bytes=%d-%d", i*slice, (i+1)*slice-1)
+		if ranges[r] != 1 {
+			t.Errorf("slice %d (%s) fetched %d times from the origin", i, r, ranges[r])
+		}
+	}
+	for _, h := range reg.edges {
+		h.origin.mu.Lock()
+		for _, rq := range h.origin.reqs {
+			if rq.Range != "" {
+				fetchedBy[h.cfg.Name]++
+			}
+		}
+		h.origin.mu.Unlock()
+	}
+	for _, h := range reg.edges {
+		if failed := testutil.ToFloat64(h.srv.peer.fetches.WithLabelValues("failed")); failed > 0 {
+			t.Errorf("%s: %v peer fetches failed (peers waiting for each other?)", h.cfg.Name, failed)
+		}
+	}
+	if ranges[""] != 1 {
+		t.Errorf("the whole object was asked for %d times, want once for the region (its size says: slices)", ranges[""])
+	}
+	t.Logf("slices fetched from the origin per edge: %v", fetchedBy)
+	if len(fetchedBy) < 2 {
+		t.Errorf("the slices were all fetched by one edge (%v): not owned per slice", fetchedBy)
 	}
 }
