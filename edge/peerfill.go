@@ -110,6 +110,10 @@ var errPeerRefused = errors.New("peer refused the request (check that peer_fill.
 
 // fetchFill is a fill's fetch: from the key's owner when the flight may ask a peer (peerKey),
 // otherwise, or when the owner cannot answer, from the origin. noWait: see fetchBudget.
+//
+// Edges that disagree about who is alive cannot make a cycle of peer requests for one key: an
+// edge asks only a peer whose rendezvous score for the key is higher than its own, and the
+// scores are the same on every edge, so each hop climbs; a peer's request is answered locally.
 func (s *Server) fetchFill(ctx context.Context, f *flight, r *origin.Request, noWait bool) (*origin.Response, error) {
 	if s.peer != nil && f.peerKey != "" && !r.Head {
 		// Two owners at most: a dead owner's successor in rendezvous order owns its keys now
@@ -169,7 +173,8 @@ func (s *Server) peerFetch(ctx context.Context, p peers.Peer, r *origin.Request)
 		return nil, ErrOriginBudget
 	}
 	// The owner's own headers are about its answer to this edge, not about the object.
-	for _, name := range []string{"Cache-Status", "X-Cache", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Timing-Allow-Origin", "Server"} {
+	for _, name := range []string{"Cache-Status", "X-Cache", "Server-Timing", "Access-Control-Allow-Origin",
+		"Access-Control-Expose-Headers", "Strict-Transport-Security", "Server"} {
 		resp.Header.Del(name)
 	}
 	return resp, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/duetcdn/duet/edge/announce"
+	"github.com/duetcdn/duet/edge/peers"
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/rendezvous"
 	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/internal/zipf"
@@ -91,6 +94,8 @@ const testPeerSecret = "region-peer-secret-0123456789"
 type region struct {
 	edges []*harness
 	names []string
+	// silence stops an edge's heartbeats.
+	silence []func()
 }
 
 // annSource lets the announcer read a test edge.
@@ -127,7 +132,10 @@ func startRegion(t *testing.T, n int, o Origin, mutate func(*Config)) *region {
 			_ = announce.Run(ctx, nc, announce.Config{Edge: name, Region: "r1", URL: h.url, Interval: 200 * time.Millisecond},
 				annSource{h.srv}, slog.New(slog.DiscardHandler))
 		}()
-		t.Cleanup(func() { cancel(); <-done })
+		var once sync.Once
+		silence := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(silence)
+		r.silence = append(r.silence, silence)
 		r.edges = append(r.edges, h)
 		r.names = append(r.names, name)
 	}
@@ -331,4 +339,80 @@ func TestPeerFillSlicesOwnedPerSlice(t *testing.T) {
 	if len(fetchedBy) < 2 {
 		t.Errorf("the slices were all fetched by one edge (%v): not owned per slice", fetchedBy)
 	}
+}
+
+// TestPeerFillGuards: a forged peer header is refused with a reason; a signed peer request is
+// answered by the edge that gets it, never sent on to the owner; an owner that hangs costs one
+// timeout, then misses go to the origin at once; an owner that is gone is skipped at once.
+func TestPeerFillGuards(t *testing.T) {
+	ol := newOriginLog(t)
+	reg := startRegion(t, 2, ol.httpOrigin(t), func(c *Config) { c.PeerFill.Timeout = 300 * time.Millisecond })
+	e1, e2 := reg.edges[0], reg.edges[1]
+	// Keys e2 owns.
+	var keys []string
+	for n := 0; len(keys) < 4; n++ {
+		if k := "/z/" + strconv.Itoa(n); owner(k, reg.names) == "e2" {
+			keys = append(keys, k)
+		}
+	}
+
+	resp, body := e1.get(keys[0], peers.Header, "v1 1 e2 "+strings.Repeat("0", 64))
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "peer request refused") {
+		t.Fatalf("forged peer header: %d %q", resp.StatusCode, body)
+	}
+	sig := peers.Sign([]byte(testPeerSecret), "e2", time.Now(), peers.Request{Method: "GET", URI: keys[0]})
+	resp, _ = e1.get(keys[0], peers.Header, sig)
+	if resp.StatusCode != 200 || e1.origin.fetches(keys[0]) != 1 || e2.origin.fetches(keys[0]) != 0 {
+		t.Fatalf("a signed peer request to the non-owner: %d, origin fetches e1 %d e2 %d (want 1, 0: never forwarded)",
+			resp.StatusCode, e1.origin.fetches(keys[0]), e2.origin.fetches(keys[0]))
+	}
+	// The normal way: e1 asks e2, which fetches.
+	resp, _ = e1.get(keys[1])
+	if resp.StatusCode != 200 || e1.origin.fetches(keys[1]) != 0 || e2.origin.fetches(keys[1]) != 1 {
+		t.Fatalf("peer fill: %d, origin fetches e1 %d e2 %d (want 0, 1)", resp.StatusCode, e1.origin.fetches(keys[1]), e2.origin.fetches(keys[1]))
+	}
+
+	// e2 hangs: it stops beating, and a listener that accepts and never answers takes its URL.
+	reg.silence[1]()
+	testenv.Eventually(t, 5*time.Second, func() bool { return len(e1.srv.Peers().Alive(time.Now())) == 0 }, "e2's last heartbeat (draining) not seen")
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hang.Close() })
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	e1.srv.Peers().Observe(bus.Heartbeat{Edge: "e2", Region: "r1", URL: "http://" + hang.Addr().String(), State: bus.StateServing}, time.Now())
+	start := time.Now()
+	resp, _ = e1.get(keys[2])
+	if resp.StatusCode != 200 || e1.origin.fetches(keys[2]) != 1 {
+		t.Fatalf("hanging owner: %d, e1 origin fetches %d", resp.StatusCode, e1.origin.fetches(keys[2]))
+	}
+	t.Logf("a miss with a hanging owner took %v (peer_fill.timeout 300ms)", time.Since(start))
+	if len(e1.srv.Peers().Alive(time.Now())) != 0 || testutil.ToFloat64(e1.srv.peer.fetches.WithLabelValues("failed")) != 1 {
+		t.Fatal("the hanging owner was not asked, or is still used")
+	}
+	// e2 is stopped: e1 serves e2's keys from the origin, without error.
+	e2.stop()
+	for _, k := range keys[3:] {
+		if resp, body := e1.get(k); resp.StatusCode != 200 || string(body) != string(zBody(mustAtoi(t, strings.TrimPrefix(k, "/z/")))) {
+			t.Fatalf("%s with its owner stopped: %d", k, resp.StatusCode)
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
