@@ -381,8 +381,11 @@ func (c *Config) Validate() error {
 		if f.Timeout < 0 || f.MaxConns < 0 {
 			bad("%s.timeout and %s.max_conns must not be negative (0 means the default)", at, at)
 		}
-		if len(f.Fallbacks) > 0 || f.BreakerFailures != 0 || f.BreakerCooldown != 0 || f.MaxRequestsPerSec != 0 || f.MaxQueue != 0 || f.MaxWait != 0 {
-			bad("%s: fallbacks, breaker_failures, breaker_cooldown, max_requests_per_sec, max_queue and max_wait belong to origin, not to a fallback", at)
+		if len(f.Fallbacks) > 0 || f.BreakerFailures != 0 || f.BreakerCooldown != 0 {
+			bad("%s: fallbacks, breaker_failures and breaker_cooldown belong to origin, not to a fallback", at)
+		}
+		if f.MaxRequestsPerSec != 0 || f.MaxQueue != 0 || f.MaxWait != 0 {
+			bad("%s: max_requests_per_sec, max_queue and max_wait belong to origin (one budget for all origins), not to a fallback", at)
 		}
 	}
 	if len(c.Origin.Fallbacks) > 0 && (c.Origin.BreakerFailures <= 0 || c.Origin.BreakerCooldown <= 0) {

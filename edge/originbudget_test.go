@@ -218,3 +218,37 @@ func (l *sendLog) since(i int) []time.Time {
 	defer l.mu.Unlock()
 	return append([]time.Time(nil), l.times[i:]...)
 }
+
+// TestScaleOutConfigErrors: bad origin budget and peer fill settings are refused, each error
+// naming the setting to fix.
+func TestScaleOutConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		mutate func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Origin.MaxRequestsPerSec = -1 }, "origin.max_requests_per_sec"},
+		{func(c *Config) { c.Origin.MaxRequestsPerSec, c.Origin.MaxQueue = 10, 0 }, "origin.max_queue and origin.max_wait must be positive"},
+		{func(c *Config) {
+			c.Origin.Fallbacks = OriginList{{Name: "us", Type: "http", Config: c.Origin.Config, MaxRequestsPerSec: 5}}
+		}, "origin.fallbacks[0]: max_requests_per_sec"},
+		{func(c *Config) { c.PeerFill.Enabled = true }, "peer_fill.enabled needs peer_fill.secret"},
+		{func(c *Config) { c.PeerFill.Enabled, c.PeerFill.Secret = true, "short" }, "peer_fill.secret must be at least 16"},
+		{func(c *Config) { c.PeerFill.Enabled, c.PeerFill.Secret = true, testPeerSecret }, "peer_fill.enabled needs name and region"},
+		{func(c *Config) {
+			c.PeerFill.Enabled, c.PeerFill.Secret, c.PeerFill.SecretFile = true, testPeerSecret, "/x"
+		}, "set one of peer_fill.secret and peer_fill.secret_file"},
+	} {
+		cfg := testConfig(t)
+		cfg.Name = ""
+		c.mutate(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error with %q, got %v", c.want, err)
+		}
+	}
+	cfg := testConfig(t)
+	cfg.Name, cfg.Region = "e1", "r1"
+	cfg.PeerFill = PeerFillConfig{Enabled: true, SecretFile: t.TempDir() + "/missing", Timeout: time.Second, Cooldown: time.Second}
+	if _, err := New(t.Context(), cfg, Deps{Origin: objectOrigin(t)}); err == nil || !strings.Contains(err.Error(), "peer_fill.secret_file") {
+		t.Errorf("a missing secret file: %v", err)
+	}
+}
