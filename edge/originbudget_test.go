@@ -127,7 +127,8 @@ func TestOriginBudgetAfterPurge(t *testing.T) {
 					return errorf("/z/%d not refilled after a minute (last answer %d): the refill does not finish", i, code)
 				}
 				secs, _ := strconv.Atoi(retry)
-				time.Sleep(max(time.Duration(secs)*time.Second, 50*time.Millisecond)) // as Retry-After asks
+				//nolint:forbidigo // the viewer waits as Retry-After asks (or 50 ms for a revalidation)
+				time.Sleep(max(time.Duration(secs)*time.Second, 50*time.Millisecond))
 			}
 		})
 		ol.mu.Lock()

@@ -176,7 +176,7 @@ func TestPeerFillZipfRegion(t *testing.T) {
 	all := slices.Clone(reg.edges)
 	live.Store(&all)
 	var inflight [4]atomic.Int64
-	var errs atomic.Int64
+	var errs, done atomic.Int64
 	var firstErr atomic.Value
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, DisableCompression: true}, Timeout: 30 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
@@ -208,6 +208,7 @@ func TestPeerFillZipfRegion(t *testing.T) {
 						}
 					}
 					inflight[idx].Add(-1)
+					done.Add(1)
 					if err != nil {
 						errs.Add(1)
 						firstErr.CompareAndSwap(nil, err)
@@ -241,12 +242,17 @@ func TestPeerFillZipfRegion(t *testing.T) {
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
-		time.Sleep(300 * time.Millisecond) // let the second half start first: the kill is mid-run
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		// Mid-run: once a quarter of the second half is done.
+		for deadline := time.Now().Add(time.Minute); done.Load() < 16_000+2_000 && time.Now().Before(deadline); {
+			<-tick.C
+		}
 		rest := slices.Clone(reg.edges[:3])
 		live.Store(&rest)
-		deadline := time.Now().Add(10 * time.Second)
-		for inflight[3].Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond) // poll: the viewers it still serves finish
+		// The viewers it still serves finish; no new one comes.
+		for deadline := time.Now().Add(10 * time.Second); inflight[3].Load() > 0 && time.Now().Before(deadline); {
+			<-tick.C
 		}
 		victim.stop()
 	}()
