@@ -285,8 +285,9 @@ type PeerFillConfig struct {
 	// SecretFile is a file holding secret, read at start; white space around it is ignored.
 	SecretFile string `yaml:"secret_file"`
 	// Timeout bounds the connection to the owner and the wait for its answer's headers: past
-	// it, or when the owner refuses the connection, the edge fetches from the origin at once
-	// and leaves the owner out for cooldown. Default 1s.
+	// it the edge fetches from the origin at once; an owner that refuses the connection is
+	// replaced at once by the next edge in rendezvous order (or the origin). Either is left out
+	// for cooldown. Default 1s.
 	Timeout time.Duration `yaml:"timeout"`
 	// Cooldown is how long an owner that failed is left out: its objects go to the next edge in
 	// rendezvous order (or the origin) meanwhile. Default 3s.

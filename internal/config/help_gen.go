@@ -104,7 +104,7 @@ func generatedHelp(role, path string) string {
 		case "peer_fill.secret_file":
 			return "SecretFile is a file holding secret, read at start; white space around it is ignored."
 		case "peer_fill.timeout":
-			return "Timeout bounds the connection to the owner and the wait for its answer's headers: past it, or when the owner refuses the connection, the edge fetches from the origin at once and leaves the owner out for cooldown."
+			return "Timeout bounds the connection to the owner and the wait for its answer's headers: past it the edge fetches from the origin at once; an owner that refuses the connection is replaced at once by the next edge in rendezvous order (or the origin)."
 		case "peer_fill.cooldown":
 			return "Cooldown is how long an owner that failed is left out: its objects go to the next edge in rendezvous order (or the origin) meanwhile."
 		case "drain_delay":
