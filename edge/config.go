@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/duetcdn/duet/edge/peers"
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
 	"github.com/duetcdn/duet/internal/signedurl"
@@ -53,6 +55,8 @@ type Config struct {
 	Disk DiskConfig `yaml:"disk"`
 	// Cache holds the caching rules.
 	Cache CacheConfig `yaml:"cache"`
+	// PeerFill makes the edges of a region one cache (docs/scale-out.md).
+	PeerFill PeerFillConfig `yaml:"peer_fill"`
 	// DrainDelay is how long the edge keeps serving after it has turned not-ready on shutdown, so
 	// that load balancers and steering move viewers away first. Default 0.
 	DrainDelay time.Duration `yaml:"drain_delay"`
@@ -152,6 +156,19 @@ type OriginConfig struct {
 	// to 2s (or BreakerCooldown, when longer), and each wait is drawn from the upper half of it,
 	// so that an origin that answers again is back within about 2s. Default 1s.
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
+	// MaxRequestsPerSec is this edge's budget of origin requests per second (fills,
+	// revalidations, pass-through and HEAD requests, to the origin and its fallbacks together),
+	// paced evenly: after a mass purge or the loss of a region the refill comes at this rate
+	// instead of all at once. A request over it waits in a queue (max_queue long, max_wait at
+	// most); past either it is answered 503 with Retry-After and the reason, while entries that
+	// are soft-purged or within stale-while-revalidate or stale-if-error are served stale. With
+	// peer fill each object is fetched by its owner alone, so a region's origin rate is at most
+	// the sum of its edges' budgets. Default 0: no budget.
+	MaxRequestsPerSec float64 `yaml:"max_requests_per_sec"`
+	// MaxQueue is how many origin requests may wait for the budget at once. Default 1000.
+	MaxQueue int `yaml:"max_queue"`
+	// MaxWait is the longest an origin request waits for the budget. Default 2s.
+	MaxWait time.Duration `yaml:"max_wait"`
 }
 
 // DefaultOriginName is the name of an origin that has none.
@@ -261,6 +278,30 @@ type CacheConfig struct {
 	BackgroundFillMinBytes ByteSize `yaml:"background_fill_min_bytes"`
 }
 
+// PeerFillConfig turns on peer fill: on a miss the edge asks the edge of its region that owns
+// the object (rendezvous hashing of the cache key, or of a slice's key for a large object, over
+// the region's serving edges, learned from their NATS heartbeats) before the origin, so that a
+// region fetches each object from the origin once however many edges it has. It needs name,
+// region and NATS (the heartbeats).
+type PeerFillConfig struct {
+	// Enabled turns peer fill on. Default false: every edge fetches its misses itself.
+	Enabled bool `yaml:"enabled"`
+	// Secret is the region's peer secret (at least 16 characters, the same on every edge of the
+	// region): requests between peers carry an HMAC of it, and an edge refuses (403) a peer
+	// request whose signature does not hold. Prefer DUET_EDGE_PEER_FILL_SECRET or secret_file.
+	Secret string `yaml:"secret"`
+	// SecretFile is a file holding secret, read at start; white space around it is ignored.
+	SecretFile string `yaml:"secret_file"`
+	// Timeout bounds the connection to the owner and the wait for its answer's headers: past
+	// it the edge fetches from the origin at once; an owner that refuses the connection is
+	// replaced at once by the next edge in rendezvous order (or the origin). Either is left out
+	// for cooldown. Default 1s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Cooldown is how long an owner that failed is left out: its objects go to the next edge in
+	// rendezvous order (or the origin) meanwhile. Default 3s.
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
 // QueryDropped is cache.drop_query as set, or its default for the configured origins.
 func (c *Config) QueryDropped() bool {
 	if c.Cache.DropQuery != nil {
@@ -290,8 +331,9 @@ func DefaultConfig() Config {
 		CORS:                CORSConfig{AllowOrigin: "*", MaxAge: 24 * time.Hour},
 		AccessLog:           AccessLogConfig{Config: accesslog.DefaultConfig()},
 		TLS:                 tlsconf.Default(),
-		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second},
+		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second, MaxQueue: 1000, MaxWait: 2 * time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
+		PeerFill:            PeerFillConfig{Timeout: time.Second, Cooldown: 3 * time.Second},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{
 			MaxHeuristicTTL: 24 * time.Hour,
@@ -351,9 +393,34 @@ func (c *Config) Validate() error {
 		if len(f.Fallbacks) > 0 || f.BreakerFailures != 0 || f.BreakerCooldown != 0 {
 			bad("%s: fallbacks, breaker_failures and breaker_cooldown belong to origin, not to a fallback", at)
 		}
+		if f.MaxRequestsPerSec != 0 || f.MaxQueue != 0 || f.MaxWait != 0 {
+			bad("%s: max_requests_per_sec, max_queue and max_wait belong to origin (one budget for all origins), not to a fallback", at)
+		}
 	}
 	if len(c.Origin.Fallbacks) > 0 && (c.Origin.BreakerFailures <= 0 || c.Origin.BreakerCooldown <= 0) {
 		bad("origin.breaker_failures and origin.breaker_cooldown must be positive")
+	}
+	if c.Origin.MaxRequestsPerSec < 0 || c.Origin.MaxQueue < 0 || c.Origin.MaxWait < 0 {
+		bad("origin.max_requests_per_sec, origin.max_queue and origin.max_wait must not be negative")
+	}
+	if c.Origin.MaxRequestsPerSec > 0 && (c.Origin.MaxQueue == 0 || c.Origin.MaxWait == 0) {
+		bad("origin.max_queue and origin.max_wait must be positive with origin.max_requests_per_sec")
+	}
+	if pf := &c.PeerFill; pf.Enabled {
+		switch {
+		case pf.Secret != "" && pf.SecretFile != "":
+			bad("set one of peer_fill.secret and peer_fill.secret_file, not both")
+		case pf.Secret == "" && pf.SecretFile == "":
+			bad("peer_fill.enabled needs peer_fill.secret or peer_fill.secret_file (the region's peer secret)")
+		case pf.Secret != "" && len(strings.TrimSpace(pf.Secret)) < peers.MinSecretBytes:
+			bad("peer_fill.secret must be at least %d characters", peers.MinSecretBytes)
+		}
+		if c.Name == "" || c.Region == "" {
+			bad("peer_fill.enabled needs name and region (peers find each other by region)")
+		}
+		if pf.Timeout <= 0 || pf.Cooldown <= 0 {
+			bad("peer_fill.timeout and peer_fill.cooldown must be positive")
+		}
 	}
 	if c.Memory.MaxBytes <= 0 {
 		bad("memory.max_bytes must be positive")

@@ -206,13 +206,16 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 		}
 	}
 	reqTime = s.now()
-	resp, err := s.fetch(ctx, oreq)
+	// A stale entry that may answer while the origin budget is exhausted does not queue for it.
+	resp, err := s.fetchFill(ctx, f, oreq, stale != nil && !s.untrusted.Load() && s.canWaitOut(stale, reqTime))
 	respTime = s.now()
 	f.originTime = respTime.Sub(reqTime) // before settle, which publishes it
 	fail := func(status int, err error) {
 		f.settle(result{out: outFailed, status: status, err: err})
 	}
 	switch {
+	case errors.Is(err, ErrOriginBudget):
+		fail(statusForError(err), err) // counted by duet_edge_origin_budget_refused_total
 	case err != nil:
 		s.log.Warn("origin fetch failed", "cache_key", f.key, "error", err)
 		fail(statusForError(err), err)
@@ -249,8 +252,16 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	return nil, reqTime, respTime, true
 }
 
-// fetch asks the origin and records the exchange.
+// fetch asks the origin, within the origin budget, and records the exchange.
 func (s *Server) fetch(ctx context.Context, r *origin.Request) (*origin.Response, error) {
+	return s.fetchBudget(ctx, r, false)
+}
+
+// fetchBudget is fetch; noWait refuses the request rather than queue it for the budget.
+func (s *Server) fetchBudget(ctx context.Context, r *origin.Request, noWait bool) (*origin.Response, error) {
+	if err := s.budget.wait(ctx, noWait); err != nil {
+		return nil, err
+	}
 	start := s.now()
 	resp, err := s.origin.Fetch(ctx, r)
 	s.m.originLatency.Observe(s.now().Sub(start).Seconds())
@@ -276,6 +287,9 @@ func (s *Server) fetch(ctx context.Context, r *origin.Request) (*origin.Response
 }
 
 func statusForError(err error) int {
+	if errors.Is(err, ErrOriginBudget) {
+		return fasthttp.StatusServiceUnavailable
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fasthttp.StatusGatewayTimeout
 	}
@@ -470,6 +484,9 @@ func (s *Server) revalidateInBackground(ctx *fasthttp.RequestCtx, key string, rq
 	if !leader {
 		f.unpin()
 		return
+	}
+	if s.peer != nil && !rq.peer && len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) == 0 {
+		f.peerKey = strings.Clone(rq.primary)
 	}
 	// The viewer's headers go along as on a miss: the entry may be one variant of a response
 	// that varies on them, and must be refreshed as that variant.

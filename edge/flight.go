@@ -56,6 +56,9 @@ type result struct {
 type flight struct {
 	key   string
 	ready chan struct{} // closed by settle, once result is set
+	// peerKey, set by the leader before the fill starts, is the key whose owner among the
+	// region's edges the fill asks before the origin (peer fill); "" goes to the origin.
+	peerKey string
 
 	// result is set by settle before ready is closed, and read-only afterwards.
 	result

@@ -47,6 +47,9 @@ type request struct {
 	id         [16]byte
 	hasID      bool
 	cmcd       cmcd.Data
+	// peer is set for a request from a peer edge (peer fill): answered from here, never sent
+	// on to another peer.
+	peer bool
 }
 
 // b2s views bytes as a string without copying; the string must not outlive the request unless
@@ -116,6 +119,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	rq.path, rq.query = path, query
 	rq.primary = cachekey.Key(path, query)
+	if s.peer != nil && s.peerRequest(ctx, &rq) {
+		s.requestEnd(ctx, &rq, csError)
+		return
+	}
 	// The request is read (a forwarded body streams on, bounded by cache.fill_timeout): from
 	// here the read timeout no longer applies.
 	s.watch.handling(ctx.Conn())
@@ -200,7 +207,10 @@ func (s *Server) serveCacheable(ctx *fasthttp.RequestCtx, rq *request) cacheStat
 			return s.passThrough(ctx, rq, nil)
 		}
 		if sliced && stale == nil {
-			if _, inFlight := s.fl.get(key); !inFlight {
+			// A peer's request for a range (a slice it fills) never waits for a fill of the whole
+			// object here: that fill may itself be waiting for the asking peer (it resolves the
+			// object's slices from their owners), and the two would wait for each other.
+			if _, inFlight := s.fl.get(key); !inFlight || rq.peer && rq.rangeHdr != "" {
 				return s.serveSlices(ctx, rq)
 			}
 		}
@@ -229,6 +239,9 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
 	}
 	f, leader := s.joinFill(fkey, func(f *flight) {
+		if s.peer != nil && !rq.peer && !auth {
+			f.peerKey = strings.Clone(rq.primary)
+		}
 		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
 	})
 	defer f.unpin()
@@ -262,7 +275,11 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 			s.writeBuffered(ctx, f.errResp, rq.head)
 			return csPass, false
 		}
-		s.fail(ctx, f.status, failReason(f.status))
+		status := f.status
+		if status == fasthttp.StatusServiceUnavailable && !errors.Is(f.err, ErrOriginBudget) {
+			status = fasthttp.StatusBadGateway // the origin's own 503: the edge's 503 means its budget
+		}
+		s.fail(ctx, status, failReason(status))
 		return csError, false
 	}
 }
@@ -293,7 +310,7 @@ func (s *Server) fromFlight(f *flight, key string, stale *object.Meta, auth bool
 			return e.meta, body{e: e}, cs, true
 		}
 	case outFailed:
-		if stale != nil && !s.untrusted.Load() && usableOnError(stale, s.now()) {
+		if s.standsIn(stale, f.err, s.now()) {
 			if e, found := s.store.open(key); found {
 				return e.meta, body{e: e}, csStaleIfError, true
 			}
@@ -333,8 +350,11 @@ func authFlightKey(key string, authorization []byte) string {
 // failReason is the viewer's reason for an edge-made 502 or 504. It never names the origin
 // (its address is the operator's business); the log has the detail.
 func failReason(status int) string {
-	if status == fasthttp.StatusGatewayTimeout {
+	switch status {
+	case fasthttp.StatusGatewayTimeout:
 		return "origin timed out"
+	case fasthttp.StatusServiceUnavailable:
+		return "origin request budget exhausted: retry after the time Retry-After gives"
 	}
 	return "origin unavailable"
 }
@@ -454,6 +474,11 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, reason string) {
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	ctx.Response.Header.Set("Cache-Status", "duet; fwd=uri-miss; detail=error")
+	if status == fasthttp.StatusServiceUnavailable {
+		// The edge makes a 503 only when its origin budget is exhausted (origin.max_requests_per_sec).
+		ctx.Response.Header.Set("Cache-Status", "duet; fwd=uri-miss; detail=origin-budget")
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(s.budget.retryAfter()))
+	}
 	ctx.SetBodyString("duet: " + reason + "\n")
 }
 
@@ -496,6 +521,9 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 		return
 	}
 	s.storedHeaders(rh, m, src.e, now)
+	if rq.peer {
+		peerHeaders(rh, m)
+	}
 	rq.corsApplied = true
 	// The edge's own headers go in with names already in canonical form and values rendered
 	// once (status.go): SetCanonical skips fasthttp's per-call copy and normalising of the name.

@@ -133,6 +133,9 @@ type Server struct {
 	idSeq    atomic.Uint64
 	// qoe aggregates the players' CMCD reports.
 	qoe *cmcd.Stats
+	// peer is peer fill (nil: off); budget paces origin requests (nil: no budget).
+	peer   *peerFill
+	budget *originBudget
 }
 
 // New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted
@@ -227,6 +230,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.watchTick = min(time.Second, min(cfg.ReadTimeout, cfg.IdleTimeout)/10)
 	s.m = newMetrics(deps.Registry, st, s.watch)
 	s.qoe = cmcd.NewStats(deps.Registry, deps.Now)
+	s.budget = newOriginBudget(cfg.Origin, deps.Registry)
+	if s.peer, err = newPeerFill(cfg, deps.Registry); err != nil {
+		_ = disk.Close()
+		mem.Close()
+		return nil, err
+	}
 	s.idPrefix = newIDPrefix()
 	s.trusted, _ = clientaddr.ParsePrefixes(cfg.AccessLog.TrustedProxies) // checked by Validate
 	if s.alog, err = newAccessLog(cfg, deps); err != nil {

@@ -105,11 +105,15 @@ type sliceFetch struct {
 	// oreq is the origin request without range and validators; its Header is never written
 	// (request hands out copies).
 	oreq origin.Request
+	// local: the slices are fetched from the origin, never from a peer (the request is a peer's
+	// request for a range: its slices are this edge's to fetch).
+	local bool
 }
 
 func (s *Server) newSliceFetch(ctx *fasthttp.RequestCtx, rq *request) *sliceFetch {
 	o := s.originRequest(ctx, rq)
-	return &sliceFetch{path: o.Path, primary: strings.Clone(rq.primary), rangeHdr: strings.Clone(rq.rangeHdr), oreq: *o}
+	return &sliceFetch{path: o.Path, primary: strings.Clone(rq.primary), rangeHdr: strings.Clone(rq.rangeHdr), oreq: *o,
+		local: rq.peer && rq.rangeHdr != ""}
 }
 
 // request returns a new origin request with its own header map.
@@ -191,6 +195,9 @@ func (s *Server) trySlices(ctx *fasthttp.RequestCtx, rq *request) (cacheStatus, 
 			continue // the first slice's, stored with it: this answer sets its own below
 		}
 		rh.Add(f.Name, f.Value)
+	}
+	if rq.peer {
+		peerHeaders(rh, &sl.meta)
 	}
 	rh.Set("Accept-Ranges", "bytes")
 	rh.Set("Age", strconv.FormatInt(int64(age(&sl.meta, s.now()).Seconds()), 10))
@@ -444,6 +451,9 @@ func (s *Server) getSlice(sf *sliceFetch, i int64, pin string, total int64, firs
 		oreq := sf.request()
 		oreq.Range = "bytes=" + strconv.FormatInt(i*size, 10) + "-" + strconv.FormatInt((i+1)*size-1, 10)
 		oreq.IfMatch = pin
+		if s.peer != nil && !sf.local && oreq.Header.Get("Authorization") == "" {
+			f.peerKey = key // each slice is owned on its own
+		}
 		go s.fillSlice(f, oreq, stale, sf.path, sf.primary, i*size, total)
 	})
 	defer f.unpin()

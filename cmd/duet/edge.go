@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -67,6 +68,10 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return err
 	}
 	if len(cfg.NATS.URLs) == 0 {
+		if srv.Peers() != nil {
+			srv.Close()
+			return fmt.Errorf("peer_fill.enabled needs nats.urls: the region's edges find each other from their heartbeats")
+		}
 		return srv.ListenAndServe(ctx)
 	}
 	srv.SetCacheTrusted(false) // until the purge consumer has caught up
@@ -92,6 +97,18 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 		return err
 	}
 	srv.SetStalenessBound(cons.StalenessBound())
+	if ps := srv.Peers(); ps != nil {
+		sub, err := nc.Subscribe(ps.Subject(), func(m *nats.Msg) {
+			if err := ps.HandleHeartbeat(m.Data, time.Now()); err != nil {
+				log.Debug("peer heartbeat ignored", "error", err)
+			}
+		})
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("subscribe to the region's heartbeats for peer fill: %w", err)
+		}
+		defer sub.Unsubscribe() //nolint:errcheck // best effort at exit
+	}
 	url := cfg.publicURL()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()

@@ -143,7 +143,8 @@ func (id Identity) Permissions() Permissions {
 		}
 		p.Publish = append([]string{HealthSubject(r, edge), purgeAckPrefix + r + "." + edge + ".*"},
 			durable(PurgeStreamName(r), consumer)...)
-		p.Subscribe = []string{inboxes}
+		// Its region's heartbeats: peer fill finds the region's edges from them.
+		p.Subscribe = []string{inboxes, HealthSubject(r, "*")}
 	case RolePurge:
 		p.Publish = append([]string{purgeStreamSubjects(r), otherStreamInfo}, streamAdmin(PurgeStreamName(r))...)
 		p.Subscribe = []string{HealthWildcard, PurgeAckWildcard, inboxes}

@@ -51,6 +51,12 @@ func generatedHelp(role, path string) string {
 			return "BreakerFailures is how many failures in a row (connection errors, timeouts, 5xx) take an origin out of rotation when there are fallbacks."
 		case "origin.breaker_cooldown":
 			return "BreakerCooldown is how long an origin stays out of rotation before a fetch starts a test of it (a HEAD in the background, which no viewer waits for); each failed test doubles it, up to 2s (or BreakerCooldown, when longer), and each wait is drawn from the upper half of it, so that an origin that answers again is back within about 2s."
+		case "origin.max_requests_per_sec":
+			return "MaxRequestsPerSec is this edge's budget of origin requests per second (fills, revalidations, pass-through and HEAD requests, to the origin and its fallbacks together), paced evenly: after a mass purge or the loss of a region the refill comes at this rate instead of all at once."
+		case "origin.max_queue":
+			return "MaxQueue is how many origin requests may wait for the budget at once."
+		case "origin.max_wait":
+			return "MaxWait is the longest an origin request waits for the budget."
 		case "memory.max_bytes":
 			return "MaxBytes is the hard budget of the memory tier."
 		case "memory.max_object_bytes":
@@ -91,6 +97,16 @@ func generatedHelp(role, path string) string {
 			return "BackgroundFillPercent decides what becomes of a fill whose viewers have all gone (closed the connection, seeked elsewhere) before its end, like Traffic Server's background fill: a fill at least this many percent done completes and is cached; one less far along is stopped, caches nothing, and the origin sends no more."
 		case "cache.background_fill_min_bytes":
 			return "BackgroundFillMinBytes: a fill with at most this many bytes still to come always completes (cheaper than fetching it again); one whose origin sent no length completes while it has received at most this much."
+		case "peer_fill.enabled":
+			return "Enabled turns peer fill on."
+		case "peer_fill.secret":
+			return "Secret is the region's peer secret (at least 16 characters, the same on every edge of the region): requests between peers carry an HMAC of it, and an edge refuses (403) a peer request whose signature does not hold."
+		case "peer_fill.secret_file":
+			return "SecretFile is a file holding secret, read at start; white space around it is ignored."
+		case "peer_fill.timeout":
+			return "Timeout bounds the connection to the owner and the wait for its answer's headers: past it the edge fetches from the origin at once; an owner that refuses the connection is replaced at once by the next edge in rendezvous order (or the origin)."
+		case "peer_fill.cooldown":
+			return "Cooldown is how long an owner that failed is left out: its objects go to the next edge in rendezvous order (or the origin) meanwhile."
 		case "drain_delay":
 			return "DrainDelay is how long the edge keeps serving after it has turned not-ready on shutdown, so that load balancers and steering move viewers away first."
 		case "shutdown_timeout":

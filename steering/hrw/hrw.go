@@ -34,6 +34,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/duetcdn/duet/internal/rendezvous"
 )
 
 // Point is a place on Earth, in degrees (WGS 84).
@@ -467,33 +469,10 @@ func edgeLess(edges []Edge, a, b *edgeRank) bool {
 	return edges[a.idx].ID < edges[b.idx].ID
 }
 
-// score is the edge's weighted rendezvous score for the key: -w / ln(u),
-// with u uniform in (0, 1) from a hash of (key, edge); an edge's chance to
-// score highest is its share of the total weight. When all weights in the
-// region are equal (unweighted), -1/ln(u) orders like u itself, so the
-// logarithm is skipped.
+// score is the edge's weighted rendezvous score for the key (internal/rendezvous, shared with
+// the edges' peer fill).
 func score(keyHash uint64, e *Edge, weighted bool) float64 {
-	h := mix(keyHash ^ xxhash.Sum64String(e.ID))
-	u := (float64(h>>11) + 0.5) / (1 << 53) // (0, 1)
-	if !weighted {
-		return u
-	}
-	w := e.Weight
-	if !(w > 0) {
-		w = 1
-	}
-	return -w / math.Log(u)
-}
-
-// mix is the SplitMix64 finalizer: every input bit affects every output bit,
-// so (key, edge) pairs that differ in one bit score independently.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return rendezvous.Score(keyHash, xxhash.Sum64String(e.ID), e.Weight, weighted)
 }
 
 // Rank returns the indexes of edges in rendezvous order for key, highest
