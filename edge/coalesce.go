@@ -21,6 +21,8 @@ const (
 	// viewerWriteBuffer is fasthttp.Server.WriteBufferSize for the viewer server (New sets it).
 	viewerWriteBuffer = 4096
 	holdDelay         = time.Millisecond
+	// tlsWriteBuffer is the viewer server's WriteBufferSize under TLS: one record's plaintext.
+	tlsWriteBuffer = 16 << 10
 )
 
 // heldBufs pools the held writes' copies: a connection needs one only between two writes.
@@ -31,6 +33,10 @@ var heldBufs = sync.Pool{New: func() any {
 
 // Write sends p, holding a buffer-sized write to send it with the next one.
 func (c *viewerConn) Write(p []byte) (int, error) {
+	if c.tls {
+		// Each write is a TLS record: nothing to join (tlsWriteBuffer makes them large).
+		return c.Conn.Write(p)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -137,7 +143,7 @@ func (b *hitBody) Close() error {
 // as a hitBody (see above), otherwise as fasthttp's own body bytes.
 func setHitBody(ctx *fasthttp.RequestCtx, body []byte) {
 	vc, ok := ctx.Conn().(*viewerConn)
-	if !ok || len(body) <= viewerWriteBuffer {
+	if !ok || vc.tls || len(body) <= viewerWriteBuffer {
 		ctx.Response.SetBodyRaw(body)
 		return
 	}

@@ -145,6 +145,12 @@ func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wr
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveHarness(t, srv, co, cfg, ln)
+}
+
+// serveHarness serves srv on the viewer listener ln (a test may wrap it) until the test ends.
+func serveHarness(t testing.TB, srv *Server, co *countingOrigin, cfg Config, ln net.Listener) *harness {
+	t.Helper()
 	adm, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -203,10 +203,13 @@ type viewerConn struct {
 	holdNext bool
 	vec      [2][]byte
 	bufs     net.Buffers
+	// tls: c wraps a TLS connection, where writes are records and coalescing is off.
+	tls bool
 }
 
 func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
-	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake}
+	_, isTLS := c.(*tls.Conn)
+	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake, tls: isTLS}
 }
 
 func (c *viewerConn) Read(p []byte) (int, error) {

@@ -297,6 +297,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		if v := s.tls.HSTS(); v != "" {
 			s.viewer.Handler = withHSTS(s.viewer.Handler, v)
 		}
+		// Under TLS every write is a record and a syscall, and there is no writev to join two
+		// writes: a buffer of one full record sends a response up to 16 KiB, header and body,
+		// as one record, and larger bodies in full records (coalesce.go's holding is off).
+		s.viewer.WriteBufferSize = tlsWriteBuffer
 	}
 	return s, nil
 }

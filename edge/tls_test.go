@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,4 +256,81 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// writeCounter counts the writes on the connections it accepts: under TLS, each is one record.
+type writeCounter struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return writeCountedConn{c, l.writes}, nil
+}
+
+type writeCountedConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCountedConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestTLSHitIsOneRecord: over HTTPS a memory hit up to 16 KiB, header and body, leaves the edge
+// as one TLS record in one write, and a larger one in full records (one write each): the
+// plain-HTTP coalescing (a header held for a writev) would cost a record and a syscall more per
+// hit, since a TLS connection has no writev.
+func TestTLSHitIsOneRecord(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t)
+	c, k := ca.WriteFiles(t, t.TempDir(), "a", 1, "a.example")
+	o := objectOrigin(t)
+	cfg := testConfig(t)
+	cfg.TLS.Certificates = []tlsconf.CertKey{{Cert: c, Key: k}}
+	cfg.Memory.MaxObjectBytes = 1 << 20
+	srv, err := New(t.Context(), cfg, Deps{Origin: newCounting(o)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	h := serveHarness(t, srv, srv.origin.(*countingOrigin), cfg, writeCounter{raw, &writes})
+	cl := httpsClient(ca, "a.example")
+	get := func(path string) int64 {
+		t.Helper()
+		before := writes.Load()
+		resp, err := cl.Get("https://" + tlsAddr(h) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		if want, _ := strconv.Atoi(path[strings.LastIndexByte(path, '/')+1:]); len(body) != want {
+			t.Fatalf("%s: %d bytes", path, len(body))
+		}
+		return writes.Load() - before
+	}
+	for _, c := range []struct {
+		size, records int64
+	}{{1 << 10, 1}, {12 << 10, 1}, {64 << 10, 5}} {
+		path := "/obj/3/" + strconv.FormatInt(c.size, 10)
+		get(path) // the miss, and the connection's handshake
+		h.waitCached(path)
+		get(path) // a first hit
+		if n := get(path); n != c.records {
+			t.Errorf("a %d-byte memory hit over TLS took %d writes (records), want %d", c.size, n, c.records)
+		}
+	}
 }

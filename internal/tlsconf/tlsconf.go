@@ -90,6 +90,11 @@ func New(cfg Config, log *slog.Logger) (*Terminator, error) {
 		CipherSuites:   cipherSuites,
 		NextProtos:     protos,
 		GetCertificate: t.getCertificate,
+		// crypto/tls starts every connection with ~1.2 KB records growing packet by packet
+		// until 128 KB are sent, for a browser's first paint over a slow link. An edge sends
+		// playlists (one small record anyway) and segments a player reads whole: full 16 KiB
+		// records from the first byte take a syscall and a record per 16 KiB, not per 1-12 KiB.
+		DynamicRecordSizingDisabled: true,
 	}
 	return t, nil
 }
