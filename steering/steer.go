@@ -120,6 +120,10 @@ func (s *Server) steerPathways(key string, c client, api string, req manifest.Re
 			add(manifest.Pathway{ID: id, Down: true})
 		}
 	}
+	// A player that moves to another edge is a new viewer there.
+	if r, e := v.edgeOfPathway(out[0].ID); r >= 0 && (r != curRegion || e != curEdge) && v.edges[r][e].State == hrw.Up {
+		v.assign(hrw.Choice{Region: r, Edge: e})
+	}
 	return out, s.reloadBase(d, lead), nil
 }
 

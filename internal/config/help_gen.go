@@ -223,11 +223,15 @@ func generatedHelp(role, path string) string {
 		case "forget_after":
 			return "ForgetAfter: an edge not heard from for this long leaves the table."
 		case "edge_capacity":
-			return "EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no capacity of its own (edges announce their max_conns); an edge's load is its heartbeat's connection count."
+			return "EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no connection capacity of its own (edges announce capacity.conns, by default their max_conns)."
 		case "edge_load_percent":
-			return "EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its streams spill to the next edge."
+			return "EdgeLoadPercent: an edge at or above this percentage of its capacity is full and its streams spill to the next edge."
 		case "region_load_percent":
-			return "RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot and new viewers spill to the next region."
+			return "RegionLoadPercent: a region is hot, and new viewers go to the next region, when every up edge is full; under 100, also when its up edges' summed load reaches this percentage of their summed capacity (to shed viewers before its edges fill)."
+		case "balance_percent":
+			return "BalancePercent bounds the load inside a region (consistent hashing with bounded loads): a stream's next viewers go to the next edge in its rendezvous order once its edge's load is above this percentage of the region's average load."
+		case "viewer_bytes_per_sec":
+			return "ViewerBytesPerSec is what steering expects one new viewer to add to an edge's egress, in bytes per second: between two heartbeats it adds it (and one connection) to the load of the edge it sent the viewer to, so a crowd arriving within one heartbeat does not all go to one edge."
 		case "access_log.sink":
 			return "Sink is where the lines go: \"\" (no access log), \"stdout\", \"file\" (File, rotated by size) or \"nats\" (published on Subject, one message per line, for real-time streaming)."
 		case "access_log.file":
