@@ -187,6 +187,12 @@ func generatedHelp(role, path string) string {
 			return "DASHServerURI is the steering service's DASH endpoint, written likewise into the <ContentSteering> of every MPD."
 		case "steering.pathway":
 			return "Pathway is the pathway ID the edge gives the content."
+		case "capacity.conns":
+			return "Conns is how many viewer connections the edge is meant to take."
+		case "capacity.egress_bytes_per_sec":
+			return "EgressBytesPerSec is the egress the edge is meant to sustain, in bytes per second (\"1GB\": a gigabyte a second, about 8 Gbit/s; set it a little under the link's or the instance's network limit)."
+		case "capacity.cpu_percent":
+			return "CPUPercent is the CPU the edge may use, in percent of one core (400: four cores busy)."
 		}
 	case "steering":
 		switch path {
