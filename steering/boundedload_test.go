@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/duetcdn/duet/internal/bus/natsserver"
 	"github.com/duetcdn/duet/steering"
 	"github.com/duetcdn/duet/steering/geoip/geoiptest"
+	"github.com/duetcdn/duet/steering/manifest"
 )
 
 // simEdge is an edge as steering sees it through NATS: it announces itself every interval, with
@@ -297,5 +299,42 @@ func TestLoadUnknownIsNeverOverloaded(t *testing.T) {
 	f.srv.Observe(bus.Heartbeat{Edge: "a1", Region: "A", URL: edgeURL("a1"), State: bus.StateServing, Connections: 10, Capacity: 100})
 	if e := f.srv.Topology().Regions[0].Edges[0]; e.Name != "a1" || e.Load != 0.1 {
 		t.Errorf("after a heartbeat: %s load %v, want a1 0.1", e.Name, e.Load)
+	}
+}
+
+// TestSteeringMovesCountAsViewers: a player that a steering manifest moves to another edge is
+// counted on that edge until its next heartbeat; a player that stays where it is is not counted
+// again (its connection is in its edge's heartbeat already).
+func TestSteeringMovesCountAsViewers(t *testing.T) {
+	f := newFixture(t, testConfig())
+	for _, e := range []string{"a1", "a2", "b1", "b2"} {
+		f.srv.Observe(bus.Heartbeat{Edge: e, Region: strings.ToUpper(e[:1]), URL: edgeURL(e), State: bus.StateServing, Capacity: 100})
+	}
+	load := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, r := range f.srv.Topology().Regions {
+			for _, e := range r.Edges {
+				out[e.Name] = e.Load
+			}
+		}
+		return out
+	}
+	const path = "/live/show/master.m3u8"
+	// Near A, reloading while on b1 (not the session's first answer): moved to A.
+	d, _ := f.steer(t, "/v1/steer/hls?path="+path+"&base=b1&_HLS_pathway=b1&duet_pathway=b1", nearA, manifest.ContentTypeHLS)
+	to := d.Priority[0]
+	if !strings.HasPrefix(to, "a") {
+		t.Fatalf("player near A on b1 not moved to A: %v", d.Priority)
+	}
+	if l := load(); math.Abs(l[to]-0.01) > 1e-9 || l["b1"] != 0 {
+		t.Fatalf("after a move to %s: loads %v, want %s at 0.01 (one viewer of 100)", to, l, to)
+	}
+	// The same player, now on that edge, reloads: it stays, and is not counted again.
+	d, _ = f.steer(t, "/v1/steer/hls?path="+path+"&base=b1&_HLS_pathway="+to+"&duet_pathway="+to, nearA, manifest.ContentTypeHLS)
+	if d.Priority[0] != to {
+		t.Fatalf("player on %s moved again: %v", to, d.Priority)
+	}
+	if l := load(); math.Abs(l[to]-0.01) > 1e-9 {
+		t.Fatalf("a player that stayed was counted again: %v", l)
 	}
 }
