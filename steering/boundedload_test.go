@@ -338,3 +338,25 @@ func TestSteeringMovesCountAsViewers(t *testing.T) {
 		t.Fatalf("a player that stayed was counted again: %v", l)
 	}
 }
+
+// TestFullRegionKeepsItsViewers: when region A is full, new viewers near A go to B, but a
+// player already on an A edge stays there on its steering reloads: moving every viewer of a
+// full region would empty it, and the next reloads would fill it again.
+func TestFullRegionKeepsItsViewers(t *testing.T) {
+	f := newFixture(t, testConfig())
+	for _, e := range []string{"a1", "a2", "b1", "b2"} {
+		conns := int64(0)
+		if e[0] == 'a' {
+			conns = 100 // at capacity
+		}
+		f.srv.Observe(bus.Heartbeat{Edge: e, Region: strings.ToUpper(e[:1]), URL: edgeURL(e), State: bus.StateServing, Connections: conns, Capacity: 100})
+	}
+	const path = "/live/show/master.m3u8"
+	if a := f.route(t, path, nearA); a.Region != "B" || a.Reason != "spill-load" {
+		t.Fatalf("a new viewer near A with A full went to %s (%s)", a.Region, a.Reason)
+	}
+	d, _ := f.steer(t, "/v1/steer/hls?path="+path+"&base=a1&_HLS_pathway=a1&duet_pathway=a1", nearA, manifest.ContentTypeHLS)
+	if d.Priority[0] != "a1" || !strings.HasPrefix(d.Priority[1], "b") {
+		t.Fatalf("a player on a1 in the full region A, reloading: PATHWAY-PRIORITY %v, want a1 first then B", d.Priority)
+	}
+}

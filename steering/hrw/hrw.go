@@ -446,7 +446,7 @@ func (p *Picker) rankRegions(buf *Buffer, req Request, regions []Region) (int, [
 		}
 		l := r.health(p.cfg.EdgeLoadFactor)
 		rank.healthy = l.up > 0
-		rank.hot = rank.healthy && (!l.room || p.cfg.RegionLoadFactor < 1 && l.capacity > 0 && l.load >= p.cfg.RegionLoadFactor*l.capacity)
+		rank.hot = p.hot(l)
 		rank.bound = math.Inf(1)
 		if l.known > 1 {
 			rank.bound = p.cfg.BalanceFactor * l.util / float64(l.known)
@@ -600,6 +600,17 @@ func Rank(key string, edges []Edge) []int {
 		out[i] = r.idx
 	}
 	return out
+}
+
+// Hot reports whether r is spilled past for load: every Up edge is full, or
+// (RegionLoadFactor under 1) its summed load is at that share of capacity.
+func (p *Picker) Hot(r *Region) bool {
+	l := r.health(p.cfg.EdgeLoadFactor)
+	return p.hot(l)
+}
+
+func (p *Picker) hot(l regionLoad) bool {
+	return l.up > 0 && (!l.room || p.cfg.RegionLoadFactor < 1 && l.capacity > 0 && l.load >= p.cfg.RegionLoadFactor*l.capacity)
 }
 
 // Nearest returns the regions that have an Up edge, nearest to from first,
