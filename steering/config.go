@@ -90,6 +90,10 @@ type Config struct {
 	// above this percentage of the region's average load. Lower spreads more evenly, higher
 	// keeps streams stickier (fewer edges cache each hot stream). At least 100. Default 125.
 	BalancePercent int `yaml:"balance_percent"`
+	// BalanceFloorPercent: no edge is above the balance bound while its load is under this
+	// percentage of its capacity, so in a quiet region a stream stays on one edge (one cache)
+	// instead of being split between idle edges for a handful of viewers. 1 to 100. Default 10.
+	BalanceFloorPercent int `yaml:"balance_floor_percent"`
 	// ViewerBytesPerSec is what steering expects one new viewer to add to an edge's egress, in
 	// bytes per second: between two heartbeats it adds it (and one connection) to the load of
 	// the edge it sent the viewer to, so a crowd arriving within one heartbeat does not all go to
@@ -146,20 +150,21 @@ func (r Region) String() string {
 // DefaultConfig is the Config with its defaults spelled out (Regions still to be given).
 func DefaultConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8070",
-		ContentKeyDepth:   2,
-		ManifestTTL:       10 * time.Second,
-		BasePathway:       manifest.DefaultPathway,
-		HeartbeatInterval: time.Second,
-		MissedHeartbeats:  3,
-		ProbeInterval:     500 * time.Millisecond,
-		FailedProbes:      2,
-		ForgetAfter:       10 * time.Minute,
-		EdgeLoadPercent:   100,
-		RegionLoadPercent: 100,
-		BalancePercent:    125,
-		ViewerBytesPerSec: 625_000,
-		AccessLog:         accesslog.DefaultConfig(),
+		Listen:              "127.0.0.1:8070",
+		ContentKeyDepth:     2,
+		ManifestTTL:         10 * time.Second,
+		BasePathway:         manifest.DefaultPathway,
+		HeartbeatInterval:   time.Second,
+		MissedHeartbeats:    3,
+		ProbeInterval:       500 * time.Millisecond,
+		FailedProbes:        2,
+		ForgetAfter:         10 * time.Minute,
+		EdgeLoadPercent:     100,
+		RegionLoadPercent:   100,
+		BalancePercent:      125,
+		BalanceFloorPercent: 10,
+		ViewerBytesPerSec:   625_000,
+		AccessLog:           accesslog.DefaultConfig(),
 	}
 }
 
@@ -257,6 +262,7 @@ func (c *Config) fill() error {
 		{"edge_load_percent", &c.EdgeLoadPercent, d.EdgeLoadPercent},
 		{"region_load_percent", &c.RegionLoadPercent, d.RegionLoadPercent},
 		{"balance_percent", &c.BalancePercent, d.BalancePercent},
+		{"balance_floor_percent", &c.BalanceFloorPercent, d.BalanceFloorPercent},
 		{"viewer_bytes_per_sec", &c.ViewerBytesPerSec, d.ViewerBytesPerSec},
 	} {
 		if *f.v < 0 {
@@ -268,6 +274,9 @@ func (c *Config) fill() error {
 	}
 	if c.BalancePercent < 100 {
 		return fmt.Errorf("%w: balance_percent %d is under 100: no edge can be above the average of all", ErrInvalidConfig, c.BalancePercent)
+	}
+	if c.BalanceFloorPercent > 100 {
+		return fmt.Errorf("%w: balance_floor_percent %d is over 100", ErrInvalidConfig, c.BalanceFloorPercent)
 	}
 	if _, err := parseEdgeURLPatterns(c.EdgeURLs); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -126,6 +126,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	var err error
 	if s.picker, err = hrw.New(hrw.Config{EdgeLoadFactor: float64(cfg.EdgeLoadPercent) / 100,
 		RegionLoadFactor: float64(cfg.RegionLoadPercent) / 100, BalanceFactor: float64(cfg.BalancePercent) / 100,
+		BalanceFloor:  float64(cfg.BalanceFloorPercent) / 100,
 		DefaultRegion: cfg.DefaultRegion}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}

@@ -236,6 +236,8 @@ func generatedHelp(role, path string) string {
 			return "RegionLoadPercent: a region is hot, and new viewers go to the next region, when every up edge is full; under 100, also when its up edges' summed load reaches this percentage of their summed capacity (to shed viewers before its edges fill)."
 		case "balance_percent":
 			return "BalancePercent bounds the load inside a region (consistent hashing with bounded loads): a stream's next viewers go to the next edge in its rendezvous order once its edge's load is above this percentage of the region's average load."
+		case "balance_floor_percent":
+			return "BalanceFloorPercent: no edge is above the balance bound while its load is under this percentage of its capacity, so in a quiet region a stream stays on one edge (one cache) instead of being split between idle edges for a handful of viewers."
 		case "viewer_bytes_per_sec":
 			return "ViewerBytesPerSec is what steering expects one new viewer to add to an edge's egress, in bytes per second: between two heartbeats it adds it (and one connection) to the load of the edge it sent the viewer to, so a crowd arriving within one heartbeat does not all go to one edge."
 		case "access_log.sink":

@@ -12,7 +12,7 @@
 //     on one edge and its cache stays hot. Load is bounded (consistent hashing
 //     with bounded loads, Mirrokni, Thorup and Zadimoghaddam 2018): an edge
 //     whose utilisation (Load/Capacity) is above BalanceFactor × the region's
-//     average, or that is full (at or above its load factor of capacity),
+//     average (and above BalanceFloor), or that is full (at or above its load factor of capacity),
 //     passes the key to the next edge in hash order. Draining and down edges
 //     are skipped.
 //
@@ -213,6 +213,11 @@ type Config struct {
 	// edges with room. Lower is more even, higher is stickier. 0 means 1.25.
 	// Must be at least 1.
 	BalanceFactor float64
+	// BalanceFloor is the utilisation below which no edge is over the
+	// balance bound: in a quiet region a stream stays on its edge (one
+	// cache) rather than being split between idle edges for a handful of
+	// viewers. 0 means 0.1 (a tenth of capacity). Must be in [0, 1].
+	BalanceFloor float64
 	// DefaultRegion is the region to start from when the client's location
 	// is unknown (private address, GeoIP miss): regions are then ordered by
 	// distance from it, so its neighbours take over when it is down. When it
@@ -225,7 +230,7 @@ type Config struct {
 
 // DefaultConfig is the Config with its defaults spelled out.
 func DefaultConfig() Config {
-	return Config{EdgeLoadFactor: 1, RegionLoadFactor: 1, BalanceFactor: 1.25}
+	return Config{EdgeLoadFactor: 1, RegionLoadFactor: 1, BalanceFactor: 1.25, BalanceFloor: 0.1}
 }
 
 // ErrInvalidConfig is wrapped by New's errors.
@@ -248,6 +253,9 @@ func New(cfg Config) (*Picker, error) {
 	if cfg.BalanceFactor == 0 {
 		cfg.BalanceFactor = 1.25
 	}
+	if cfg.BalanceFloor == 0 {
+		cfg.BalanceFloor = 0.1
+	}
 	switch {
 	case !(cfg.EdgeLoadFactor > 0) || math.IsInf(cfg.EdgeLoadFactor, 0):
 		return nil, fmt.Errorf("%w: EdgeLoadFactor %v must be positive", ErrInvalidConfig, cfg.EdgeLoadFactor)
@@ -255,6 +263,8 @@ func New(cfg Config) (*Picker, error) {
 		return nil, fmt.Errorf("%w: RegionLoadFactor %v must be positive", ErrInvalidConfig, cfg.RegionLoadFactor)
 	case !(cfg.BalanceFactor >= 1) || math.IsInf(cfg.BalanceFactor, 0):
 		return nil, fmt.Errorf("%w: BalanceFactor %v must be at least 1", ErrInvalidConfig, cfg.BalanceFactor)
+	case !(cfg.BalanceFloor >= 0 && cfg.BalanceFloor <= 1):
+		return nil, fmt.Errorf("%w: BalanceFloor %v must be in [0, 1]", ErrInvalidConfig, cfg.BalanceFloor)
 	case cfg.MaxChoices < 0:
 		return nil, fmt.Errorf("%w: MaxChoices %d is negative", ErrInvalidConfig, cfg.MaxChoices)
 	}
@@ -449,7 +459,7 @@ func (p *Picker) rankRegions(buf *Buffer, req Request, regions []Region) (int, [
 		rank.hot = p.hot(l)
 		rank.bound = math.Inf(1)
 		if l.known > 1 {
-			rank.bound = p.cfg.BalanceFactor * l.util / float64(l.known)
+			rank.bound = max(p.cfg.BalanceFactor*l.util/float64(l.known), p.cfg.BalanceFloor)
 		}
 		ranks = append(ranks, rank)
 		if start < 0 || (req.Located && rankLess(regions, &rank, &ranks[start])) {

@@ -79,7 +79,7 @@ func TestDistanceKM(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	p := newPicker(t, Config{})
-	if got := p.Config(); got.EdgeLoadFactor != 1 || got.RegionLoadFactor != 1 || got.BalanceFactor != 1.25 {
+	if got := p.Config(); got.EdgeLoadFactor != 1 || got.RegionLoadFactor != 1 || got.BalanceFactor != 1.25 || got.BalanceFloor != 0.1 {
 		t.Fatalf("defaults: %+v", got)
 	}
 	for _, cfg := range []Config{
@@ -88,6 +88,8 @@ func TestNew(t *testing.T) {
 		{EdgeLoadFactor: math.Inf(1)},
 		{BalanceFactor: 0.9},
 		{BalanceFactor: math.NaN()},
+		{BalanceFloor: -0.1},
+		{BalanceFloor: 1.5},
 		{MaxChoices: -1},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
@@ -736,5 +738,20 @@ func BenchmarkBoundedLoad(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestBalanceFloorKeepsQuietStreamsSticky: in an idle region a stream's first viewers all go to
+// its edge until it is above the floor (a tenth of capacity), before any moves on.
+func TestBalanceFloorKeepsQuietStreamsSticky(t *testing.T) {
+	t.Parallel()
+	regions := []Region{{Name: "eu", Loc: frankfurt, Edges: manyEdges(4)}} // 1000 each
+	got, _ := crowd(newPicker(t, Config{}), regions, "/live/quiet", 101, 1)
+	if len(got) != 1 {
+		t.Fatalf("101 viewers in an idle region of 4 × 1000 went to %v, want one edge", got)
+	}
+	got, _ = crowd(newPicker(t, Config{}), regions, "/live/quiet", 102, 1)
+	if len(got) != 2 {
+		t.Fatalf("102 viewers: %v, want the 102nd (the first above the floor) on a second edge", got)
 	}
 }
