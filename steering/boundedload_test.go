@@ -360,3 +360,34 @@ func TestFullRegionKeepsItsViewers(t *testing.T) {
 		t.Fatalf("a player on a1 in the full region A, reloading: PATHWAY-PRIORITY %v, want a1 first then B", d.Priority)
 	}
 }
+
+// FuzzHeartbeatLoad: whatever load and capacities a heartbeat claims (it comes from the
+// network), steering still answers with every edge, and the load it shows is -1 (unknown) or a
+// finite, non-negative utilisation, also after counting viewers sent to the edge.
+func FuzzHeartbeatLoad(f *testing.F) {
+	f.Add(int64(3), int64(100), 1e6, 1e9, 0.5, 4.0)
+	f.Add(int64(0), int64(0), 0.0, 0.0, 0.0, 0.0)
+	f.Add(int64(-5), int64(-1), -1.0, -1e9, -2.0, -1.0)
+	f.Add(int64(1<<62), int64(1), 1e308, 1e-308, 1e308, 1e-308)
+	f.Add(int64(1), int64(1<<62), 1e-308, 1e308, 1e-308, 1e308)
+	f.Fuzz(func(t *testing.T, conns, capConns int64, egress, capEgress, cpu, capCPU float64) {
+		f := newFixture(t, testConfig())
+		f.beat("a2", "b1")
+		f.srv.Observe(bus.Heartbeat{Edge: "a1", Region: "A", URL: edgeURL("a1"), State: bus.StateServing, Connections: conns,
+			Capacity: capConns, EgressBytesPerSec: egress, CapacityEgressBytesPerSec: capEgress, CPU: cpu, CapacityCPU: capCPU})
+		for range 3 {
+			w := f.get("/v1/route?path=/live/x/seg.ts", nearA)
+			var a steering.RouteAnswer
+			if err := json.Unmarshal(w.Body.Bytes(), &a); w.Code != http.StatusOK || err != nil || len(a.Edges) != 3 {
+				t.Fatalf("route: %d %s", w.Code, w.Body)
+			}
+		}
+		for _, r := range f.srv.Topology().Regions {
+			for _, e := range r.Edges {
+				if e.Load != -1 && (math.IsNaN(e.Load) || math.IsInf(e.Load, 0) || e.Load < 0) {
+					t.Fatalf("%s: load %v", e.Name, e.Load)
+				}
+			}
+		}
+	})
+}

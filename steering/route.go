@@ -90,13 +90,17 @@ type edgeLoad struct {
 // egress and the CPU that egress costs at the edge's own ratio of CPU to egress.
 func (s *Server) edgeLoad(hb bus.Heartbeat) edgeLoad {
 	var l edgeLoad
+	// A heartbeat is read from the network: a dimension whose figures are not finite and
+	// non-negative (a load of 1e308 over a capacity of 1e-308) is left out.
+	finite := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }
 	dim := func(load, capacity, perViewer float64) {
-		if !(capacity > 0) || math.IsNaN(load) || math.IsInf(load, 0) || load < 0 {
+		u, v := load/capacity, perViewer/capacity
+		if !(capacity > 0) || !finite(load) || !finite(u) || !finite(v) {
 			return
 		}
 		l.known = true
-		l.util = max(l.util, load/capacity)
-		l.viewer = max(l.viewer, perViewer/capacity)
+		l.util = max(l.util, u)
+		l.viewer = max(l.viewer, v)
 	}
 	bitrate := float64(s.cfg.ViewerBytesPerSec)
 	dim(float64(hb.Connections), float64(cmp.Or(hb.Capacity, int64(s.cfg.EdgeCapacity))), 1)
