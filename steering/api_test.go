@@ -449,6 +449,9 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *steering.Config) { c.Listen = "nope" }, "listen"},
 		{func(c *steering.Config) { c.ProbeInterval = -time.Second }, "probe_interval"},
 		{func(c *steering.Config) { c.ProbePath = "readyz" }, "probe_path"},
+		{func(c *steering.Config) { c.BalancePercent = 90 }, "balance_percent"},
+		{func(c *steering.Config) { c.BalanceFloorPercent = 101 }, "balance_floor_percent"},
+		{func(c *steering.Config) { c.ViewerBytesPerSec = -1 }, "viewer_bytes_per_sec"},
 	} {
 		cfg := testConfig()
 		tc.edit(&cfg)

@@ -78,15 +78,32 @@ type Config struct {
 	// ForgetAfter: an edge not heard from for this long leaves the table. Default 10m.
 	ForgetAfter time.Duration `yaml:"forget_after"`
 	// EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no
-	// capacity of its own (edges announce their max_conns); an edge's load is its heartbeat's
-	// connection count. 0 with nothing announced: edges are never full and regions never hot.
+	// connection capacity of its own (edges announce capacity.conns, by default their
+	// max_conns). An edge's load is the highest of connections, egress and CPU over the
+	// capacities its heartbeat announces (docs/scale-out.md); with none announced and this 0,
+	// its load is unknown: it is never full nor above the balance bound.
 	EdgeCapacity int `yaml:"edge_capacity"`
-	// EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its
+	// EdgeLoadPercent: an edge at or above this percentage of its capacity is full and its
 	// streams spill to the next edge. Default 100.
 	EdgeLoadPercent int `yaml:"edge_load_percent"`
-	// RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot
-	// and new viewers spill to the next region. Default 90.
+	// RegionLoadPercent: a region is hot, and new viewers go to the next region, when every up
+	// edge is full; under 100, also when its up edges' summed load reaches this percentage of
+	// their summed capacity (to shed viewers before its edges fill). Default 100.
 	RegionLoadPercent int `yaml:"region_load_percent"`
+	// BalancePercent bounds the load inside a region (consistent hashing with bounded loads): a
+	// stream's next viewers go to the next edge in its rendezvous order once its edge's load is
+	// above this percentage of the region's average load. Lower spreads more evenly, higher
+	// keeps streams stickier (fewer edges cache each hot stream). At least 100. Default 125.
+	BalancePercent int `yaml:"balance_percent"`
+	// BalanceFloorPercent: no edge is above the balance bound while its load is under this
+	// percentage of its capacity, so in a quiet region a stream stays on one edge (one cache)
+	// instead of being split between idle edges for a handful of viewers. 1 to 100. Default 10.
+	BalanceFloorPercent int `yaml:"balance_floor_percent"`
+	// ViewerBytesPerSec is what steering expects one new viewer to add to an edge's egress, in
+	// bytes per second: between two heartbeats it adds it (and one connection) to the load of
+	// the edge it sent the viewer to, so a crowd arriving within one heartbeat does not all go to
+	// one edge. Default 625000 (5 Mbit/s).
+	ViewerBytesPerSec int `yaml:"viewer_bytes_per_sec"`
 	// AccessLog writes one JSON line per request (routes, redirects, steering manifests, the
 	// status page), as edges do (same settings; client behind trusted_proxies).
 	AccessLog accesslog.Config `yaml:"access_log"`
@@ -161,19 +178,22 @@ func (r Region) String() string {
 // DefaultConfig is the Config with its defaults spelled out (Regions still to be given).
 func DefaultConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8070",
-		ContentKeyDepth:   2,
-		ManifestTTL:       10 * time.Second,
-		BasePathway:       manifest.DefaultPathway,
-		HeartbeatInterval: time.Second,
-		MissedHeartbeats:  3,
-		ProbeInterval:     500 * time.Millisecond,
-		FailedProbes:      2,
-		ForgetAfter:       10 * time.Minute,
-		EdgeLoadPercent:   100,
-		RegionLoadPercent: 90,
-		AccessLog:         accesslog.DefaultConfig(),
-		ViewerState:       ViewerStateConfig{Retention: 90 * 24 * time.Hour, MaxBytes: 1 << 30, RequestsPerMinute: 120},
+		Listen:              "127.0.0.1:8070",
+		ContentKeyDepth:     2,
+		ManifestTTL:         10 * time.Second,
+		BasePathway:         manifest.DefaultPathway,
+		HeartbeatInterval:   time.Second,
+		MissedHeartbeats:    3,
+		ProbeInterval:       500 * time.Millisecond,
+		FailedProbes:        2,
+		ForgetAfter:         10 * time.Minute,
+		EdgeLoadPercent:     100,
+		RegionLoadPercent:   100,
+		BalancePercent:      125,
+		BalanceFloorPercent: 10,
+		ViewerBytesPerSec:   625_000,
+		AccessLog:           accesslog.DefaultConfig(),
+		ViewerState:         ViewerStateConfig{Retention: 90 * 24 * time.Hour, MaxBytes: 1 << 30, RequestsPerMinute: 120},
 	}
 }
 
@@ -270,6 +290,9 @@ func (c *Config) fill() error {
 		{"edge_capacity", &c.EdgeCapacity, 0},
 		{"edge_load_percent", &c.EdgeLoadPercent, d.EdgeLoadPercent},
 		{"region_load_percent", &c.RegionLoadPercent, d.RegionLoadPercent},
+		{"balance_percent", &c.BalancePercent, d.BalancePercent},
+		{"balance_floor_percent", &c.BalanceFloorPercent, d.BalanceFloorPercent},
+		{"viewer_bytes_per_sec", &c.ViewerBytesPerSec, d.ViewerBytesPerSec},
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("%w: %s %d is negative", ErrInvalidConfig, f.name, *f.v)
@@ -277,6 +300,12 @@ func (c *Config) fill() error {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
+	}
+	if c.BalancePercent < 100 {
+		return fmt.Errorf("%w: balance_percent %d is under 100: no edge can be above the average of all", ErrInvalidConfig, c.BalancePercent)
+	}
+	if c.BalanceFloorPercent > 100 {
+		return fmt.Errorf("%w: balance_floor_percent %d is over 100", ErrInvalidConfig, c.BalanceFloorPercent)
 	}
 	if _, err := parseEdgeURLPatterns(c.EdgeURLs); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -3,9 +3,11 @@ package steering
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 
+	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/steering/clientaddr"
@@ -18,6 +20,7 @@ type view struct {
 	version uint64
 	regions []hrw.Region    // the configured regions, in configuration order, with their edges
 	edges   [][]health.Edge // edges[r][e] is regions[r].Edges[e]'s table entry
+	cost    [][]float64     // cost[r][e]: the load one new viewer adds to regions[r].Edges[e]
 	total   int             // edges in the table
 	up      int             // edges up
 }
@@ -34,31 +37,89 @@ func (s *Server) rebuild() {
 	if !changed && s.view.Load() != nil {
 		return
 	}
-	v := &view{version: snap.Version, regions: make([]hrw.Region, len(s.cfg.Regions)), edges: make([][]health.Edge, len(s.cfg.Regions))}
+	v := &view{version: snap.Version, regions: make([]hrw.Region, len(s.cfg.Regions)), edges: make([][]health.Edge, len(s.cfg.Regions)),
+		cost: make([][]float64, len(s.cfg.Regions))}
 	for i, r := range s.cfg.Regions {
 		v.regions[i] = hrw.Region{Name: r.Name, Loc: hrw.Point{Lat: r.Lat, Lon: r.Lon}}
 	}
 	counts := map[hrw.State]int{}
+	known := make(map[string]bool, len(snap.Edges))
 	for _, e := range snap.Edges {
 		i, ok := s.regionIndex(e.Heartbeat.Region)
 		if !ok {
 			continue // checked in Observe; kept for safety
 		}
-		v.regions[i].Edges = append(v.regions[i].Edges, hrw.Edge{
-			ID:       health.Key(e.Heartbeat.Region, e.Heartbeat.Edge),
-			State:    e.State,
-			Capacity: float64(cmp.Or(e.Heartbeat.Capacity, int64(s.cfg.EdgeCapacity))),
-			Load:     float64(e.Heartbeat.Connections),
-		})
+		key := health.Key(e.Heartbeat.Region, e.Heartbeat.Edge)
+		known[key] = true
+		p := s.pending[key]
+		if p == nil {
+			p = new(hrw.Pending)
+			s.pending[key] = p
+		}
+		l := s.edgeLoad(e.Heartbeat)
+		he := hrw.Edge{ID: key, State: e.State, Load: l.util, Pending: p}
+		if l.known {
+			he.Capacity = 1
+		}
+		v.regions[i].Edges = append(v.regions[i].Edges, he)
+		v.cost[i] = append(v.cost[i], l.viewer)
 		v.edges[i] = append(v.edges[i], e)
 		v.total++
 		counts[e.State]++
+	}
+	for k := range s.pending {
+		if !known[k] {
+			delete(s.pending, k) // forgotten
+		}
 	}
 	v.up = counts[hrw.Up]
 	for _, st := range []hrw.State{hrw.Up, hrw.Draining, hrw.Down} {
 		s.m.edges.WithLabelValues(st.String()).Set(float64(counts[st]))
 	}
 	s.view.Store(v)
+}
+
+// edgeLoad is an edge's load as its heartbeat reports it, in utilisation (1 = at capacity).
+type edgeLoad struct {
+	known  bool    // some capacity is announced (or edge_capacity configured)
+	util   float64 // the highest of load/capacity over the announced capacities
+	viewer float64 // what one more viewer adds to util (its connection, egress and CPU)
+}
+
+// edgeLoad reads hb's load against its capacities: connections (or the configured
+// edge_capacity), egress and CPU. One new viewer adds a connection, viewer_bytes_per_sec of
+// egress and the CPU that egress costs at the edge's own ratio of CPU to egress.
+func (s *Server) edgeLoad(hb bus.Heartbeat) edgeLoad {
+	var l edgeLoad
+	// A heartbeat is read from the network: a dimension whose figures are not finite and
+	// non-negative (a load of 1e308 over a capacity of 1e-308) is left out.
+	finite := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }
+	dim := func(load, capacity, perViewer float64) {
+		u, v := load/capacity, perViewer/capacity
+		if !(capacity > 0) || !finite(load) || !finite(u) || !finite(v) {
+			return
+		}
+		l.known = true
+		l.util = max(l.util, u)
+		l.viewer = max(l.viewer, v)
+	}
+	bitrate := float64(s.cfg.ViewerBytesPerSec)
+	dim(float64(hb.Connections), float64(cmp.Or(hb.Capacity, int64(s.cfg.EdgeCapacity))), 1)
+	dim(hb.EgressBytesPerSec, hb.CapacityEgressBytesPerSec, bitrate)
+	cpuPerViewer := 0.0
+	if hb.EgressBytesPerSec > 0 && hb.CPU > 0 {
+		cpuPerViewer = hb.CPU / hb.EgressBytesPerSec * bitrate
+	}
+	dim(hb.CPU, hb.CapacityCPU, cpuPerViewer)
+	return l
+}
+
+// assign counts a new viewer sent to the edge ch of v: its load, until the edge's next
+// heartbeat reports it.
+func (v *view) assign(ch hrw.Choice) {
+	if p := v.regions[ch.Region].Edges[ch.Edge].Pending; p != nil {
+		p.Add(v.cost[ch.Region][ch.Edge])
+	}
 }
 
 // client is who a decision is for.
@@ -162,6 +223,7 @@ func (s *Server) route(path string, c client, api string) (RouteAnswer, error) {
 		a.Edges = append(a.Edges, RouteEdge{Name: e.Heartbeat.Edge, Region: e.Heartbeat.Region, URL: e.Heartbeat.URL, State: e.State.String()})
 	}
 	a.Region = a.Edges[0].Region
+	v.assign(d.Choices[0])
 	return a, nil
 }
 

@@ -21,6 +21,8 @@ func TestStatusPageScreenshot(t *testing.T) {
 	}
 	f := fourEdges(t)
 	f.beatState("a2", bus.StateDraining, 12)
+	f.srv.Observe(bus.Heartbeat{Edge: "a1", Region: "A", URL: edgeURL("a1"), State: bus.StateServing, Connections: 40, Capacity: 100,
+		EgressBytesPerSec: 25e6, CapacityEgressBytesPerSec: 100e6, CPU: 0.4, RequestsPerSec: 80, HitRatio: 0.95, OriginHealthy: true})
 	f.probe.set(edgeURL("b2"), true)
 	f.srv.Check(t.Context())
 	f.srv.Check(t.Context())

@@ -93,7 +93,10 @@ type Server struct {
 
 	viewMu sync.Mutex           // serialises rebuilds, so an older view never replaces a newer one
 	view   atomic.Pointer[view] // what decisions read
-	warned sync.Map             // region name → struct{}: unknown regions already logged
+	// pending is, per edge (health.Key), the load steering sent it since its last heartbeat;
+	// guarded by viewMu. Views share the pointers; a heartbeat resets its edge's.
+	pending map[string]*hrw.Pending
+	warned  sync.Map // region name → struct{}: unknown regions already logged
 
 	// alog is the access log (nil: off).
 	alog *accesslog.Logger
@@ -131,7 +134,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	var err error
 	if s.picker, err = hrw.New(hrw.Config{EdgeLoadFactor: float64(cfg.EdgeLoadPercent) / 100,
-		RegionLoadFactor: float64(cfg.RegionLoadPercent) / 100, DefaultRegion: cfg.DefaultRegion}); err != nil {
+		RegionLoadFactor: float64(cfg.RegionLoadPercent) / 100, BalanceFactor: float64(cfg.BalancePercent) / 100,
+		BalanceFloor:  float64(cfg.BalanceFloorPercent) / 100,
+		DefaultRegion: cfg.DefaultRegion}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if s.table, err = health.New(health.Config{HeartbeatInterval: cfg.HeartbeatInterval, MissedHeartbeats: cfg.MissedHeartbeats,
@@ -170,6 +175,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("access log: %w", err)
 	}
 	s.bufs.New = func() any { return new(hrw.Buffer) }
+	s.pending = map[string]*hrw.Pending{}
 	s.rebuild()
 	return s, nil
 }
@@ -203,6 +209,14 @@ func (s *Server) Observe(hb bus.Heartbeat) {
 		return
 	}
 	s.apply(s.table.Heartbeat(hb, s.now()))
+	// The heartbeat's load includes the viewers sent before it (those that arrived): start
+	// counting again. After the rebuild, so no decision sees the old load without them.
+	s.viewMu.Lock()
+	p := s.pending[health.Key(hb.Region, hb.Edge)]
+	s.viewMu.Unlock()
+	if p != nil {
+		p.Reset()
+	}
 }
 
 func (s *Server) checkHeartbeat(hb bus.Heartbeat) error {

@@ -20,7 +20,8 @@ import (
 // as URI-REPLACEMENT HOST.
 //
 // The priority: the player's own pathway first while its edge is up and in the region the
-// routing decision puts first, and on the first answer of a session whatever it is (a switch
+// routing decision puts first (or in a region the decision spilled past for load: a full
+// region keeps the viewers it has), and on the first answer of a session whatever it is (a switch
 // while the first segments load stalls hls.js for good); then the decision's edges, region by
 // region (at most pathwaysPerRegion each, rendezvous hashing of the content key, as /v1/route);
 // last the player's own pathway when its edge is down (listed, never dropped: see package
@@ -109,7 +110,9 @@ func (s *Server) steerPathways(key string, c client, api string, req manifest.Re
 	curUp := curRegion >= 0 && v.edges[curRegion][curEdge].State == hrw.Up
 	firstAnswer := req.PrevPathway == ""
 	switch {
-	case curUp && (firstAnswer || curRegion == lead):
+	// A full region sheds new viewers, not the ones it already serves: moving them all on their
+	// next reload would empty it, and the next reloads would fill it again.
+	case curUp && (firstAnswer || curRegion == lead || d.Reason == hrw.ReasonSpillLoad && s.picker.Hot(&v.regions[curRegion])):
 		add(pathway(curRegion, curEdge, false)) // its edge is up: stay
 		lead = curRegion
 	case curRegion < 0 && firstAnswer:
@@ -130,6 +133,10 @@ func (s *Server) steerPathways(key string, c client, api string, req manifest.Re
 		} else {
 			add(manifest.Pathway{ID: id, Down: true})
 		}
+	}
+	// A player that moves to another edge is a new viewer there.
+	if r, e := v.edgeOfPathway(out[0].ID); r >= 0 && (r != curRegion || e != curEdge) && v.edges[r][e].State == hrw.Up {
+		v.assign(hrw.Choice{Region: r, Edge: e})
 	}
 	return out, s.reloadBase(d, lead), nil
 }

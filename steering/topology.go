@@ -1,12 +1,14 @@
 package steering
 
 import (
+	"cmp"
 	_ "embed"
 	"net/http"
 	"time"
 
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/cmcd"
+	"github.com/duetcdn/duet/steering/hrw"
 )
 
 // Topology is /v1/topology's answer: every region and its edges as this instance sees them.
@@ -56,6 +58,15 @@ type TopologyEdge struct {
 	OriginHealthy     bool      `json:"origin_healthy"`
 	// QoE is what the edge's viewers' players report (CMCD), from its last heartbeat.
 	QoE *cmcd.Summary `json:"qoe,omitempty"`
+	// Capacity (connections), CapacityEgressBytesPerSec and CapacityCPU are what the edge
+	// announces (0: not announced).
+	Capacity                  int64   `json:"capacity"`
+	CapacityEgressBytesPerSec float64 `json:"capacity_egress_bytes_per_sec"`
+	CapacityCPU               float64 `json:"capacity_cpu"`
+	// Load is the edge's load as steering estimates it now, 1 at capacity: the highest of its
+	// heartbeat's load over its capacities, plus the viewers sent to it since; -1 when unknown
+	// (no capacity announced).
+	Load float64 `json:"load"`
 	// Origins is each origin's circuit breaker, as the edge's heartbeat reports them.
 	Origins []bus.OriginHealth `json:"origins,omitempty"`
 }
@@ -75,12 +86,14 @@ func (s *Server) Topology() Topology {
 				Announced: hb.State, Since: e.Since.UTC(), HeartbeatAgeMS: now.Sub(e.LastHeartbeat).Milliseconds(),
 				FailedProbes: e.FailedProbes, LastProbeError: e.LastProbeError, Connections: hb.Connections,
 				RequestsPerSec: hb.RequestsPerSec, EgressBytesPerSec: hb.EgressBytesPerSec, CPU: hb.CPU,
-				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, QoE: hb.QoE, Origins: hb.Origins})
+				HitRatio: hb.HitRatio, OriginHealthy: hb.OriginHealthy, QoE: hb.QoE, Origins: hb.Origins,
+				Capacity: cmp.Or(hb.Capacity, int64(s.cfg.EdgeCapacity)), CapacityEgressBytesPerSec: hb.CapacityEgressBytesPerSec,
+				CapacityCPU: hb.CapacityCPU, Load: edgeUtil(r.Edges[j])})
 			if r.Edges[j].State.String() == "up" {
 				qoe = append(qoe, hb.QoE)
 				tr.EdgesUp++
-				tr.Load += r.Edges[j].Load
-				tr.Capacity += r.Edges[j].Capacity
+				tr.Load += float64(hb.Connections)
+				tr.Capacity += float64(cmp.Or(hb.Capacity, int64(s.cfg.EdgeCapacity)))
 				reqs += hb.RequestsPerSec
 				hits += hb.HitRatio * hb.RequestsPerSec
 			}
@@ -100,6 +113,18 @@ func (s *Server) Topology() Topology {
 		t.Regions[i] = tr
 	}
 	return t
+}
+
+// edgeUtil is e's estimated load (Load plus Pending), or -1 when unknown.
+func edgeUtil(e hrw.Edge) float64 {
+	if e.Capacity <= 0 {
+		return -1
+	}
+	l := e.Load
+	if e.Pending != nil {
+		l += e.Pending.Value()
+	}
+	return l / e.Capacity
 }
 
 // regionQoE adds up the edges' summaries: sessions and rebuffering sessions add, medians are

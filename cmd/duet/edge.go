@@ -115,7 +115,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	done := make(chan struct{}, 2)
 	go func() { _ = cons.Run(bg); done <- struct{}{} }()
 	go func() {
-		acfg := announce.Config{Edge: cfg.Name, Region: cfg.Region, URL: url, Capacity: int64(srv.MaxConns())}
+		acfg := cfg.announced(url, srv.MaxConns())
 		if group != nil {
 			acfg.Origins = func() []bus.OriginHealth { return originHealth(group) }
 		}

@@ -117,7 +117,7 @@ func startPurgeAPI(t testing.TB, r *region, regions []string) {
 	}, "purge API %s never ready", r.name)
 }
 
-func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []string, bound time.Duration) *testEdge {
+func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []string, bound time.Duration, edits ...func(*edgeRoleConfig)) *testEdge {
 	t.Helper()
 	cfg := defaultEdgeRoleConfig()
 	cfg.Name, cfg.Region = name, r.name
@@ -128,6 +128,9 @@ func startNATSEdge(t testing.TB, r *region, name, originURL string, regions []st
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.NATS = natsConfig{URLs: []string{r.nats.ClientURL()}}
 	cfg.Purge = purgeConsumerConfig{Regions: regions, StalenessBound: bound}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

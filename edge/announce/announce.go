@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"syscall"
 	"time"
 
@@ -53,6 +54,11 @@ type Config struct {
 	Interval time.Duration
 	// Capacity is how many viewer connections the edge is meant to take.
 	Capacity int64
+	// CapacityEgressBytesPerSec is the egress the edge is meant to sustain, in bytes per second;
+	// 0: egress is not a limit.
+	CapacityEgressBytesPerSec float64
+	// CapacityCPU is the CPU the edge may use, in cores; 0: CPU is not a limit.
+	CapacityCPU float64
 	// Origins, when set, reports the state of each origin of the edge's failover group (see
 	// bus.Heartbeat.Origins). Nil for an edge with a single origin.
 	Origins func() []bus.OriginHealth
@@ -74,6 +80,7 @@ func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.L
 	watch := time.NewTicker(50 * time.Millisecond)
 	defer watch.Stop()
 	prev, prevAt, prevCPU := src.Stats(), time.Now(), cpuTime()
+	var egress Smoother
 	send := func(final bool) {
 		now, cpu := time.Now(), cpuTime()
 		cur := src.Stats()
@@ -83,6 +90,7 @@ func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.L
 		hb := Heartbeat(cfg, cur, prev, now.Sub(prevAt), now)
 		if dt := now.Sub(prevAt); dt > 0 {
 			hb.CPU = float64(cpu-prevCPU) / float64(dt) // cores busy, e.g. 1.5
+			hb.EgressBytesPerSec = egress.Update(hb.EgressBytesPerSec, dt)
 		}
 		prev, prevAt, prevCPU = cur, now, cpu
 		if b, err := json.Marshal(hb); err == nil {
@@ -107,6 +115,33 @@ func Run(ctx context.Context, pub Publisher, cfg Config, src Source, log *slog.L
 	}
 }
 
+// EgressTau is the time constant of the egress average: a rate that stops is still reported at
+// a third of its value after EgressTau.
+const EgressTau = 3 * time.Second
+
+// Smoother turns the egress rate of each interval into the load an edge reports: the higher of
+// that rate and its exponential moving average (time constant EgressTau). Quick to rise, so a
+// flash crowd shows in the next heartbeat; slow to fall, so a pause between segments (players
+// fetch a segment every few seconds) does not make a busy edge look idle to steering. The zero
+// Smoother is ready.
+type Smoother struct {
+	avg    float64
+	primed bool
+}
+
+// Update takes the rate over the last dt and returns the rate to report.
+func (s *Smoother) Update(rate float64, dt time.Duration) float64 {
+	if math.IsNaN(rate) || math.IsInf(rate, 0) || rate < 0 {
+		rate = 0
+	}
+	if !s.primed {
+		s.avg, s.primed = rate, true
+	} else {
+		s.avg += (rate - s.avg) * (1 - math.Exp(-dt.Seconds()/EgressTau.Seconds()))
+	}
+	return max(rate, s.avg)
+}
+
 // cpuTime is the process's user+system CPU time.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -120,7 +155,8 @@ func cpuTime() time.Duration {
 func Heartbeat(cfg Config, cur, prev Stats, dt time.Duration, now time.Time) bus.Heartbeat {
 	hb := bus.Heartbeat{
 		Edge: cfg.Edge, Region: cfg.Region, URL: cfg.URL, State: "serving", At: now.UTC(),
-		Connections: cur.Connections, Capacity: cfg.Capacity, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
+		Connections: cur.Connections, Capacity: cfg.Capacity, CapacityEgressBytesPerSec: cfg.CapacityEgressBytesPerSec,
+		CapacityCPU: cfg.CapacityCPU, MemoryBytes: cur.MemoryBytes, DiskBytes: cur.DiskBytes, OriginHealthy: true,
 		QoE: cur.QoE,
 	}
 	if !cur.Serving {

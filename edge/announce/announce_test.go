@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -109,3 +110,79 @@ func TestHeartbeatOrigins(t *testing.T) {
 		t.Fatalf("single origin: %+v", hb)
 	}
 }
+
+// TestHeartbeatCapacities: the configured capacities go out in every heartbeat; without them the
+// fields are absent from the JSON (steering then takes the load as unknown in that dimension).
+func TestHeartbeatCapacities(t *testing.T) {
+	cfg := Config{Edge: "e", Region: "r", Capacity: 500, CapacityEgressBytesPerSec: 1.25e9, CapacityCPU: 3.5}
+	hb := Heartbeat(cfg, Stats{Connections: 7}, Stats{}, time.Second, time.Now())
+	if hb.Capacity != 500 || hb.CapacityEgressBytesPerSec != 1.25e9 || hb.CapacityCPU != 3.5 || hb.Connections != 7 {
+		t.Fatalf("heartbeat %+v", hb)
+	}
+	b, _ := json.Marshal(Heartbeat(Config{Edge: "e", Region: "r"}, Stats{}, Stats{}, time.Second, time.Now()))
+	var raw map[string]any
+	_ = json.Unmarshal(b, &raw)
+	for _, k := range []string{"capacity", "capacity_egress_bytes_per_sec", "capacity_cpu"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("%s sent without a capacity configured: %s", k, b)
+		}
+	}
+}
+
+// TestSmootherRisesAtOnceFallsSlowly: a burst shows in full in the heartbeat after it; when it
+// stops, the reported egress decays with EgressTau (about e⁻¹ after one), not at once.
+func TestSmootherRisesAtOnceFallsSlowly(t *testing.T) {
+	var s Smoother
+	if got := s.Update(0, time.Second); got != 0 {
+		t.Fatalf("idle: %v", got)
+	}
+	if got := s.Update(1e6, time.Second); got != 1e6 {
+		t.Fatalf("burst reported as %v, want 1e6 at once", got)
+	}
+	var got float64
+	for range 3 {
+		got = s.Update(0, time.Second)
+	}
+	// After the burst, the average is 1e6·(1−e^(−1/3)); three quiet seconds multiply it by e⁻¹.
+	want := 1e6 * (1 - math.Exp(-1.0/3)) * math.Exp(-1)
+	if math.Abs(got-want) > 1 {
+		t.Fatalf("3s after the burst: %v, want %v", got, want)
+	}
+	// A steady rate is reported as itself.
+	for range 30 {
+		got = s.Update(5e5, time.Second)
+	}
+	if math.Abs(got-5e5) > 1 {
+		t.Fatalf("steady 5e5 reported as %v", got)
+	}
+	if got := s.Update(math.NaN(), time.Second); math.IsNaN(got) {
+		t.Fatal("NaN rate leaked into the average")
+	}
+}
+
+// TestRunSmoothsEgress: heartbeats from Run carry the smoothed egress: after the edge stops
+// sending, the next heartbeats still report most of the rate it had.
+func TestRunSmoothsEgress(t *testing.T) {
+	src := &egressEdge{}
+	pub := &capture{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, pub, Config{Edge: "e1", Region: "eu", URL: "http://e1:8080", Interval: 100 * time.Millisecond}, src, slog.New(slog.DiscardHandler))
+	}()
+	defer func() { cancel(); <-done }()
+	// 10 MB within one interval, then nothing.
+	testenv.Eventually(t, 5*time.Second, func() bool { _, _, n := pub.last(); return n >= 1 }, "no first heartbeat")
+	src.bytes.Store(10e6)
+	testenv.Eventually(t, 5*time.Second, func() bool { _, hb, _ := pub.last(); return hb.EgressBytesPerSec > 0 }, "the burst never showed")
+	_, _, n := pub.last()
+	testenv.Eventually(t, 5*time.Second, func() bool { _, _, m := pub.last(); return m >= n+2 }, "no heartbeats after the burst")
+	// Two intervals of nothing later (0.2 s of a 3 s time constant), most of the average is left.
+	if _, hb, _ := pub.last(); hb.EgressBytesPerSec <= 0 {
+		t.Fatalf("egress reported as %v right after a burst: the average did not hold", hb.EgressBytesPerSec)
+	}
+}
+
+type egressEdge struct{ bytes atomic.Int64 }
+
+func (e *egressEdge) Stats() Stats { return Stats{Serving: true, EgressBytes: e.bytes.Load()} }

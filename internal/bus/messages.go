@@ -81,12 +81,21 @@ type Heartbeat struct {
 	At time.Time `json:"at"`
 	// Connections is the number of open client connections.
 	Connections int64 `json:"connections"`
-	// Capacity is how many client connections the edge is meant to take (0: not announced);
-	// steering treats Connections/Capacity as the edge's load.
+	// Capacity is how many client connections the edge is meant to take (0: not announced).
+	// Steering takes the edge's load to be the highest of Connections/Capacity,
+	// EgressBytesPerSec/CapacityEgressBytesPerSec and CPU/CapacityCPU, over the capacities
+	// announced; with none announced the load is unknown and the edge never counts as full.
 	Capacity int64 `json:"capacity,omitempty"`
+	// CapacityEgressBytesPerSec is the egress the edge is meant to sustain, in bytes per second
+	// (0: not announced; edges before issue 15 do not).
+	CapacityEgressBytesPerSec float64 `json:"capacity_egress_bytes_per_sec,omitempty"`
+	// CapacityCPU is the CPU the edge may use, in cores (0: not announced).
+	CapacityCPU float64 `json:"capacity_cpu,omitempty"`
 	// RequestsPerSec is the request rate, in requests per second.
 	RequestsPerSec float64 `json:"requests_per_sec"`
-	// EgressBytesPerSec is the rate of bytes sent to clients, in bytes per second.
+	// EgressBytesPerSec is the rate of body bytes sent to clients, in bytes per second: the
+	// higher of the last interval's rate and its moving average over a few seconds (quick to
+	// rise, slow to fall, so a burst shows at once and a lull does not hide the viewers).
 	EgressBytesPerSec float64 `json:"egress_bytes_per_sec"`
 	// CPU is the process's CPU use, in cores (1.0 = one core fully busy).
 	CPU float64 `json:"cpu"`

@@ -209,6 +209,12 @@ func generatedHelp(role, path string) string {
 			return "DASHServerURI is the steering service's DASH endpoint, written likewise into the <ContentSteering> of every MPD."
 		case "steering.pathway":
 			return "Pathway is the pathway ID the edge gives the content."
+		case "capacity.conns":
+			return "Conns is how many viewer connections the edge is meant to take."
+		case "capacity.egress_bytes_per_sec":
+			return "EgressBytesPerSec is the egress the edge is meant to sustain, in bytes per second (\"1GB\": a gigabyte a second, about 8 Gbit/s; set it a little under the link's or the instance's network limit)."
+		case "capacity.cpu_percent":
+			return "CPUPercent is the CPU the edge may use, in percent of one core (400: four cores busy)."
 		}
 	case "steering":
 		switch path {
@@ -247,11 +253,17 @@ func generatedHelp(role, path string) string {
 		case "forget_after":
 			return "ForgetAfter: an edge not heard from for this long leaves the table."
 		case "edge_capacity":
-			return "EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no capacity of its own (edges announce their max_conns); an edge's load is its heartbeat's connection count."
+			return "EdgeCapacity is how many viewer connections an edge takes when its heartbeat announces no connection capacity of its own (edges announce capacity.conns, by default their max_conns)."
 		case "edge_load_percent":
-			return "EdgeLoadPercent: an edge at or above this percentage of EdgeCapacity is full and its streams spill to the next edge."
+			return "EdgeLoadPercent: an edge at or above this percentage of its capacity is full and its streams spill to the next edge."
 		case "region_load_percent":
-			return "RegionLoadPercent: a region at or above this percentage of its up edges' capacity is hot and new viewers spill to the next region."
+			return "RegionLoadPercent: a region is hot, and new viewers go to the next region, when every up edge is full; under 100, also when its up edges' summed load reaches this percentage of their summed capacity (to shed viewers before its edges fill)."
+		case "balance_percent":
+			return "BalancePercent bounds the load inside a region (consistent hashing with bounded loads): a stream's next viewers go to the next edge in its rendezvous order once its edge's load is above this percentage of the region's average load."
+		case "balance_floor_percent":
+			return "BalanceFloorPercent: no edge is above the balance bound while its load is under this percentage of its capacity, so in a quiet region a stream stays on one edge (one cache) instead of being split between idle edges for a handful of viewers."
+		case "viewer_bytes_per_sec":
+			return "ViewerBytesPerSec is what steering expects one new viewer to add to an edge's egress, in bytes per second: between two heartbeats it adds it (and one connection) to the load of the edge it sent the viewer to, so a crowd arriving within one heartbeat does not all go to one edge."
 		case "access_log.sink":
 			return "Sink is where the lines go: \"\" (no access log), \"stdout\", \"file\" (File, rotated by size) or \"nats\" (published on Subject, one message per line, for real-time streaming)."
 		case "access_log.file":

@@ -5,13 +5,16 @@
 //
 //   - Regions are ordered by great-circle distance from the client
 //     (haversine). A region with no healthy edge is skipped; a region whose
-//     load is at or above its threshold is spilled past: it comes after every
-//     region with room.
+//     every Up edge is full is spilled past: it comes after every region with
+//     room.
 //   - Inside a region, edges are ordered by rendezvous hashing (highest random
 //     weight) of the content key, so one stream's playlists and segments land
-//     on one edge and its cache stays hot. Load is bounded: an edge at or
-//     above its load factor spills the key to the next edge in hash order.
-//     Draining and down edges are skipped.
+//     on one edge and its cache stays hot. Load is bounded (consistent hashing
+//     with bounded loads, Mirrokni, Thorup and Zadimoghaddam 2018): an edge
+//     whose utilisation (Load/Capacity) is above BalanceFactor × the region's
+//     average (and above BalanceFloor), or that is full (at or above its load factor of capacity),
+//     passes the key to the next edge in hash order. Draining and down edges
+//     are skipped.
 //
 // The answer is every usable edge, best first: the edges with room, region by
 // region (regions with room first, then hot regions), and last, as a last
@@ -31,7 +34,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -100,16 +105,51 @@ type Edge struct {
 	Capacity float64
 	// Load is the edge's current load, in Capacity's unit.
 	Load float64
+	// Pending, when set, is load sent to the edge since Load was measured (the
+	// caller's own recent assignments), in Capacity's unit: Route counts
+	// Load + Pending. It lets the caller bound an edge's load between two
+	// measurements, which arrive seconds apart.
+	Pending *Pending
 	// Weight is the edge's relative share of keys (weighted rendezvous
 	// hashing, "-w/ln(u)"); 0 means 1. An edge of weight 2 gets about twice
 	// the keys of an edge of weight 1.
 	Weight float64
 }
 
+// load is the edge's load with what is pending.
+func (e *Edge) load() float64 {
+	if e.Pending != nil {
+		return e.Load + e.Pending.Value()
+	}
+	return e.Load
+}
+
 // full reports whether the edge's load is at or above factor × capacity.
 func (e *Edge) full(factor float64) bool {
-	return e.Capacity > 0 && e.Load >= factor*e.Capacity
+	return e.Capacity > 0 && e.load() >= factor*e.Capacity
 }
+
+// Pending accumulates load assigned to an edge since its last measurement.
+// It is safe for concurrent use and does not allocate; the zero Pending is 0.
+type Pending struct {
+	bits atomic.Uint64 // math.Float64bits of the sum
+}
+
+// Add adds x to the pending load.
+func (p *Pending) Add(x float64) {
+	for {
+		old := p.bits.Load()
+		if p.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+x)) {
+			return
+		}
+	}
+}
+
+// Value is the pending load.
+func (p *Pending) Value() float64 { return math.Float64frombits(p.bits.Load()) }
+
+// Reset sets the pending load to 0: a new measurement includes it.
+func (p *Pending) Reset() { p.bits.Store(0) }
 
 // Region is a group of edges at one place.
 type Region struct {
@@ -122,21 +162,36 @@ type Region struct {
 	Edges []Edge
 }
 
-// health counts the region's Up edges and sums the capacity and load of
-// those with a known capacity.
-func (r *Region) health() (up int, capacity, load float64) {
+// regionLoad is what the choice needs of a region's load.
+type regionLoad struct {
+	up             int     // Up edges
+	capacity, load float64 // summed over Up edges with a known capacity
+	known          int     // Up edges with a known capacity
+	util           float64 // their summed utilisation, Load/Capacity
+	room           bool    // some Up edge is not full
+}
+
+// health sums the region's Up edges' load and capacity.
+func (r *Region) health(edgeFactor float64) regionLoad {
+	var l regionLoad
 	for i := range r.Edges {
 		e := &r.Edges[i]
 		if e.State != Up {
 			continue
 		}
-		up++
+		l.up++
 		if e.Capacity > 0 {
-			capacity += e.Capacity
-			load += e.Load
+			load := e.load()
+			l.capacity += e.Capacity
+			l.load += load
+			l.known++
+			l.util += load / e.Capacity
+		}
+		if !e.full(edgeFactor) {
+			l.room = true
 		}
 	}
-	return up, capacity, load
+	return l
 }
 
 // Config tunes the choice. The zero Config is usable: see each field's
@@ -146,11 +201,25 @@ type Config struct {
 	// Capacity is full, and its keys spill to the next edge in hash order.
 	// 0 means 1 (full at capacity). Must be positive.
 	EdgeLoadFactor float64
-	// RegionLoadFactor: a region whose summed Load of Up edges is at or
-	// above RegionLoadFactor × their summed Capacity is hot, and is spilled
-	// past. 0 means 0.9, so a region sheds new viewers a little before all
-	// its edges are full. Must be positive.
+	// RegionLoadFactor: a region is hot, and spilled past, when every Up
+	// edge is full; with a factor under 1, also when the summed Load of its
+	// Up edges is at or above RegionLoadFactor × their summed Capacity, so
+	// that it sheds new viewers before all its edges are full. 0 means 1
+	// (only when every edge is full). Must be positive.
 	RegionLoadFactor float64
+	// BalanceFactor is the bound on load inside a region (c of consistent
+	// hashing with bounded loads): an Up edge of known capacity whose
+	// utilisation (Load/Capacity) is above BalanceFactor × the average
+	// utilisation of the region's Up edges of known capacity passes the key
+	// on to the next edge in hash order, and comes after the region's other
+	// edges with room. Lower is more even, higher is stickier. 0 means 1.25.
+	// Must be at least 1.
+	BalanceFactor float64
+	// BalanceFloor is the utilisation below which no edge is over the
+	// balance bound: in a quiet region a stream stays on its edge (one
+	// cache) rather than being split between idle edges for a handful of
+	// viewers. 0 means 0.1 (a tenth of capacity). Must be in [0, 1].
+	BalanceFloor float64
 	// DefaultRegion is the region to start from when the client's location
 	// is unknown (private address, GeoIP miss): regions are then ordered by
 	// distance from it, so its neighbours take over when it is down. When it
@@ -163,7 +232,7 @@ type Config struct {
 
 // DefaultConfig is the Config with its defaults spelled out.
 func DefaultConfig() Config {
-	return Config{EdgeLoadFactor: 1, RegionLoadFactor: 0.9}
+	return Config{EdgeLoadFactor: 1, RegionLoadFactor: 1, BalanceFactor: 1.25, BalanceFloor: 0.1}
 }
 
 // ErrInvalidConfig is wrapped by New's errors.
@@ -181,13 +250,23 @@ func New(cfg Config) (*Picker, error) {
 		cfg.EdgeLoadFactor = 1
 	}
 	if cfg.RegionLoadFactor == 0 {
-		cfg.RegionLoadFactor = 0.9
+		cfg.RegionLoadFactor = 1
+	}
+	if cfg.BalanceFactor == 0 {
+		cfg.BalanceFactor = 1.25
+	}
+	if cfg.BalanceFloor == 0 {
+		cfg.BalanceFloor = 0.1
 	}
 	switch {
 	case !(cfg.EdgeLoadFactor > 0) || math.IsInf(cfg.EdgeLoadFactor, 0):
 		return nil, fmt.Errorf("%w: EdgeLoadFactor %v must be positive", ErrInvalidConfig, cfg.EdgeLoadFactor)
 	case !(cfg.RegionLoadFactor > 0) || math.IsInf(cfg.RegionLoadFactor, 0):
 		return nil, fmt.Errorf("%w: RegionLoadFactor %v must be positive", ErrInvalidConfig, cfg.RegionLoadFactor)
+	case !(cfg.BalanceFactor >= 1) || math.IsInf(cfg.BalanceFactor, 0):
+		return nil, fmt.Errorf("%w: BalanceFactor %v must be at least 1", ErrInvalidConfig, cfg.BalanceFactor)
+	case !(cfg.BalanceFloor >= 0 && cfg.BalanceFloor <= 1):
+		return nil, fmt.Errorf("%w: BalanceFloor %v must be in [0, 1]", ErrInvalidConfig, cfg.BalanceFloor)
 	case cfg.MaxChoices < 0:
 		return nil, fmt.Errorf("%w: MaxChoices %d is negative", ErrInvalidConfig, cfg.MaxChoices)
 	}
@@ -211,8 +290,8 @@ const (
 	// ReasonSpillUnhealthy: the key's edge in the starting region (nearest,
 	// or default), or that whole region, is draining or down.
 	ReasonSpillUnhealthy Reason = "spill-unhealthy"
-	// ReasonSpillLoad: the key's edge in the starting region is full, or
-	// that region is hot.
+	// ReasonSpillLoad: the key's edge in the starting region is full or above
+	// the balance bound, or that region is hot.
 	ReasonSpillLoad Reason = "spill-load"
 	// ReasonOverload: every healthy edge is full; the first choice is the
 	// best of them anyway, rather than nothing.
@@ -263,6 +342,7 @@ type Buffer struct {
 	regions []regionRank
 	edges   []edgeRank
 	full    []Choice
+	over    []Choice
 }
 
 type regionRank struct {
@@ -270,6 +350,7 @@ type regionRank struct {
 	dist    float64
 	healthy bool
 	hot     bool
+	bound   float64 // utilisation above which an edge is over the balance bound; +Inf: none
 }
 
 type edgeRank struct {
@@ -311,20 +392,30 @@ func (p *Picker) Route(buf *Buffer, req Request, regions []Region) Decision {
 			if rank.idx == start && len(order) > 0 {
 				ideal = order[0].idx
 			}
+			// Edges over the balance bound still have room: after the
+			// region's others, before the next region.
+			over := buf.over[:0]
 			for _, er := range order {
 				e := &edges[er.idx]
 				if e.State != Up {
 					continue
 				}
 				c := Choice{Region: rank.idx, Edge: er.idx}
-				if e.full(p.cfg.EdgeLoadFactor) {
+				switch {
+				case e.full(p.cfg.EdgeLoadFactor):
 					full = append(full, c)
-					continue
+				case e.Capacity > 0 && e.load()/e.Capacity > rank.bound:
+					over = append(over, c)
+				case len(choices) < limit:
+					choices = append(choices, c)
 				}
+			}
+			for _, c := range over {
 				if len(choices) < limit {
 					choices = append(choices, c)
 				}
 			}
+			buf.over = over
 		}
 	}
 	// Last resort: full edges, nearest region first, hash order within.
@@ -373,9 +464,13 @@ func (p *Picker) rankRegions(buf *Buffer, req Request, regions []Region) (int, [
 		if located {
 			rank.dist = DistanceKM(from, r.Loc)
 		}
-		up, capacity, load := r.health()
-		rank.healthy = up > 0
-		rank.hot = capacity > 0 && load >= p.cfg.RegionLoadFactor*capacity
+		l := r.health(p.cfg.EdgeLoadFactor)
+		rank.healthy = l.up > 0
+		rank.hot = p.hot(l)
+		rank.bound = math.Inf(1)
+		if l.known > 1 {
+			rank.bound = max(p.cfg.BalanceFactor*l.util/float64(l.known), p.cfg.BalanceFloor)
+		}
 		ranks = append(ranks, rank)
 		if start < 0 || (req.Located && rankLess(regions, &rank, &ranks[start])) {
 			start = i
@@ -416,8 +511,7 @@ func (p *Picker) reason(buf *Buffer, regions []Region, start, ideal int, clientL
 		}
 		return ReasonDefaultRegion
 	}
-	up, _, _ := sr.health()
-	if up == 0 || sr.Edges[ideal].State != Up {
+	if sr.health(p.cfg.EdgeLoadFactor).up == 0 || sr.Edges[ideal].State != Up {
 		return ReasonSpillUnhealthy
 	}
 	return ReasonSpillLoad
@@ -453,14 +547,31 @@ func rankEdges(buf *Buffer, keyHash uint64, edges []Edge) []edgeRank {
 	for i := range edges {
 		order = append(order, edgeRank{idx: i, score: score(keyHash, &edges[i], weighted)})
 	}
-	for i := 1; i < len(order); i++ {
-		for j := i; j > 0 && edgeLess(edges, &order[j], &order[j-1]); j-- {
-			order[j], order[j-1] = order[j-1], order[j]
+	if len(order) > insertionSortMax {
+		slices.SortFunc(order, func(a, b edgeRank) int {
+			switch {
+			case edgeLess(edges, &a, &b):
+				return -1
+			case edgeLess(edges, &b, &a):
+				return 1
+			}
+			return 0
+		})
+	} else {
+		// Insertion sort: quicker for the few edges of a usual region.
+		for i := 1; i < len(order); i++ {
+			for j := i; j > 0 && edgeLess(edges, &order[j], &order[j-1]); j-- {
+				order[j], order[j-1] = order[j-1], order[j]
+			}
 		}
 	}
 	buf.edges = order
 	return order
 }
+
+// insertionSortMax is the most edges rankEdges sorts by insertion; larger
+// regions (200 edges: 36 µs by insertion) use pdqsort.
+const insertionSortMax = 32
 
 func edgeLess(edges []Edge, a, b *edgeRank) bool {
 	if a.score != b.score {
@@ -488,9 +599,20 @@ func Rank(key string, edges []Edge) []int {
 	return out
 }
 
+// Hot reports whether r is spilled past for load: every Up edge is full, or
+// (RegionLoadFactor under 1) its summed load is at that share of capacity.
+func (p *Picker) Hot(r *Region) bool {
+	l := r.health(p.cfg.EdgeLoadFactor)
+	return p.hot(l)
+}
+
+func (p *Picker) hot(l regionLoad) bool {
+	return l.up > 0 && (!l.room || p.cfg.RegionLoadFactor < 1 && l.capacity > 0 && l.load >= p.cfg.RegionLoadFactor*l.capacity)
+}
+
 // Nearest returns the regions that have an Up edge, nearest to from first,
-// with hot regions (at or above the Picker's RegionLoadFactor) after all the
-// others. It allocates; Route is the hot path.
+// with hot regions (every edge full, or at the Picker's RegionLoadFactor)
+// after all the others. It allocates; Route is the hot path.
 func (p *Picker) Nearest(from Point, regions []Region) []Region {
 	var buf Buffer
 	_, ranks := p.rankRegions(&buf, Request{From: from, Located: true}, regions)

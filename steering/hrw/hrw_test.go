@@ -79,13 +79,17 @@ func TestDistanceKM(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	p := newPicker(t, Config{})
-	if got := p.Config(); got.EdgeLoadFactor != 1 || got.RegionLoadFactor != 0.9 {
+	if got := p.Config(); got.EdgeLoadFactor != 1 || got.RegionLoadFactor != 1 || got.BalanceFactor != 1.25 || got.BalanceFloor != 0.1 {
 		t.Fatalf("defaults: %+v", got)
 	}
 	for _, cfg := range []Config{
 		{EdgeLoadFactor: -1},
 		{RegionLoadFactor: math.NaN()},
 		{EdgeLoadFactor: math.Inf(1)},
+		{BalanceFactor: 0.9},
+		{BalanceFactor: math.NaN()},
+		{BalanceFloor: -0.1},
+		{BalanceFloor: 1.5},
 		{MaxChoices: -1},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
@@ -170,12 +174,19 @@ func TestRouteSpills(t *testing.T) {
 		{"key edge down", fromParis, func(rs []Region) { rs[0].Edges[euTop].State = Down }, "eu-other", ReasonSpillUnhealthy, []string{base[0].Edges[euTop].ID}},
 		{"key edge draining", fromParis, func(rs []Region) { rs[0].Edges[euTop].State = Draining }, "eu-other", ReasonSpillUnhealthy, []string{base[0].Edges[euTop].ID}},
 		{"key edge full", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load = 100 }, "eu-other", ReasonSpillLoad, nil},
-		{"key edge just below full", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load = 99.9 }, "eu-top", ReasonNearest, nil},
+		{"key edge just below full", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load, rs[0].Edges[euOther].Load = 99.9, 90 }, "eu-top", ReasonNearest, nil},
+		{"key edge above the balance bound", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load, rs[0].Edges[euOther].Load = 60, 30 }, "eu-other", ReasonSpillLoad, nil},
+		{"key edge at the balance bound", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load, rs[0].Edges[euOther].Load = 50, 30 }, "eu-top", ReasonNearest, nil},
+		{"pending load counts", fromParis, func(rs []Region) {
+			rs[0].Edges[euTop].Pending = new(Pending)
+			rs[0].Edges[euTop].Pending.Add(100)
+		}, "eu-other", ReasonSpillLoad, nil},
+		{"region nearly full is not hot", fromParis, func(rs []Region) { rs[0].Edges[euTop].Load, rs[0].Edges[euOther].Load = 150, 99 }, "eu-other", ReasonSpillLoad, nil},
 		{"other edge down: no change", fromParis, func(rs []Region) { rs[0].Edges[euOther].State = Down }, "eu-top", ReasonNearest, []string{base[0].Edges[euOther].ID}},
 		{"whole region down", fromParis, func(rs []Region) {
 			rs[0].Edges[0].State, rs[0].Edges[1].State = Down, Down
 		}, "us", ReasonSpillUnhealthy, []string{"eu-1", "eu-2"}},
-		{"region hot", fromParis, func(rs []Region) { rs[0].Edges[0].Load, rs[0].Edges[1].Load = 95, 90 }, "us", ReasonSpillLoad, nil},
+		{"region full", fromParis, func(rs []Region) { rs[0].Edges[0].Load, rs[0].Edges[1].Load = 100, 120 }, "us", ReasonSpillLoad, nil},
 		{"default region down", Request{Key: key}, func(rs []Region) {
 			rs[0].Edges[0].State, rs[0].Edges[1].State = Down, Down
 		}, "us", ReasonSpillUnhealthy, nil},
@@ -516,6 +527,17 @@ func TestRouteDoesNotAllocate(t *testing.T) {
 			t.Errorf("%+v: %v allocs", req, n)
 		}
 	}
+	// A large region (sorted by pdqsort), with pending loads.
+	big := manyEdges(200)
+	for i := range big {
+		big[i].Load, big[i].Pending = float64(i), new(Pending)
+	}
+	regions = append(regions, Region{Name: "big", Loc: paris, Edges: big})
+	req := Request{Key: "/vod/abc", From: paris, Located: true}
+	p.Route(&buf, req, regions)
+	if n := testing.AllocsPerRun(100, func() { p.Route(&buf, req, regions) }); n != 0 {
+		t.Errorf("200 edges: %v allocs", n)
+	}
 }
 
 func BenchmarkRoute(b *testing.B) {
@@ -551,5 +573,187 @@ func BenchmarkRoute(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestRegionLoadFactorShedsEarly: with a region factor under 1, a region at
+// that share of its capacity is hot though no edge is full.
+func TestRegionLoadFactorShedsEarly(t *testing.T) {
+	t.Parallel()
+	regions := topology()
+	regions[0].Edges[0].Load, regions[0].Edges[1].Load = 95, 90
+	d := newPicker(t, Config{RegionLoadFactor: 0.9}).Route(nil, Request{Key: "/x", From: paris, Located: true}, regions)
+	if r := regions[d.Choices[0].Region].Name; r != "us" || d.Reason != ReasonSpillLoad {
+		t.Fatalf("factor 0.9: first %s (%s), want us", r, d.Reason)
+	}
+	d = newPicker(t, Config{}).Route(nil, Request{Key: "/x", From: paris, Located: true}, regions)
+	if r := regions[d.Choices[0].Region].Name; r != "eu" {
+		t.Fatalf("default factor: first %s (%s), want eu: no edge is full", r, d.Reason)
+	}
+}
+
+// crowd sends n viewers of one stream, one after another, each to the
+// decision's first choice, adding cost to its Pending as steering does, and
+// returns how many each edge got (by ID) and the region of every viewer in
+// order.
+func crowd(p *Picker, regions []Region, key string, n int, cost float64) (map[string]int, []string) {
+	for r := range regions {
+		for e := range regions[r].Edges {
+			regions[r].Edges[e].Pending = new(Pending)
+		}
+	}
+	var buf Buffer
+	got := map[string]int{}
+	var where []string
+	for range n {
+		d := p.Route(&buf, Request{Key: key, From: paris, Located: true}, regions)
+		c := d.Choices[0]
+		e := &regions[c.Region].Edges[c.Edge]
+		e.Pending.Add(cost)
+		got[e.ID]++
+		where = append(where, regions[c.Region].Name)
+	}
+	return got, where
+}
+
+// TestBoundedLoadSpreadsOneStream: 2,000 viewers of one stream, arriving
+// before any edge reports its load, spread over the region's edges within
+// the balance bound, in hash order from the stream's own edge; none goes to
+// another region while the region has room.
+func TestBoundedLoadSpreadsOneStream(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{2, 4, 20} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			p := newPicker(t, Config{})
+			regions := topology()
+			regions[0].Edges = manyEdges(n) // capacity 1000 viewers each
+			const viewers = 2000
+			got, where := crowd(p, regions, "/live/final", viewers, 1)
+			if slices.ContainsFunc(where, func(r string) bool { return r != "eu" }) {
+				t.Fatalf("viewers left eu with room: %v", got)
+			}
+			avg := float64(viewers) / float64(n)
+			for id, v := range got {
+				if float64(v) > 1.25*avg+1 {
+					t.Errorf("%s got %d viewers, over 1.25 × the average %.0f", id, v, avg)
+				}
+			}
+			// At the bound, ⌈n/1.25⌉ edges carry the whole crowd.
+			if want := int(math.Ceil(float64(n) / 1.25)); len(got) < want {
+				t.Errorf("%d of %d edges served, want at least %d: %v", len(got), n, want, got)
+			}
+			// The stream's own edge is the busiest: stickiness first.
+			top := regions[0].Edges[Rank("/live/final", regions[0].Edges)[0]].ID
+			for id, v := range got {
+				if v > got[top] {
+					t.Errorf("%s got %d, more than the stream's own edge %s (%d)", id, v, top, got[top])
+				}
+			}
+		})
+	}
+}
+
+// TestBoundedLoadSpillsOnlyWhenRegionFull: with 4 edges of 300 viewers, a
+// crowd of 2,000 fills every eu edge (none over its capacity) before the
+// first viewer goes to us.
+func TestBoundedLoadSpillsOnlyWhenRegionFull(t *testing.T) {
+	t.Parallel()
+	p := newPicker(t, Config{})
+	regions := topology()
+	regions[0].Edges = manyEdges(4)
+	for i := range regions[0].Edges {
+		regions[0].Edges[i].Capacity = 300
+	}
+	for _, r := range regions[1:] {
+		for i := range r.Edges {
+			r.Edges[i].Capacity = 1000 // room for the rest
+		}
+	}
+	got, where := crowd(p, regions, "/live/final", 2000, 1)
+	first := slices.IndexFunc(where, func(r string) bool { return r != "eu" })
+	if first != 1200 {
+		t.Fatalf("first viewer out of eu is number %d, want 1200 (eu's capacity); %v", first, got)
+	}
+	if slices.ContainsFunc(where[first:], func(r string) bool { return r == "eu" }) {
+		t.Fatalf("a viewer went to the full eu after the spill: %v", got)
+	}
+	for _, e := range regions[0].Edges {
+		if got[e.ID] != 300 {
+			t.Errorf("%s got %d, want its capacity 300", e.ID, got[e.ID])
+		}
+	}
+}
+
+func TestPendingConcurrent(t *testing.T) {
+	t.Parallel()
+	var p Pending
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			for range 1000 {
+				p.Add(0.5)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if p.Value() != 2000 {
+		t.Fatalf("pending %v, want 2000", p.Value())
+	}
+	p.Reset()
+	if p.Value() != 0 {
+		t.Fatalf("after Reset: %v", p.Value())
+	}
+}
+
+// BenchmarkBoundedLoad is the decision as steering makes it for a new viewer:
+// Route over a region of n edges (loaded unevenly, each with its Pending)
+// and a second region, then the viewer's cost added to the chosen edge's
+// Pending. Keys cycle over 64 streams, so some edges are over the balance
+// bound as the run goes on.
+func BenchmarkBoundedLoad(b *testing.B) {
+	for _, n := range []int{2, 20, 200} {
+		b.Run(fmt.Sprintf("edges=%d", n), func(b *testing.B) {
+			p := newPicker(b, Config{})
+			es := manyEdges(n)
+			for i := range es {
+				es[i].Load = float64(100 + 37*i%500)
+				es[i].Pending = new(Pending)
+			}
+			regions := []Region{{Name: "eu", Loc: frankfurt, Edges: es}, {Name: "us", Loc: virginia, Edges: edges("us-1", "us-2")}}
+			keys := make([]string, 64)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("/live/ch%d", i)
+			}
+			var buf Buffer
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				d := p.Route(&buf, Request{Key: keys[i%len(keys)], From: paris, Located: true}, regions)
+				c := d.Choices[0]
+				if e := &regions[c.Region].Edges[c.Edge]; e.Pending != nil {
+					e.Pending.Add(0.01)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// TestBalanceFloorKeepsQuietStreamsSticky: in an idle region a stream's first viewers all go to
+// its edge until it is above the floor (a tenth of capacity), before any moves on.
+func TestBalanceFloorKeepsQuietStreamsSticky(t *testing.T) {
+	t.Parallel()
+	regions := []Region{{Name: "eu", Loc: frankfurt, Edges: manyEdges(4)}} // 1000 each
+	got, _ := crowd(newPicker(t, Config{}), regions, "/live/quiet", 101, 1)
+	if len(got) != 1 {
+		t.Fatalf("101 viewers in an idle region of 4 × 1000 went to %v, want one edge", got)
+	}
+	got, _ = crowd(newPicker(t, Config{}), regions, "/live/quiet", 102, 1)
+	if len(got) != 2 {
+		t.Fatalf("102 viewers: %v, want the 102nd (the first above the floor) on a second edge", got)
 	}
 }
