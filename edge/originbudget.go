@@ -73,15 +73,20 @@ func (b *originBudget) wait(ctx context.Context, noWait bool) error {
 		return ErrOriginBudget
 	}
 	defer b.queued.Add(-1)
-	r := b.lim.Reserve()
-	d := r.Delay()
+	// A turn is refused before it is reserved, never reserved and then given back: a
+	// cancelled reservation returns its token to the bucket as if it had never been taken,
+	// which lets later requests go early and a second hold more than the budget (measured:
+	// 510 requests in five seconds at 100/s). The wait the bucket would ask now decides.
+	if ahead := 1 - b.lim.Tokens(); ahead > 0 {
+		d := time.Duration(ahead / b.perSec * float64(time.Second))
+		if noWait || d > b.maxWait {
+			b.refused.Inc()
+			return ErrOriginBudget
+		}
+	}
+	d := b.lim.Reserve().Delay()
 	if d == 0 {
 		return nil
-	}
-	if noWait || d > b.maxWait {
-		r.Cancel()
-		b.refused.Inc()
-		return ErrOriginBudget
 	}
 	b.waits.Inc()
 	b.waited.Add(d.Seconds())
@@ -91,7 +96,7 @@ func (b *originBudget) wait(ctx context.Context, noWait bool) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		r.Cancel()
+		// The turn stays spent: the origin's budget is kept even if a turn goes unused.
 		return ctx.Err()
 	}
 }

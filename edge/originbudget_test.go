@@ -139,10 +139,13 @@ func TestOriginBudgetAfterPurge(t *testing.T) {
 		peak5 := maxPerWindow(times, 5*time.Second)
 		t.Logf("soft=%v: %d origin requests; in any second at most %d sent by the edge, %d arrived at the origin (budget %d); %d in any 5 s; %d viewer 503s",
 			soft, len(times), sentPeak, peak, budget, peak5, n503.Load())
-		// The edge spaces its requests exactly (one token, refilled at the budget's rate): no
-		// second holds more than the budget, plus the one at the window's start.
-		if sentPeak > budget+1 {
-			t.Errorf("soft=%v: the edge sent %d origin requests within one second, budget %d", soft, sentPeak, budget)
+		// The edge spaces its tokens exactly (one token, refilled at the budget's rate), but the
+		// goroutine a token goes to may run tens of milliseconds late on a loaded two-core
+		// machine (-race, other packages' tests beside), so a few sends can crowd one second;
+		// over five seconds the budget holds to the request.
+		sentPeak5 := maxPerWindow(sentTimes, 5*time.Second)
+		if sentPeak > budget+budget/10 || sentPeak5 > 5*budget+2 {
+			t.Errorf("soft=%v: the edge sent %d origin requests within one second and %d within five, budget %d/s", soft, sentPeak, sentPeak5, budget)
 		}
 		// At the origin the network and the scheduler move arrivals by up to a few hundred ms on
 		// a loaded test machine, which can crowd one second; over five seconds that evens out.
