@@ -8,7 +8,8 @@ import (
 
 // TestDepsStayLean: the edge links neither the embedded NATS server (internal/bus/natsserver is
 // for dev and tests) nor the AWS SDK (origin/s3origin is wired in by cmd/duet): both came in by
-// accident once, through packages the edge imports for a type or a constant.
+// accident once, through packages the edge imports for a type or a constant. Nor certmagic
+// (internal/tlsconf/acme, wired in by cmd/duet through Deps.ACME): it brought 44 packages.
 func TestDepsStayLean(t *testing.T) {
 	t.Parallel()
 	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", ".").Output()
@@ -17,7 +18,7 @@ func TestDepsStayLean(t *testing.T) {
 	}
 	deps := strings.Fields(string(out))
 	for _, d := range deps {
-		for _, banned := range []string{"github.com/nats-io/nats-server/", "github.com/aws/"} {
+		for _, banned := range []string{"github.com/nats-io/nats-server/", "github.com/aws/", "github.com/caddyserver/", "go.uber.org/zap"} {
 			if strings.HasPrefix(d, banned) {
 				t.Errorf("the edge depends on %s", d)
 			}

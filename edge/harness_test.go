@@ -18,6 +18,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/minioproc"
 	"github.com/duetcdn/duet/internal/testenv"
+	"github.com/duetcdn/duet/internal/tlsconf/acme"
 	"github.com/duetcdn/duet/origin"
 	"github.com/duetcdn/duet/origin/s3conf"
 	"github.com/duetcdn/duet/origin/s3origin"
@@ -134,7 +135,7 @@ func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wr
 	if _, ok := co.Origin.(Forwarder); ok {
 		o2 = countingForwarder{co}
 	}
-	srv, err := New(t.Context(), cfg, Deps{Origin: o2, Now: now})
+	srv, err := New(t.Context(), cfg, Deps{Origin: o2, Now: now, ACME: acme.Start})
 	if err != nil {
 		t.Fatalf("new edge: %v", err)
 	}

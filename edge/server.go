@@ -66,6 +66,9 @@ type Deps struct {
 	// AccessLogPublisher is the NATS connection of access_log.sink "nats".
 	AccessLogSink      accesslog.Sink
 	AccessLogPublisher accesslog.Publisher
+	// ACME is the ACME client for tls.acme (internal/tlsconf/acme.Start, wired in by the
+	// command); without it an edge with tls.acme.domains does not start.
+	ACME tlsconf.ACME
 }
 
 // Server is one edge node.
@@ -289,7 +292,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		Logger:                        fasthttpLogger{log},
 	}
 	if cfg.TLS.Enabled() {
-		if s.tls, err = tlsconf.New(cfg.TLS, log); err != nil {
+		if s.tls, err = tlsconf.New(cfg.TLS, log, deps.ACME); err != nil {
 			_ = disk.Close()
 			mem.Close()
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/edge/announce"
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/tlsconf/acme"
 	"github.com/duetcdn/duet/purge"
 )
 
@@ -50,7 +51,7 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg}
+	deps := edge.Deps{Origin: o, Logger: log, Registry: reg, Gatherer: reg, ACME: acme.Start}
 	// The access log's NATS sink publishes once the connection below is up (lines before that
 	// are counted as failed).
 	alogPub := &lazyPublisher{}

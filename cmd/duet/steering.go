@@ -14,6 +14,7 @@ import (
 
 	"github.com/duetcdn/duet/internal/bus"
 	"github.com/duetcdn/duet/internal/tlsconf"
+	"github.com/duetcdn/duet/internal/tlsconf/acme"
 	"github.com/duetcdn/duet/steering"
 )
 
@@ -60,7 +61,7 @@ func runSteering(ctx context.Context, cfg steeringRoleConfig, log *slog.Logger, 
 	var term *tlsconf.Terminator
 	if cfg.TLS.Enabled() || cfg.TLS.RedirectListen != "" || cfg.TLS.HSTS != "" {
 		var err error
-		if term, err = tlsconf.New(cfg.TLS, log); err != nil {
+		if term, err = tlsconf.New(cfg.TLS, log, acme.Start); err != nil {
 			return err
 		}
 	}

@@ -180,16 +180,16 @@ func (c *Config) Validate(prefix string) error {
 				bad("acme.challenges: %q is unknown: use %q or %q", ch, ChallengeTLSALPN, ChallengeHTTP)
 			}
 		}
-		if len(c.challenges()) == 0 {
+		if len(c.Challenges()) == 0 {
 			bad("acme.challenges: none usable (http-01 needs redirect_listen)")
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// challenges are the challenge types offered: those configured, http-01 only with a redirect
+// Challenges are the challenge types offered: those configured, http-01 only with a redirect
 // listener to answer it.
-func (c *Config) challenges() []string {
+func (c *Config) Challenges() []string {
 	var out []string
 	for _, ch := range c.ACME.Challenges {
 		if ch == ChallengeHTTP && c.RedirectListen == "" || slices.Contains(out, ch) {

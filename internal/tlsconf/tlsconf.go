@@ -50,23 +50,49 @@ type Terminator struct {
 	cfg   Config
 	log   *slog.Logger
 	files *fileCerts // nil without Config.Certificates
-	acme  atomic.Pointer[acmeManager]
-	tls   *tls.Config
+	// startACME is the ACME client (internal/tlsconf/acme.Start); nil: ACME domains are refused.
+	startACME ACME
+	acme      atomic.Pointer[acmeHolder]
+	tls       *tls.Config
 }
 
-// New validates cfg and loads its certificate files. It contacts no CA: ACME starts in Run,
-// once the listeners are open.
-func New(cfg Config, log *slog.Logger) (*Terminator, error) {
+// ACME starts an ACME client that obtains and renews cfg.ACME's certificates, answering its
+// challenges on ls, until ctx ends. internal/tlsconf/acme.Start (certmagic) is the one: the
+// commands pass it in, so that a package that serves TLS (the edge) does not link certmagic
+// and its dependencies itself.
+type ACME func(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) (ACMEManager, error)
+
+// ACMEManager is a running ACME client.
+type ACMEManager interface {
+	// GetCertificate answers a handshake for a managed name or a TLS-ALPN-01 challenge.
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Manages reports whether name is one of the managed domains.
+	Manages(name string) bool
+	// HandleHTTPChallenge answers an HTTP-01 challenge request and reports whether r was one.
+	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
+	// Stop ends the client's background work.
+	Stop()
+}
+
+// acmeHolder lets an atomic.Pointer hold the interface.
+type acmeHolder struct{ ACMEManager }
+
+// New validates cfg and loads its certificate files; acme is the ACME client, needed only
+// with acme.domains set. It contacts no CA: ACME starts in Run, once the listeners are open.
+func New(cfg Config, log *slog.Logger, acme ACME) (*Terminator, error) {
 	if err := cfg.Validate("tls"); err != nil {
 		return nil, err
 	}
 	if !cfg.Enabled() {
 		return nil, fmt.Errorf("%w: tls: neither certificates nor acme.domains set", ErrConfig)
 	}
+	if len(cfg.ACME.Domains) > 0 && acme == nil {
+		return nil, fmt.Errorf("%w: tls.acme.domains: this program has no ACME client", ErrConfig)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Terminator{cfg: cfg, log: log.With("component", "tls")}
+	t := &Terminator{cfg: cfg, log: log.With("component", "tls"), startACME: acme}
 	if len(cfg.Certificates) > 0 {
 		f, err := newFileCerts(cfg.Certificates, t.log)
 		if err != nil {
@@ -75,8 +101,8 @@ func New(cfg Config, log *slog.Logger) (*Terminator, error) {
 		t.files = f
 	}
 	protos := []string{alpnHTTP11}
-	if len(cfg.ACME.Domains) > 0 && len(cfg.challenges()) > 0 {
-		for _, ch := range cfg.challenges() {
+	if len(cfg.ACME.Domains) > 0 && len(cfg.Challenges()) > 0 {
+		for _, ch := range cfg.Challenges() {
 			if ch == ChallengeTLSALPN {
 				protos = append(protos, alpnACMETLS)
 			}
@@ -114,7 +140,7 @@ func (t *Terminator) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		if m == nil {
 			return nil, fmt.Errorf("tls-alpn-01 challenge for %q: ACME is not running", hello.ServerName)
 		}
-		return m.magic.GetCertificate(hello)
+		return m.GetCertificate(hello)
 	}
 	var set *certSet
 	if t.files != nil {
@@ -123,8 +149,8 @@ func (t *Terminator) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 			return c, nil
 		}
 	}
-	if m != nil && (set == nil || m.manages(hello.ServerName)) {
-		return m.magic.GetCertificate(hello)
+	if m != nil && (set == nil || m.Manages(hello.ServerName)) {
+		return m.GetCertificate(hello)
 	}
 	if set != nil {
 		return set.first, nil
@@ -144,12 +170,12 @@ type Listeners struct {
 // once).
 func (t *Terminator) Run(ctx context.Context, ls Listeners) error {
 	if len(t.cfg.ACME.Domains) > 0 {
-		m, err := startACME(ctx, t.cfg, ls, t.log)
+		m, err := t.startACME(ctx, t.cfg, ls, t.log)
 		if err != nil {
 			return err
 		}
-		t.acme.Store(m)
-		defer m.stop()
+		t.acme.Store(&acmeHolder{m})
+		defer m.Stop()
 	}
 	if t.files == nil {
 		<-ctx.Done()
@@ -194,8 +220,7 @@ func (t *Terminator) RedirectHandler(tlsPort string) http.Handler {
 		http.Redirect(w, r, "https://"+host+uri, http.StatusPermanentRedirect) //nolint:gosec // same host, https: the redirect's whole point
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m := t.acme.Load(); m != nil && m.http != nil {
-			m.http.ServeHTTP(w, r, redirect)
+		if m := t.acme.Load(); m != nil && m.HandleHTTPChallenge(w, r) {
 			return
 		}
 		redirect(w, r)

@@ -129,7 +129,7 @@ func TestNewRefusesBadFiles(t *testing.T) {
 	t.Parallel()
 	cfg := Default()
 	cfg.Certificates = []CertKey{{Cert: filepath.Join(t.TempDir(), "none.crt"), Key: "none.key"}}
-	if _, err := New(cfg, nil); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "none.crt") {
+	if _, err := New(cfg, nil, nil); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "none.crt") {
 		t.Fatalf("missing files: %v", err)
 	}
 }
@@ -140,7 +140,7 @@ func TestRedirectHandler(t *testing.T) {
 	c, k := ca.WriteFiles(t, t.TempDir(), "a", 1, "a.example")
 	cfg := Default()
 	cfg.Certificates = []CertKey{{Cert: c, Key: k}}
-	term, err := New(cfg, nil)
+	term, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func FuzzRedirectLocation(f *testing.F) {
 	c, k := ca.WriteFiles(f, f.TempDir(), "a", 1, "a.example")
 	cfg := Default()
 	cfg.Certificates = []CertKey{{Cert: c, Key: k}}
-	term, err := New(cfg, nil)
+	term, err := New(cfg, nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,7 +1,10 @@
-package tlsconf
+// Package acme obtains and renews certificates with ACME (RFC 8555) through certmagic, for
+// tlsconf.Terminator: Start is the tlsconf.ACME the commands wire in.
+package acme
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -13,42 +16,43 @@ import (
 	"strings"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/duetcdn/duet/internal/tlsconf"
 )
 
-// acmeManager is certmagic managing Config.ACME.Domains.
-type acmeManager struct {
+// manager is certmagic managing Config.ACME.Domains.
+type manager struct {
 	magic   *certmagic.Config
 	cache   *certmagic.Cache
 	issuer  *certmagic.ACMEIssuer
 	domains []string // lower case
-	http    *httpChallenge
+	http    bool     // HTTP-01 is answered on the redirect listener
 }
 
-// httpChallenge answers HTTP-01 on the redirect listener.
-type httpChallenge struct{ issuer *certmagic.ACMEIssuer }
+var _ tlsconf.ACMEManager = (*manager)(nil)
 
-// ServeHTTP answers a challenge request, and passes any other to next.
-func (h *httpChallenge) ServeHTTP(w http.ResponseWriter, r *http.Request, next http.HandlerFunc) {
-	if h.issuer.HandleHTTPChallenge(w, r) {
-		return
-	}
-	next(w, r)
+func (m *manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.magic.GetCertificate(hello)
 }
 
-func (m *acmeManager) manages(name string) bool {
+func (m *manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	return m.http && m.issuer.HandleHTTPChallenge(w, r)
+}
+
+func (m *manager) Manages(name string) bool {
 	return slices.Contains(m.domains, strings.ToLower(strings.TrimSuffix(name, ".")))
 }
 
-func (m *acmeManager) stop() { m.cache.Stop() }
+func (m *manager) Stop() { m.cache.Stop() }
 
-// startACME builds certmagic's cache, config and issuer and starts managing the domains in
+// Start (a tlsconf.ACME) builds certmagic's cache, config and issuer and starts managing the domains in
 // the background: certificates in storage are loaded, missing ones obtained, all renewed in
 // time. The challenges are answered on the Terminator's own listeners: certmagic finds their
 // ports taken and leaves the answering to them.
-func startACME(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) (*acmeManager, error) {
+func Start(ctx context.Context, cfg tlsconf.Config, ls tlsconf.Listeners, log *slog.Logger) (tlsconf.ACMEManager, error) {
 	a := cfg.ACME
 	zl := zapLogger(log.With("component", "acme"))
-	m := &acmeManager{}
+	m := &manager{}
 	for _, d := range a.Domains {
 		m.domains = append(m.domains, strings.ToLower(d))
 	}
@@ -82,16 +86,16 @@ func startACME(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) 
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			m.cache.Stop()
-			return nil, fmt.Errorf("%w: acme.ca_roots %s holds no PEM certificate", ErrConfig, a.CARoots)
+			return nil, fmt.Errorf("%w: acme.ca_roots %s holds no PEM certificate", tlsconf.ErrConfig, a.CARoots)
 		}
 		tmpl.TrustedRoots = pool
 	}
-	for _, ch := range cfg.challenges() {
+	for _, ch := range cfg.Challenges() {
 		switch {
-		case ch == ChallengeTLSALPN && ls.TLS != nil:
+		case ch == tlsconf.ChallengeTLSALPN && ls.TLS != nil:
 			host, port := hostPort(ls.TLS)
 			tmpl.DisableTLSALPNChallenge, tmpl.ListenHost, tmpl.AltTLSALPNPort = false, host, port
-		case ch == ChallengeHTTP && ls.Redirect != nil:
+		case ch == tlsconf.ChallengeHTTP && ls.Redirect != nil:
 			host, port := hostPort(ls.Redirect)
 			tmpl.DisableHTTPChallenge, tmpl.AltHTTPPort = false, port
 			if tmpl.ListenHost == "" {
@@ -101,9 +105,7 @@ func startACME(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) 
 	}
 	m.issuer = certmagic.NewACMEIssuer(m.magic, tmpl)
 	m.magic.Issuers = []certmagic.Issuer{m.issuer}
-	if !tmpl.DisableHTTPChallenge {
-		m.http = &httpChallenge{issuer: m.issuer}
-	}
+	m.http = !tmpl.DisableHTTPChallenge
 	if err := m.magic.ManageAsync(ctx, a.Domains); err != nil {
 		m.cache.Stop()
 		return nil, fmt.Errorf("manage certificates for %v: %w", a.Domains, err)
