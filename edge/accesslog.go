@@ -13,8 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/internal/accesslog"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/cmcd"
-	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // AccessLogConfig is the edge's access log: one JSON line per viewer request.
@@ -127,7 +127,7 @@ func (s *Server) readCMCD(ctx *fasthttp.RequestCtx, rq *request, now time.Time) 
 }
 
 // clientAddr is the viewer's address: the connection's peer, or, behind a trusted proxy, the
-// address in X-Forwarded-For that proxy saw (steering/clientaddr).
+// address in X-Forwarded-For that proxy saw (internal/clientaddr).
 func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	peer = peer.Unmap()

@@ -6,9 +6,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/internal/signedurl"
-	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/health"
 	"github.com/duetcdn/duet/steering/hrw"
 )
