@@ -63,7 +63,7 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 		return
 	}
 	if lb, ok := ctx.Response.BodyStream().(*loggedBody); ok {
-		lb.rec = s.record(&lb.id, ctx, rq, cs, end, nil)
+		lb.rec = s.record(ctx, rq, cs, end, nil)
 		if data != nil {
 			lb.data = rq.cmcd // a copy: rq stays on the handler's stack
 			lb.rec.CMCD = &lb.data
@@ -71,8 +71,7 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 		lb.arm()
 		return
 	}
-	var id [32]byte
-	rec := s.record(&id, ctx, rq, cs, end, data)
+	rec := s.record(ctx, rq, cs, end, data)
 	if !ctx.Response.SkipBody && !ctx.IsHead() {
 		if hb, ok := ctx.Response.BodyStream().(*hitBody); ok {
 			rec.Bytes = hb.r.Size() // Body() would read the stream into a copy (coalesce.go)
@@ -85,21 +84,23 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 	}
 }
 
-// record is the request's line, with views of the request's buffers and of id. (It returns
-// the record rather than fill one through a pointer: escape analysis would then move the
-// caller's id, and the hit path would allocate.)
-func (s *Server) record(id *[32]byte, ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, end time.Time, data *cmcd.Data) accesslog.Record {
+// record is the request's line, with views of the request's buffers. The request id goes as
+// its bytes (the log's writer writes the hex), and a stored response's Cache-Status as respond
+// set it: looking the header up again would cost a hit more than the rest of its line.
+func (s *Server) record(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, end time.Time, data *cmcd.Data) accesslog.Record {
 	target := b2s(ctx.Request.Header.RequestURI())
 	path, query, _ := strings.Cut(target, "?")
 	s.requestID(ctx, rq)
-	hex.Encode(id[:], rq.id[:])
-	cstatus := b2s(ctx.Response.Header.Peek("Cache-Status"))
+	cstatus := rq.cacheStatus
+	if cstatus == "" {
+		cstatus = b2s(ctx.Response.Header.PeekCanonical(hdrCacheStatus))
+	}
 	if cstatus == "" {
 		cstatus = cs.header()
 	}
 	return accesslog.Record{Time: rq.start, Client: s.clientAddr(ctx), Method: b2s(ctx.Method()), Path: path, Query: query,
 		Status: ctx.Response.StatusCode(), TTFB: end.Sub(rq.start), Duration: end.Sub(rq.start), CacheStatus: cstatus,
-		Tier: rq.tier, OriginTime: rq.originTime, RequestID: b2s(id[:]), CMCD: data}
+		Tier: rq.tier, OriginTime: rq.originTime, ID: rq.id, CMCD: data}
 }
 
 // readCMCD reads the request's CMCD (query parameter or headers) into rq and counts it; nil
@@ -194,7 +195,6 @@ type loggedBody struct {
 	n     int64
 	armed bool
 	rec   accesslog.Record
-	id    [32]byte // rec.RequestID's bytes
 	data  cmcd.Data
 }
 

@@ -47,6 +47,9 @@ type request struct {
 	id         [16]byte
 	hasID      bool
 	cmcd       cmcd.Data
+
+	// cacheStatus is the Cache-Status respond set, for the access log ("": look it up).
+	cacheStatus string
 }
 
 // b2s views bytes as a string without copying; the string must not outlive the request unless
@@ -502,6 +505,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	var ageBuf [20]byte
 	rh.SetCanonical(hdrAge, strconv.AppendInt(ageBuf[:0], int64(age(m, now)/time.Second), 10))
 	rh.SetCanonical(hdrCacheStatus, cacheStatusBytes[cs].header)
+	rq.cacheStatus = cs.header()
 	rh.SetCanonical(hdrXCache, cacheStatusBytes[cs].xcache)
 
 	size := m.Size

@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -10,7 +11,10 @@ import (
 
 // AppendLine appends r's JSON line, newline included, to b. It allocates only when b is too
 // small.
-func (l *Logger) AppendLine(b []byte, r *Record) []byte {
+func (l *Logger) AppendLine(b []byte, r *Record) []byte { return l.appendLine(b, r, false) }
+
+// appendLine is AppendLine; truncated adds "truncated":true (the ring cut a string).
+func (l *Logger) appendLine(b []byte, r *Record, truncated bool) []byte {
 	b = append(b, `{"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 	b = append(b, '"')
@@ -42,10 +46,19 @@ func (l *Logger) AppendLine(b []byte, r *Record) []byte {
 	b = appendKey(b, "origin_us")
 	b = strconv.AppendInt(b, r.OriginTime.Microseconds(), 10)
 	b = appendKey(b, "request_id")
-	b = appendString(b, r.RequestID)
+	if r.RequestID == "" && r.ID != [16]byte{} {
+		b = append(b, '"')
+		b = hex.AppendEncode(b, r.ID[:])
+		b = append(b, '"')
+	} else {
+		b = appendString(b, r.RequestID)
+	}
 	if r.CMCD != nil && !r.CMCD.Empty() {
 		b = appendKey(b, "cmcd")
 		b = appendCMCD(b, r.CMCD)
+	}
+	if truncated {
+		b = append(b, `,"truncated":true`...)
 	}
 	return append(b, "}\n"...)
 }
