@@ -39,11 +39,11 @@ type Config struct {
 	Subject string `yaml:"subject"`
 	// Buffer is how many requests wait for the log's writer at most, counted in typical ones:
 	// the requests wait in a ring of Buffer × 256 bytes (rounded up to a power of two, 2 KiB at
-	// least), and a request takes 192 bytes plus its path and query, CMCD 80 more. When the
-	// ring is full, new lines are dropped and counted
+	// least), and a request takes about 140 bytes plus its path and query, in steps of 64
+	// bytes (CMCD: 80 more). When the ring is full, new lines are dropped and counted
 	// (duet_access_log_lines_total{result="dropped"}), never waited for. The writer looks every
-	// 10 ms, every millisecond while busy, so the default takes a burst of 400,000 lines a
-	// second. A request's record is at most 16 KiB (a quarter of the ring, if less): a longer
+	// 10 ms, every millisecond while busy, so the default takes a burst of about 500,000 lines
+	// a second. A request's record is at most 16 KiB (a quarter of the ring, if less): a longer
 	// path or query is cut and its line carries "truncated":true. Default 4096 (1 MiB).
 	Buffer int `yaml:"buffer"`
 	// SampleOneIn logs one request in this many, chosen at random; requests that always_status
