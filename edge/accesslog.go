@@ -85,12 +85,16 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 }
 
 // record is the request's line, with views of the request's buffers. The request id goes as
-// its bytes (the log's writer writes the hex), and a stored response's Cache-Status as respond
-// set it: looking the header up again would cost a hit more than the rest of its line.
+// its bytes (the log's writer writes the hex; it numbers the line itself when the request has
+// no id: no traceparent, no origin fetch), and a stored response's Cache-Status as respond set
+// it: looking the header up again would cost a hit more than the rest of its line.
 func (s *Server) record(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, end time.Time, data *cmcd.Data) accesslog.Record {
 	target := b2s(ctx.Request.Header.RequestURI())
 	path, query, _ := strings.Cut(target, "?")
-	s.requestID(ctx, rq)
+	id := rq.id
+	if !rq.hasID {
+		id, _ = traceID(ctx)
+	}
 	cstatus := rq.cacheStatus
 	if cstatus == "" {
 		cstatus = b2s(ctx.Response.Header.PeekCanonical(hdrCacheStatus))
@@ -100,7 +104,7 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, e
 	}
 	return accesslog.Record{Time: rq.start, Client: s.clientAddr(ctx), Method: b2s(ctx.Method()), Path: path, Query: query,
 		Status: ctx.Response.StatusCode(), TTFB: end.Sub(rq.start), Duration: end.Sub(rq.start), CacheStatus: cstatus,
-		Tier: rq.tier, OriginTime: rq.originTime, ID: rq.id, CMCD: data}
+		Tier: rq.tier, OriginTime: rq.originTime, ID: id, CMCD: data}
 }
 
 // readCMCD reads the request's CMCD (query parameter or headers) into rq and counts it; nil
@@ -153,16 +157,25 @@ func (s *Server) requestID(ctx *fasthttp.RequestCtx, rq *request) {
 		return
 	}
 	rq.hasID = true
-	if tp := ctx.Request.Header.PeekCanonical(hdrTraceparent); len(tp) == 55 && tp[2] == '-' && tp[35] == '-' {
-		if _, err := hex.Decode(rq.id[:], tp[3:35]); err == nil && rq.id != [16]byte{} {
-			return
-		}
+	var ok bool
+	if rq.id, ok = traceID(ctx); ok {
+		return
 	}
 	copy(rq.id[:8], s.idPrefix[:])
 	n := s.idSeq.Add(1)
 	for i := range 8 {
 		rq.id[8+i] = byte(n >> (56 - 8*i))
 	}
+}
+
+// traceID is the trace id of the viewer's traceparent, when it sent a valid one.
+func traceID(ctx *fasthttp.RequestCtx) (id [16]byte, ok bool) {
+	if tp := ctx.Request.Header.PeekCanonical(hdrTraceparent); len(tp) == 55 && tp[2] == '-' && tp[35] == '-' {
+		if _, err := hex.Decode(id[:], tp[3:35]); err == nil && id != [16]byte{} {
+			return id, true
+		}
+	}
+	return [16]byte{}, false
 }
 
 // setTraceparent gives an origin request the W3C traceparent of the viewer's request: its trace

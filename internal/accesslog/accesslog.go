@@ -8,6 +8,8 @@ package accesslog
 
 import (
 	"bytes"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -37,14 +39,14 @@ type Config struct {
 	MaxBackups int `yaml:"max_backups"`
 	// Subject is the NATS subject of sink "nats". Default "duet.accesslog.<role>.<name>".
 	Subject string `yaml:"subject"`
-	// Buffer is how many requests wait for the log's writer at most, counted in typical ones:
-	// the requests wait in a ring of Buffer × 256 bytes (rounded up to a power of two, 2 KiB at
-	// least), and a request takes about 140 bytes plus its path and query, in steps of 64
-	// bytes (CMCD: 80 more). When the ring is full, new lines are dropped and counted
-	// (duet_access_log_lines_total{result="dropped"}), never waited for. The writer looks every
-	// 10 ms, every millisecond while busy, so the default takes a burst of about 500,000 lines
-	// a second. A request's record is at most 16 KiB (a quarter of the ring, if less): a longer
-	// path or query is cut and its line carries "truncated":true. Default 4096 (1 MiB).
+	// Buffer is how many requests wait for the log's writer at most: the ring they wait in
+	// has Buffer places of 256 bytes (rounded up to a power of two, 8 at least). A request
+	// takes one, unless its path, query and CMCD strings pass about 120 bytes (with CMCD's
+	// numbers, about 40): then two or more, up to 16 KiB (or a quarter of the ring) where a
+	// longer path or query is cut and its line carries "truncated":true. When the ring is
+	// full, new lines are dropped and counted (duet_access_log_lines_total{result="dropped"}),
+	// never waited for. The writer looks every 10 ms, every millisecond while busy, so the
+	// default takes a burst of 400,000 lines a second. Default 4096 (1 MiB).
 	Buffer int `yaml:"buffer"`
 	// SampleOneIn logs one request in this many, chosen at random; requests that always_status
 	// or slow_threshold select are logged regardless. Default 1: every request.
@@ -138,7 +140,8 @@ type Record struct {
 	// RequestID identifies the request (and its trace: see the traceparent the edge sends).
 	RequestID string
 	// ID is the request id as 16 bytes, logged as 32 hex digits when RequestID is empty: the
-	// writer encodes it, not the request.
+	// writer encodes it, not the request. When both are empty the writer numbers the line (the
+	// log's random prefix and a sequence number), so that every line has an id.
 	ID [16]byte
 	// CMCD is what the player reported, or nil.
 	CMCD *cmcd.Data
@@ -162,9 +165,12 @@ type Logger struct {
 	redact  []string
 	prefix  []string // redact names ending in "*", without it
 	ring    *ring
-	maxLine int // the longest line a slot can make
-	stop    chan struct{}
-	done    chan struct{}
+	maxLine int // the longest line a record can make
+	// idPrefix and idSeq number the lines of records without an id (the writer's).
+	idPrefix [8]byte
+	idSeq    uint64
+	stop     chan struct{}
+	done     chan struct{}
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -193,8 +199,9 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, fields ...string) (*L
 	if len(fields)%2 != 0 {
 		return nil, fmt.Errorf("%w: fields must be name, value pairs", ErrConfig)
 	}
-	l := &Logger{cfg: cfg, sink: sink, ring: newRing(cfg.Buffer * ringBytesPerLine), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Logger{cfg: cfg, sink: sink, ring: newRing(cfg.Buffer * cellBytes), stop: make(chan struct{}), done: make(chan struct{})}
 	l.batcher, _ = sink.(BatchSink)
+	_, _ = crand.Read(l.idPrefix[:])
 	for i := 0; i+1 < len(fields); i += 2 {
 		l.fixed = appendKey(l.fixed, fields[i])
 		l.fixed = appendString(l.fixed, fields[i+1])
@@ -244,10 +251,6 @@ func (l *Logger) Log(r *Record) {
 	}
 }
 
-// ringBytesPerLine is the ring's size per line of Config.Buffer: a typical request's record
-// and some room for longer ones.
-const ringBytesPerLine = 256
-
 // The writer's timing. It sleeps between looks at the ring instead of being woken by each
 // request: a wake-up (a channel send or a futex per line) costs more than the request, and a
 // slot filled where nobody waits costs the request only the copy. After each look the lines
@@ -268,6 +271,7 @@ const (
 type writer struct {
 	batch []byte
 	lines int       // in batch
+	cells uint64    // the ring cells their records took
 	rec   Record    // the slot being formatted
 	cmcd  cmcd.Data // its CMCD
 }
@@ -312,12 +316,20 @@ func (l *Logger) drain(w *writer) uint64 {
 		if !ok {
 			break
 		}
-		if cap(w.batch)-len(w.batch) < l.maxLine {
+		// The batch goes when full, or holding a ring's worth of records: behind a stuck sink
+		// the writer then holds no more lines than the ring, and Buffer bounds both.
+		if cap(w.batch)-len(w.batch) < l.maxLine || w.cells+k > l.ring.cells {
 			l.writeBatch(w)
 		}
 		truncated := l.ring.record(cell, &w.rec, &w.cmcd)
+		if w.rec.RequestID == "" && w.rec.ID == [16]byte{} {
+			l.idSeq++
+			copy(w.rec.ID[:8], l.idPrefix[:])
+			binary.BigEndian.PutUint64(w.rec.ID[8:], l.idSeq)
+		}
 		w.batch = l.appendLine(w.batch, &w.rec, truncated)
 		w.lines++
+		w.cells += k
 		l.ring.release(cell, k)
 		n += k
 	}
@@ -347,7 +359,7 @@ func (l *Logger) writeBatch(w *writer) {
 			b = b[i:]
 		}
 	}
-	w.batch, w.lines = w.batch[:0], 0
+	w.batch, w.lines, w.cells = w.batch[:0], 0, 0
 }
 
 // Close writes the lines still waiting, flushes and closes the sink. Lines logged during or

@@ -11,10 +11,11 @@ import (
 
 // The request path only copies its record into a ring; the writer goroutine formats the line,
 // redacts and batches. A record in the ring is a fixed header (numbers as they are), CMCD's
-// numbers when the player sent some, and the strings, packed: a typical edge request takes
-// three 64-byte cells. Records are packed so that the ring stays small and warm in the caches:
-// a fixed slot big enough for a long URL would make every request write to memory that no
-// cache holds any more. The ring holds no pointers, so the garbage collector never scans it.
+// numbers when the player sent some, and the strings, packed: a typical edge request fits one
+// 256-byte cell and writes two or three cache lines of it; a long one takes several cells (up
+// to maxRecord). A fixed slot big enough for a long URL would instead spread the requests over
+// memory that no cache holds any more. The ring holds no pointers, so the garbage collector
+// never scans it.
 
 // Indexes of a record's strings, in the order they are copied: the short ones first, so that
 // a huge path or query is what gets cut when a record would not fit (maxRecord).
@@ -59,7 +60,7 @@ type cmcdNumbers struct {
 }
 
 const (
-	cellBytes   = 64
+	cellBytes   = 256 // one place of Config.Buffer
 	headerBytes = int(unsafe.Sizeof(header{}))
 	cmcdBytes   = int(unsafe.Sizeof(cmcdNumbers{}))
 	// padFlag marks the filler a producer commits when its record would run past the ring's
@@ -92,9 +93,9 @@ type ring struct {
 	mem      []byte // the cells; backed by uint64s, so that commit words are aligned
 }
 
-// newRing makes a ring of at least n bytes (rounded up to a power of two, 2 KiB at least).
+// newRing makes a ring of at least n bytes (rounded up to a power of two, 8 cells at least).
 func newRing(n int) *ring {
-	size := 2 << 10
+	size := 8 * cellBytes
 	for size < n {
 		size <<= 1
 	}

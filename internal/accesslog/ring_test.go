@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ func TestLogLineIsAppendLine(t *testing.T) {
 	full.CMCD.Bitrate, full.CMCD.TopBitrate, full.CMCD.Duration, full.CMCD.Deadline, full.CMCD.RequestedTP = 3000, 6000, 4000, 900, 8000
 	full.CMCD.Startup, full.CMCD.HasPlaybackRate, full.CMCD.PlaybackRate, full.CMCD.Version = true, true, 1.25, 1
 	full.OriginTime = 12345 * time.Microsecond
-	bare := &Record{Time: time.Unix(0, 1)}
+	bare := &Record{Time: time.Unix(0, 1), RequestID: "r"}
 	v6 := sample()
 	v6.Client, v6.CMCD = netip.MustParseAddr("2001:db8::1"), nil
 	zoned := sample()
@@ -68,6 +69,19 @@ func TestLogLineIsAppendLine(t *testing.T) {
 		if want := string(l.AppendLine(nil, r)); lines[i] != want {
 			t.Errorf("record %d:\n got %s\nwant %s", i, lines[i], want)
 		}
+	}
+}
+
+// TestLogNumbersLines: a request without an id gets one from the writer: 32 hex digits,
+// another for every line.
+func TestLogNumbersLines(t *testing.T) {
+	r := sample()
+	r.RequestID = ""
+	_, lines := logged(t, DefaultConfig(), r, r)
+	id := regexp.MustCompile(`"request_id":"([0-9a-f]{32})"`)
+	a, b := id.FindStringSubmatch(lines[0]), id.FindStringSubmatch(lines[1])
+	if a == nil || b == nil || a[1] == b[1] {
+		t.Fatalf("ids: %s\n%s", lines[0], lines[1])
 	}
 }
 
@@ -217,7 +231,7 @@ func TestHeaderSize(t *testing.T) {
 // cells, copying the record into them and committing it (the writer's side, taking the record
 // back, is in the loop too, on the same goroutine, so that the ring never fills).
 func BenchmarkLogCopy(b *testing.B) {
-	rg := newRing(4096 * ringBytesPerLine)
+	rg := newRing(4096 * cellBytes)
 	r := sample()
 	r.CMCD = nil
 	b.ReportAllocs()

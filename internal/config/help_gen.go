@@ -120,7 +120,7 @@ func generatedHelp(role, path string) string {
 		case "access_log.subject":
 			return "Subject is the NATS subject of sink \"nats\"."
 		case "access_log.buffer":
-			return "Buffer is how many requests wait for the log's writer at most, counted in typical ones: the requests wait in a ring of Buffer × 256 bytes (rounded up to a power of two, 2 KiB at least), and a request takes about 140 bytes plus its path and query, in steps of 64 bytes (CMCD: 80 more)."
+			return "Buffer is how many requests wait for the log's writer at most: the ring they wait in has Buffer places of 256 bytes (rounded up to a power of two, 8 at least)."
 		case "access_log.sample_one_in":
 			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
 		case "access_log.always_status":
@@ -245,7 +245,7 @@ func generatedHelp(role, path string) string {
 		case "access_log.subject":
 			return "Subject is the NATS subject of sink \"nats\"."
 		case "access_log.buffer":
-			return "Buffer is how many requests wait for the log's writer at most, counted in typical ones: the requests wait in a ring of Buffer × 256 bytes (rounded up to a power of two, 2 KiB at least), and a request takes about 140 bytes plus its path and query, in steps of 64 bytes (CMCD: 80 more)."
+			return "Buffer is how many requests wait for the log's writer at most: the ring they wait in has Buffer places of 256 bytes (rounded up to a power of two, 8 at least)."
 		case "access_log.sample_one_in":
 			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
 		case "access_log.always_status":
