@@ -274,6 +274,7 @@ type writer struct {
 	cells uint64    // the ring cells their records took
 	rec   Record    // the slot being formatted
 	cmcd  cmcd.Data // its CMCD
+	time  timeCache
 }
 
 // run is the writer goroutine: it formats the records it finds in the ring into a batch, hands
@@ -327,7 +328,7 @@ func (l *Logger) drain(w *writer) uint64 {
 			copy(w.rec.ID[:8], l.idPrefix[:])
 			binary.BigEndian.PutUint64(w.rec.ID[8:], l.idSeq)
 		}
-		w.batch = l.appendLine(w.batch, &w.rec, truncated)
+		w.batch = l.appendLine(w.batch, &w.rec, truncated, &w.time)
 		w.lines++
 		w.cells += k
 		l.ring.release(cell, k)
