@@ -169,7 +169,7 @@ func (l *Logger) appendQuery(b []byte, q string) []byte {
 
 // redacted reports whether a raw (percent-encoded) parameter name is one of RedactParams.
 func (l *Logger) redacted(raw string) bool {
-	plain := strings.IndexAny(raw, "%+") < 0 // then a name matches only one of its length
+	plain := !strings.ContainsAny(raw, "%+") // then a name matches only one of its length
 	for _, n := range l.redact {
 		if (!plain || len(raw) == len(n)) && matchName(raw, n, false) {
 			return true
