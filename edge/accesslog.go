@@ -102,8 +102,9 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, e
 	if cstatus == "" {
 		cstatus = cs.header()
 	}
+	d := end.Sub(rq.start)
 	return accesslog.Record{Time: rq.start, Client: s.clientAddr(ctx), Method: b2s(ctx.Method()), Path: path, Query: query,
-		Status: ctx.Response.StatusCode(), TTFB: end.Sub(rq.start), Duration: end.Sub(rq.start), CacheStatus: cstatus,
+		Status: ctx.Response.StatusCode(), TTFB: d, Duration: d, CacheStatus: cstatus,
 		Tier: rq.tier, OriginTime: rq.originTime, ID: id, CMCD: data}
 }
 

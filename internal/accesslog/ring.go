@@ -144,47 +144,6 @@ func (r *ring) claim(k uint64) (uint64, bool) {
 	}
 }
 
-// put fills the record at cell from rec and commits it. It allocates nothing and keeps no
-// view of rec's strings.
-func (r *ring) put(cell, k uint64, rec *Record, strs *[numStrings]string, withCMCD bool) {
-	h := r.header(cell)
-	h.time = rec.Time.UnixNano()
-	h.bytes, h.ttfb, h.duration, h.originDur = rec.Bytes, int64(rec.TTFB), int64(rec.Duration), int64(rec.OriginTime)
-	h.status = int32(rec.Status)
-	switch {
-	case !rec.Client.IsValid():
-		h.addrKind = 0
-	case rec.Client.Is4():
-		h.addrKind, h.addr = 4, rec.Client.As16()
-	default:
-		h.addrKind, h.addr = 6, rec.Client.As16()
-	}
-	h.hasCMCD = withCMCD
-	h.rawID = rec.RequestID == "" && rec.ID != [16]byte{}
-	off := int(cell)*cellBytes + headerBytes
-	if withCMCD {
-		d := rec.CMCD
-		*(*cmcdNumbers)(unsafe.Pointer(&r.mem[off])) = cmcdNumbers{bufferLength: d.BufferLength, bitrate: d.Bitrate,
-			duration: d.Duration, deadline: d.Deadline, throughput: d.Throughput, topBitrate: d.TopBitrate,
-			requestedTP: d.RequestedTP, version: d.Version, playbackRate: d.PlaybackRate, starved: d.Starved,
-			startup: d.Startup, hasPlaybackRate: d.HasPlaybackRate}
-		off += cmcdBytes
-	}
-	end := int(cell+k) * cellBytes
-	truncated := false
-	for i := range strs {
-		n := 0
-		if s := strs[i]; s != "" {
-			n = copy(r.mem[off:end], s)
-			truncated = truncated || n < len(s)
-		}
-		h.lens[i] = uint16(n)
-		off += n
-	}
-	h.truncated = truncated
-	h.commit.Store(k)
-}
-
 // next returns the writer's next committed record (its first cell and length in cells), or
 // false when there is none yet. Fillers are released on the way. Call release when done.
 func (r *ring) next() (uint64, uint64, bool) {
@@ -253,33 +212,82 @@ func (r *ring) record(cell uint64, rec *Record, d *cmcd.Data) bool {
 	return h.truncated
 }
 
-// add copies rec into the ring; false when the ring is full.
+// add copies rec into the ring; false when the ring is full. It allocates nothing and keeps no
+// view of rec's strings.
 func (r *ring) add(rec *Record) bool {
-	var strs [numStrings]string
-	strs[strMethod], strs[strCacheStatus], strs[strTier], strs[strRequestID] = rec.Method, rec.CacheStatus, rec.Tier, rec.RequestID
-	if rec.RequestID == "" && rec.ID != [16]byte{} {
-		strs[strRequestID] = unsafe.String(&rec.ID[0], len(rec.ID))
+	id := rec.RequestID
+	rawID := id == "" && rec.ID != [16]byte{}
+	if rawID {
+		id = unsafe.String(&rec.ID[0], len(rec.ID))
 	}
-	strs[strPath], strs[strQuery] = rec.Path, rec.Query
-	if rec.Client.IsValid() && !rec.Client.Is4() {
-		strs[strZone] = rec.Client.Zone()
+	zone := ""
+	if rec.Client.Is6() {
+		zone = rec.Client.Zone()
 	}
-	n := headerBytes
 	d := rec.CMCD
 	withCMCD := d != nil && !d.Empty()
+	n := headerBytes + len(rec.Method) + len(rec.CacheStatus) + len(rec.Tier) + len(id) + len(zone) + len(rec.Path) + len(rec.Query)
 	if withCMCD {
-		n += cmcdBytes
-		strs[strCMCDObjectType], strs[strCMCDStreamType], strs[strCMCDStreamFormat] = d.ObjectType, d.StreamType, d.StreamFormat
-		strs[strCMCDSessionID], strs[strCMCDContentID] = d.SessionID, d.ContentID
-	}
-	for _, s := range strs {
-		n += len(s)
+		n += cmcdBytes + len(d.ObjectType) + len(d.StreamType) + len(d.StreamFormat) + len(d.SessionID) + len(d.ContentID)
 	}
 	k := min(uint64(n+cellBytes-1)/cellBytes, r.maxCells)
 	cell, ok := r.claim(k)
 	if !ok {
 		return false
 	}
-	r.put(cell, k, rec, &strs, withCMCD)
+	h := r.header(cell)
+	h.time = rec.Time.UnixNano()
+	h.bytes, h.ttfb, h.duration, h.originDur = rec.Bytes, int64(rec.TTFB), int64(rec.Duration), int64(rec.OriginTime)
+	h.status = int32(rec.Status)
+	switch {
+	case !rec.Client.IsValid():
+		h.addrKind = 0
+	case rec.Client.Is4():
+		h.addrKind, h.addr = 4, rec.Client.As16()
+	default:
+		h.addrKind, h.addr = 6, rec.Client.As16()
+	}
+	h.hasCMCD, h.rawID = withCMCD, rawID
+	off := int(cell)*cellBytes + headerBytes
+	if withCMCD {
+		*(*cmcdNumbers)(unsafe.Pointer(&r.mem[off])) = cmcdNumbers{bufferLength: d.BufferLength, bitrate: d.Bitrate,
+			duration: d.Duration, deadline: d.Deadline, throughput: d.Throughput, topBitrate: d.TopBitrate,
+			requestedTP: d.RequestedTP, version: d.Version, playbackRate: d.PlaybackRate, starved: d.Starved,
+			startup: d.Startup, hasPlaybackRate: d.HasPlaybackRate}
+		off += cmcdBytes
+	}
+	w := strWriter{b: r.mem[off : int(cell+k)*cellBytes]}
+	// In the order of the str constants: their lengths tell the writer where each one is.
+	h.lens[strMethod], h.lens[strCacheStatus], h.lens[strTier] = w.put(rec.Method), w.put(rec.CacheStatus), w.put(rec.Tier)
+	h.lens[strRequestID], h.lens[strZone] = w.put(id), w.put(zone)
+	if withCMCD {
+		h.lens[strCMCDObjectType], h.lens[strCMCDStreamType] = w.put(d.ObjectType), w.put(d.StreamType)
+		h.lens[strCMCDStreamFormat] = w.put(d.StreamFormat)
+	} else {
+		h.lens[strCMCDObjectType], h.lens[strCMCDStreamType], h.lens[strCMCDStreamFormat] = 0, 0, 0
+	}
+	h.lens[strPath], h.lens[strQuery] = w.put(rec.Path), w.put(rec.Query)
+	if withCMCD {
+		h.lens[strCMCDSessionID], h.lens[strCMCDContentID] = w.put(d.SessionID), w.put(d.ContentID)
+	} else {
+		h.lens[strCMCDSessionID], h.lens[strCMCDContentID] = 0, 0
+	}
+	h.truncated = w.cut
+	h.commit.Store(k)
 	return true
+}
+
+// strWriter copies a record's strings one after the other into its cells, as much of each as
+// fits.
+type strWriter struct {
+	b   []byte
+	off int
+	cut bool
+}
+
+func (w *strWriter) put(s string) uint16 {
+	n := copy(w.b[w.off:], s)
+	w.off += n
+	w.cut = w.cut || n < len(s)
+	return uint16(n)
 }
