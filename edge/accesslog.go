@@ -13,8 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/duetcdn/duet/internal/accesslog"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/cmcd"
-	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // AccessLogConfig is the edge's access log: one JSON line per viewer request.
@@ -63,7 +63,7 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 		return
 	}
 	if lb, ok := ctx.Response.BodyStream().(*loggedBody); ok {
-		lb.rec = s.record(&lb.id, ctx, rq, cs, end, nil)
+		lb.rec = s.record(ctx, rq, cs, end, nil)
 		if data != nil {
 			lb.data = rq.cmcd // a copy: rq stays on the handler's stack
 			lb.rec.CMCD = &lb.data
@@ -71,8 +71,7 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 		lb.arm()
 		return
 	}
-	var id [32]byte
-	rec := s.record(&id, ctx, rq, cs, end, data)
+	rec := s.record(ctx, rq, cs, end, data)
 	if !ctx.Response.SkipBody && !ctx.IsHead() {
 		if hb, ok := ctx.Response.BodyStream().(*hitBody); ok {
 			rec.Bytes = hb.r.Size() // Body() would read the stream into a copy (coalesce.go)
@@ -85,21 +84,28 @@ func (s *Server) requestEnd(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatu
 	}
 }
 
-// record is the request's line, with views of the request's buffers and of id. (It returns
-// the record rather than fill one through a pointer: escape analysis would then move the
-// caller's id, and the hit path would allocate.)
-func (s *Server) record(id *[32]byte, ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, end time.Time, data *cmcd.Data) accesslog.Record {
+// record is the request's line, with views of the request's buffers. The request id goes as
+// its bytes (the log's writer writes the hex; it numbers the line itself when the request has
+// no id: no traceparent, no origin fetch), and a stored response's Cache-Status as respond set
+// it: looking the header up again would cost a hit more than the rest of its line.
+func (s *Server) record(ctx *fasthttp.RequestCtx, rq *request, cs cacheStatus, end time.Time, data *cmcd.Data) accesslog.Record {
 	target := b2s(ctx.Request.Header.RequestURI())
 	path, query, _ := strings.Cut(target, "?")
-	s.requestID(ctx, rq)
-	hex.Encode(id[:], rq.id[:])
-	cstatus := b2s(ctx.Response.Header.Peek("Cache-Status"))
+	id := rq.id
+	if !rq.hasID {
+		id, _ = traceID(ctx)
+	}
+	cstatus := rq.cacheStatus
+	if cstatus == "" {
+		cstatus = b2s(ctx.Response.Header.PeekCanonical(hdrCacheStatus))
+	}
 	if cstatus == "" {
 		cstatus = cs.header()
 	}
+	d := end.Sub(rq.start)
 	return accesslog.Record{Time: rq.start, Client: s.clientAddr(ctx), Method: b2s(ctx.Method()), Path: path, Query: query,
-		Status: ctx.Response.StatusCode(), TTFB: end.Sub(rq.start), Duration: end.Sub(rq.start), CacheStatus: cstatus,
-		Tier: rq.tier, OriginTime: rq.originTime, RequestID: b2s(id[:]), CMCD: data}
+		Status: ctx.Response.StatusCode(), TTFB: d, Duration: d, CacheStatus: cstatus,
+		Tier: rq.tier, OriginTime: rq.originTime, ID: id, CMCD: data}
 }
 
 // readCMCD reads the request's CMCD (query parameter or headers) into rq and counts it; nil
@@ -127,7 +133,7 @@ func (s *Server) readCMCD(ctx *fasthttp.RequestCtx, rq *request, now time.Time) 
 }
 
 // clientAddr is the viewer's address: the connection's peer, or, behind a trusted proxy, the
-// address in X-Forwarded-For that proxy saw (steering/clientaddr).
+// address in X-Forwarded-For that proxy saw (internal/clientaddr).
 func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	peer = peer.Unmap()
@@ -152,16 +158,25 @@ func (s *Server) requestID(ctx *fasthttp.RequestCtx, rq *request) {
 		return
 	}
 	rq.hasID = true
-	if tp := ctx.Request.Header.PeekCanonical(hdrTraceparent); len(tp) == 55 && tp[2] == '-' && tp[35] == '-' {
-		if _, err := hex.Decode(rq.id[:], tp[3:35]); err == nil && rq.id != [16]byte{} {
-			return
-		}
+	var ok bool
+	if rq.id, ok = traceID(ctx); ok {
+		return
 	}
 	copy(rq.id[:8], s.idPrefix[:])
 	n := s.idSeq.Add(1)
 	for i := range 8 {
 		rq.id[8+i] = byte(n >> (56 - 8*i))
 	}
+}
+
+// traceID is the trace id of the viewer's traceparent, when it sent a valid one.
+func traceID(ctx *fasthttp.RequestCtx) (id [16]byte, ok bool) {
+	if tp := ctx.Request.Header.PeekCanonical(hdrTraceparent); len(tp) == 55 && tp[2] == '-' && tp[35] == '-' {
+		if _, err := hex.Decode(id[:], tp[3:35]); err == nil && id != [16]byte{} {
+			return id, true
+		}
+	}
+	return [16]byte{}, false
 }
 
 // setTraceparent gives an origin request the W3C traceparent of the viewer's request: its trace
@@ -194,7 +209,6 @@ type loggedBody struct {
 	n     int64
 	armed bool
 	rec   accesslog.Record
-	id    [32]byte // rec.RequestID's bytes
 	data  cmcd.Data
 }
 

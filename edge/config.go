@@ -15,10 +15,10 @@ import (
 	"github.com/duetcdn/duet/edge/peers"
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/s3conf"
-	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // Config is everything an edge needs. Field comments are the operator's reference; the YAML

@@ -50,6 +50,9 @@ type request struct {
 	// peer is set for a request from a peer edge (peer fill): answered from here, never sent
 	// on to another peer.
 	peer bool
+
+	// cacheStatus is the Cache-Status respond set, for the access log ("": look it up).
+	cacheStatus string
 }
 
 // b2s views bytes as a string without copying; the string must not outlive the request unless
@@ -530,6 +533,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, rq *request, m *object.Meta, 
 	var ageBuf [20]byte
 	rh.SetCanonical(hdrAge, strconv.AppendInt(ageBuf[:0], int64(age(m, now)/time.Second), 10))
 	rh.SetCanonical(hdrCacheStatus, cacheStatusBytes[cs].header)
+	rq.cacheStatus = cs.header()
 	rh.SetCanonical(hdrXCache, cacheStatusBytes[cs].xcache)
 
 	size := m.Size

@@ -25,11 +25,11 @@ import (
 	"github.com/duetcdn/duet/edge/memtier"
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/adminguard"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/cmcd"
 	"github.com/duetcdn/duet/internal/signedurl"
 	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin"
-	"github.com/duetcdn/duet/steering/clientaddr"
 )
 
 // Origin is what the edge needs from an origin: conditional and ranged reads.

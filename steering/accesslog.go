@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duetcdn/duet/internal/accesslog"
-	"github.com/duetcdn/duet/steering/clientaddr"
+	"github.com/duetcdn/duet/internal/clientaddr"
 )
 
 // newAccessLog builds the access log cfg.AccessLog describes (nil when off).

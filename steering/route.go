@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/route"
 	"github.com/duetcdn/duet/internal/signedurl"
-	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/health"
 	"github.com/duetcdn/duet/steering/hrw"
 )

@@ -36,8 +36,8 @@ import (
 
 	"github.com/duetcdn/duet/internal/accesslog"
 	"github.com/duetcdn/duet/internal/bus"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/internal/viewerstate"
-	"github.com/duetcdn/duet/steering/clientaddr"
 	"github.com/duetcdn/duet/steering/geoip"
 	"github.com/duetcdn/duet/steering/health"
 	"github.com/duetcdn/duet/steering/hrw"

@@ -1,11 +1,15 @@
 // Package accesslog writes one JSON line per request: who asked for what, how it was answered
-// and how long it took. Lines are formatted without allocating into buffers from a fixed pool and
-// handed to a writer goroutine, which sends them to a sink (stdout, a rotating file, a NATS
-// subject). A viewer never waits for the sink: when the pool is empty (the sink is slower than
-// the requests) the line is dropped and counted.
+// and how long it took. A request only copies its record into a slot of a ring preallocated
+// when the log starts (no allocation, no lock, no line formatting); a writer goroutine takes
+// the records, formats and redacts the lines and hands them to a sink (stdout, a rotating file,
+// a NATS subject) in batches. A viewer never waits for the sink: when the ring is full (the
+// sink is slower than the requests) the line is dropped and counted.
 package accesslog
 
 import (
+	"bytes"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -35,10 +39,14 @@ type Config struct {
 	MaxBackups int `yaml:"max_backups"`
 	// Subject is the NATS subject of sink "nats". Default "duet.accesslog.<role>.<name>".
 	Subject string `yaml:"subject"`
-	// Buffer is how many lines wait for the sink at most; when it is full, new lines are
-	// dropped and counted (duet_access_log_lines_total{result="dropped"}), never waited for.
-	// The writer takes them every 10 ms, so the default takes up to 400,000 lines a second.
-	// Each holds a 1 KiB buffer. Default 4096.
+	// Buffer is how many requests wait for the log's writer at most: the ring they wait in
+	// has Buffer places of 256 bytes (rounded up to a power of two, 8 at least). A request
+	// takes one, unless its path, query and CMCD strings pass about 120 bytes (with CMCD's
+	// numbers, about 40): then two or more, up to 16 KiB (or a quarter of the ring) where a
+	// longer path or query is cut and its line carries "truncated":true. When the ring is
+	// full, new lines are dropped and counted (duet_access_log_lines_total{result="dropped"}),
+	// never waited for. The writer looks every 10 ms, every millisecond while busy, so the
+	// default takes a burst of 400,000 lines a second. Default 4096 (1 MiB).
 	Buffer int `yaml:"buffer"`
 	// SampleOneIn logs one request in this many, chosen at random; requests that always_status
 	// or slow_threshold select are logged regardless. Default 1: every request.
@@ -131,6 +139,10 @@ type Record struct {
 	OriginTime time.Duration
 	// RequestID identifies the request (and its trace: see the traceparent the edge sends).
 	RequestID string
+	// ID is the request id as 16 bytes, logged as 32 hex digits when RequestID is empty: the
+	// writer encodes it, not the request. When both are empty the writer numbers the line (the
+	// log's random prefix and a sequence number), so that every line has an id.
+	ID [16]byte
 	// CMCD is what the player reported, or nil.
 	CMCD *cmcd.Data
 }
@@ -146,24 +158,33 @@ type Sink interface {
 
 // Logger writes access log lines. A nil *Logger logs nothing.
 type Logger struct {
-	cfg    Config
-	sink   Sink
-	fixed  []byte // ,"name":"value" fields every line carries (edge, region), pre-rendered
-	redact []string
-	prefix []string // redact names ending in "*", without it
-	// free holds the line buffers not in use; queue the lines waiting for the writer. Their
-	// capacity is the number of buffers, so a send to either never blocks.
-	free, queue chan []byte
-	stop        chan struct{}
-	done        chan struct{}
-	closeOnce   sync.Once
-	closed      atomic.Bool
+	cfg     Config
+	sink    Sink
+	batcher BatchSink // sink, when it takes batches
+	fixed   []byte    // ,"name":"value" fields every line carries (edge, region), pre-rendered
+	redact  []string
+	prefix  []string // redact names ending in "*", without it
+	ring    *ring
+	maxLine int // the longest line a record can make
+	// idPrefix and idSeq number the lines of records without an id (the writer's).
+	idPrefix [8]byte
+	idSeq    uint64
+	stop     chan struct{}
+	done     chan struct{}
+
+	closeOnce sync.Once
+	closed    atomic.Bool
 
 	written, dropped, failed, sampled prometheus.Counter
 }
 
-// lineBytes is each buffer's initial capacity: most lines fit.
-const lineBytes = 1024
+// BatchSink is a Sink that takes many lines in one call (the stdout and file sinks: one
+// write(2) per batch).
+type BatchSink interface {
+	// WriteLines takes whole lines, each ending in '\n'; it must not keep lines after it
+	// returns.
+	WriteLines(lines []byte) error
+}
 
 // New starts a logger that writes to sink. fields are name, value pairs every line carries
 // (for example "edge", "e1", "region", "eu"). Its counters register on reg with subsystem
@@ -178,22 +199,22 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, fields ...string) (*L
 	if len(fields)%2 != 0 {
 		return nil, fmt.Errorf("%w: fields must be name, value pairs", ErrConfig)
 	}
-	l := &Logger{cfg: cfg, sink: sink, free: make(chan []byte, cfg.Buffer), queue: make(chan []byte, cfg.Buffer),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Logger{cfg: cfg, sink: sink, ring: newRing(cfg.Buffer * cellBytes), stop: make(chan struct{}), done: make(chan struct{})}
+	l.batcher, _ = sink.(BatchSink)
+	_, _ = crand.Read(l.idPrefix[:])
 	for i := 0; i+1 < len(fields); i += 2 {
 		l.fixed = appendKey(l.fixed, fields[i])
 		l.fixed = appendString(l.fixed, fields[i+1])
 	}
+	// Every string byte becomes at most 6 (\u00XX); the numbers, keys and CMCD's numbers
+	// take well under 1 KiB.
+	l.maxLine = len(l.fixed) + 6*int(l.ring.maxCells)*cellBytes + 1024
 	for _, p := range cfg.RedactParams {
 		if name, ok := strings.CutSuffix(p, "*"); ok {
 			l.prefix = append(l.prefix, strings.ToLower(name))
 		} else {
 			l.redact = append(l.redact, strings.ToLower(p))
 		}
-	}
-	backing := make([]byte, cfg.Buffer*lineBytes) // one allocation for the whole pool
-	for i := range cfg.Buffer {
-		l.free <- backing[i*lineBytes : i*lineBytes : (i+1)*lineBytes]
 	}
 	lines := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Namespace: "duet", Subsystem: "access_log", Name: "lines_total",
@@ -219,31 +240,49 @@ func (l *Logger) Wanted(status int, d time.Duration) bool {
 	return false
 }
 
-// Log formats r and queues the line; it never blocks. Call Wanted first to sample.
+// Log copies r into the ring for the writer; it never blocks, allocates nothing and keeps
+// none of r's strings. Call Wanted first to sample.
 func (l *Logger) Log(r *Record) {
 	if l == nil || l.closed.Load() {
 		return
 	}
-	var b []byte
-	select {
-	case b = <-l.free:
-	default:
+	if !l.ring.add(r) {
 		l.dropped.Inc()
-		return
 	}
-	l.queue <- l.AppendLine(b[:0], r)
 }
 
-// tick is how often the writer goroutine looks for lines. It sleeps in between instead of
-// waiting on the queue: a send to a channel nobody waits on wakes no goroutine, which keeps the
-// hit path's cost to formatting the line (a wake-up and a write(2) per request cost more than
-// the request). The sink is flushed after each look, so a line reaches it within a tick.
-const tick = 10 * time.Millisecond
+// The writer's timing. It sleeps between looks at the ring instead of being woken by each
+// request: a wake-up (a channel send or a futex per line) costs more than the request, and a
+// slot filled where nobody waits costs the request only the copy. After each look the lines
+// go to the sink and it is flushed, so a line reaches it within idlePoll.
+const (
+	// idlePoll is the pause after a look that found the ring nearly empty; it bounds the
+	// burst the ring takes (Buffer lines per idlePoll).
+	idlePoll = 10 * time.Millisecond
+	// busyPoll is the pause after a look that found an eighth of the ring filled or more:
+	// at a million requests a second the default ring fills in about 5 ms.
+	busyPoll = time.Millisecond
+	// batchBytes is the most the writer gathers before handing lines to the sink: one
+	// write(2) per 64 KiB of lines for a file, however fast the requests come.
+	batchBytes = 64 << 10
+)
 
-// run is the writer goroutine: every tick it hands the queued lines to the sink and flushes it.
+// writer is the writer goroutine's state.
+type writer struct {
+	batch []byte
+	lines int       // in batch
+	cells uint64    // the ring cells their records took
+	rec   Record    // the slot being formatted
+	cmcd  cmcd.Data // its CMCD
+	time  timeCache
+}
+
+// run is the writer goroutine: it formats the records it finds in the ring into a batch, hands
+// the batch to the sink when full and after each look, and flushes the sink.
 func (l *Logger) run() {
 	defer close(l.done)
-	t := time.NewTicker(tick)
+	w := &writer{batch: make([]byte, 0, batchBytes+l.maxLine)}
+	t := time.NewTimer(idlePoll)
 	defer t.Stop()
 	for {
 		stopping := false
@@ -252,17 +291,9 @@ func (l *Logger) run() {
 		case <-l.stop:
 			stopping = true
 		}
-		wrote := false
-		for more := true; more; {
-			select {
-			case line := <-l.queue:
-				l.write(line)
-				wrote = true
-			default:
-				more = false
-			}
-		}
-		if wrote {
+		n := l.drain(w)
+		if n > 0 {
+			l.writeBatch(w)
 			if err := l.sink.Flush(); err != nil {
 				l.failed.Inc()
 			}
@@ -270,19 +301,69 @@ func (l *Logger) run() {
 		if stopping {
 			return
 		}
+		pause := idlePoll
+		if n >= l.ring.cells/8 {
+			pause = busyPoll
+		}
+		t.Reset(pause)
 	}
 }
 
-func (l *Logger) write(line []byte) {
-	if err := l.sink.WriteLine(line); err != nil {
-		l.failed.Inc()
+// drain formats every record waiting in the ring and returns how many cells they took.
+func (l *Logger) drain(w *writer) uint64 {
+	var n uint64
+	for {
+		cell, k, ok := l.ring.next()
+		if !ok {
+			break
+		}
+		// The batch goes when full, or holding a ring's worth of records: behind a stuck sink
+		// the writer then holds no more lines than the ring, and Buffer bounds both.
+		if cap(w.batch)-len(w.batch) < l.maxLine || w.cells+k > l.ring.cells {
+			l.writeBatch(w)
+		}
+		truncated := l.ring.record(cell, &w.rec, &w.cmcd)
+		if w.rec.RequestID == "" && w.rec.ID == [16]byte{} {
+			l.idSeq++
+			copy(w.rec.ID[:8], l.idPrefix[:])
+			binary.BigEndian.PutUint64(w.rec.ID[8:], l.idSeq)
+		}
+		w.batch = l.appendLine(w.batch, &w.rec, truncated, &w.time)
+		w.lines++
+		w.cells += k
+		l.ring.release(cell, k)
+		n += k
+	}
+	w.rec = Record{} // its strings were views of the ring
+	return n
+}
+
+// writeBatch hands the batch to the sink, whole or line by line.
+func (l *Logger) writeBatch(w *writer) {
+	if w.lines == 0 {
+		return
+	}
+	if l.batcher != nil {
+		if err := l.batcher.WriteLines(w.batch); err != nil {
+			l.failed.Add(float64(w.lines))
+		} else {
+			l.written.Add(float64(w.lines))
+		}
 	} else {
-		l.written.Inc()
+		for b := w.batch; len(b) > 0; {
+			i := bytes.IndexByte(b, '\n') + 1 // every line ends in one, and holds no other
+			if err := l.sink.WriteLine(b[:i]); err != nil {
+				l.failed.Inc()
+			} else {
+				l.written.Inc()
+			}
+			b = b[i:]
+		}
 	}
-	l.free <- line[:0]
+	w.batch, w.lines, w.cells = w.batch[:0], 0, 0
 }
 
-// Close writes the lines still queued, flushes and closes the sink. Lines logged during or
+// Close writes the lines still waiting, flushes and closes the sink. Lines logged during or
 // after Close are lost. Idempotent and nil-safe.
 func (l *Logger) Close() error {
 	if l == nil {

@@ -1,8 +1,10 @@
 package accesslog
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/duetcdn/duet/internal/cmcd"
@@ -10,9 +12,13 @@ import (
 
 // AppendLine appends r's JSON line, newline included, to b. It allocates only when b is too
 // small.
-func (l *Logger) AppendLine(b []byte, r *Record) []byte {
+func (l *Logger) AppendLine(b []byte, r *Record) []byte { return l.appendLine(b, r, false, nil) }
+
+// appendLine is AppendLine; truncated adds "truncated":true (the ring cut a string), and tc,
+// when not nil, keeps the last second's rendering for the next line.
+func (l *Logger) appendLine(b []byte, r *Record, truncated bool, tc *timeCache) []byte {
 	b = append(b, `{"time":"`...)
-	b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = tc.appendTime(b, r.Time)
 	b = append(b, '"')
 	b = append(b, l.fixed...)
 	b = appendKey(b, "client")
@@ -42,12 +48,47 @@ func (l *Logger) AppendLine(b []byte, r *Record) []byte {
 	b = appendKey(b, "origin_us")
 	b = strconv.AppendInt(b, r.OriginTime.Microseconds(), 10)
 	b = appendKey(b, "request_id")
-	b = appendString(b, r.RequestID)
+	if r.RequestID == "" && r.ID != [16]byte{} {
+		b = append(b, '"')
+		b = hex.AppendEncode(b, r.ID[:])
+		b = append(b, '"')
+	} else {
+		b = appendString(b, r.RequestID)
+	}
 	if r.CMCD != nil && !r.CMCD.Empty() {
 		b = appendKey(b, "cmcd")
 		b = appendCMCD(b, r.CMCD)
 	}
+	if truncated {
+		b = append(b, `,"truncated":true`...)
+	}
 	return append(b, "}\n"...)
+}
+
+// timeCache is the writer's rendering of the second its last line was in: the lines come in
+// time order, and formatting a time is a fifth of a line's cost.
+type timeCache struct {
+	sec    int64
+	prefix []byte // "2006-01-02T15:04:05."
+}
+
+// appendTime writes t in UTC with microseconds, as "2006-01-02T15:04:05.000000Z"; tc may be
+// nil.
+func (tc *timeCache) appendTime(b []byte, t time.Time) []byte {
+	const layout = "2006-01-02T15:04:05.000000Z07:00"
+	if tc == nil {
+		return t.UTC().AppendFormat(b, layout)
+	}
+	if sec := t.Unix(); sec != tc.sec || tc.prefix == nil {
+		tc.sec = sec
+		tc.prefix = t.UTC().AppendFormat(tc.prefix[:0], "2006-01-02T15:04:05.")
+	}
+	b = append(b, tc.prefix...)
+	us := t.Nanosecond() / 1000
+	for d := 100000; d > 0; d /= 10 {
+		b = append(b, byte('0'+us/d%10))
+	}
+	return append(b, 'Z')
 }
 
 // appendCMCD writes the keys a player sent, under their CMCD names.
@@ -107,23 +148,13 @@ func appendCMCD(b []byte, d *cmcd.Data) []byte {
 func (l *Logger) appendQuery(b []byte, q string) []byte {
 	b = append(b, '"')
 	for i := 0; q != ""; i++ {
-		param := q
-		rest := ""
-		for j := 0; j < len(q); j++ {
-			if q[j] == '&' {
-				param, rest = q[:j], q[j+1:]
-				break
-			}
-		}
+		param, rest, _ := strings.Cut(q, "&")
 		if i > 0 {
 			b = append(b, '&')
 		}
 		name, hasValue := param, false
-		for j := 0; j < len(param); j++ {
-			if param[j] == '=' {
-				name, hasValue = param[:j], true
-				break
-			}
+		if j := strings.IndexByte(param, '='); j >= 0 {
+			name, hasValue = param[:j], true
 		}
 		if hasValue && l.redacted(name) {
 			b = appendStringBody(b, name)
@@ -138,8 +169,9 @@ func (l *Logger) appendQuery(b []byte, q string) []byte {
 
 // redacted reports whether a raw (percent-encoded) parameter name is one of RedactParams.
 func (l *Logger) redacted(raw string) bool {
+	plain := !strings.ContainsAny(raw, "%+") // then a name matches only one of its length
 	for _, n := range l.redact {
-		if matchName(raw, n, false) {
+		if (!plain || len(raw) == len(n)) && matchName(raw, n, false) {
 			return true
 		}
 	}
@@ -209,7 +241,12 @@ const hexDigits = "0123456789abcdef"
 // appendStringBody escapes s for a JSON string: quotes, backslashes and control characters are
 // escaped, and bytes that are not UTF-8 become U+FFFD, so that a line is always valid JSON.
 func appendStringBody(b []byte, s string) []byte {
-	for i := 0; i < len(s); {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
+		i++
+	}
+	b = append(b, s[:i]...) // the part that needs no escaping, usually all of it
+	for i < len(s) {
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(s[i:])

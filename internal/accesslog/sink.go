@@ -42,6 +42,15 @@ func (s *writerSink) WriteLine(line []byte) error {
 	return nil
 }
 
+// WriteLines writes a batch of lines at once, after what WriteLine gathered.
+func (s *writerSink) WriteLines(lines []byte) error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	_, err := s.w.Write(lines)
+	return err
+}
+
 func (s *writerSink) Flush() error {
 	if len(s.buf) == 0 {
 		return nil

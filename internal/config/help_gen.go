@@ -136,7 +136,7 @@ func generatedHelp(role, path string) string {
 		case "access_log.subject":
 			return "Subject is the NATS subject of sink \"nats\"."
 		case "access_log.buffer":
-			return "Buffer is how many lines wait for the sink at most; when it is full, new lines are dropped and counted (duet_access_log_lines_total{result=\"dropped\"}), never waited for."
+			return "Buffer is how many requests wait for the log's writer at most: the ring they wait in has Buffer places of 256 bytes (rounded up to a power of two, 8 at least)."
 		case "access_log.sample_one_in":
 			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
 		case "access_log.always_status":
@@ -275,7 +275,7 @@ func generatedHelp(role, path string) string {
 		case "access_log.subject":
 			return "Subject is the NATS subject of sink \"nats\"."
 		case "access_log.buffer":
-			return "Buffer is how many lines wait for the sink at most; when it is full, new lines are dropped and counted (duet_access_log_lines_total{result=\"dropped\"}), never waited for."
+			return "Buffer is how many requests wait for the log's writer at most: the ring they wait in has Buffer places of 256 bytes (rounded up to a power of two, 8 at least)."
 		case "access_log.sample_one_in":
 			return "SampleOneIn logs one request in this many, chosen at random; requests that always_status or slow_threshold select are logged regardless."
 		case "access_log.always_status":

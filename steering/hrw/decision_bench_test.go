@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/duetcdn/duet/steering/clientaddr"
+	"github.com/duetcdn/duet/internal/clientaddr"
 	"github.com/duetcdn/duet/steering/geoip"
 	"github.com/duetcdn/duet/steering/hrw"
 )
