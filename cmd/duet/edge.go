@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"sync/atomic"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/spf13/cobra"
 
@@ -99,14 +94,10 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	}
 	srv.SetStalenessBound(cons.StalenessBound())
 	if ps := srv.Peers(); ps != nil {
-		sub, err := nc.Subscribe(ps.Subject(), func(m *nats.Msg) {
-			if err := ps.HandleHeartbeat(m.Data, time.Now()); err != nil {
-				log.Debug("peer heartbeat ignored", "error", err)
-			}
-		})
+		sub, err := subscribePeers(nc, ps, log)
 		if err != nil {
 			srv.Close()
-			return fmt.Errorf("subscribe to the region's heartbeats for peer fill: %w", err)
+			return err
 		}
 		defer sub.Unsubscribe() //nolint:errcheck // best effort at exit
 	}
@@ -130,35 +121,4 @@ func runEdge(ctx context.Context, cfg edgeRoleConfig, log *slog.Logger) error {
 	<-done
 	<-done
 	return err
-}
-
-// edgeApplier lets the purge consumer drive an edge.
-type edgeApplier struct{ *edge.Server }
-
-func (a edgeApplier) ApplyPurge(ctx context.Context, p bus.Purge) (int, error) {
-	res, err := a.Purge(ctx, p.Target)
-	return res.Entries, err
-}
-
-var _ purge.Applier = edgeApplier{}
-
-// edgeStats lets the announcer read the edge.
-type edgeStats struct{ *edge.Server }
-
-func (e edgeStats) Stats() announce.Stats {
-	s := e.Server.Stats()
-	return announce.Stats{Serving: s.Serving, Connections: s.Connections, Requests: s.Requests, Hits: s.Hits,
-		EgressBytes: s.EgressBytes, MemoryBytes: s.MemoryBytes, DiskBytes: s.DiskBytes,
-		OriginFetches: s.OriginFetches, OriginFailures: s.OriginFailures, QoE: s.QoE}
-}
-
-// lazyPublisher publishes on a NATS connection made after the component that publishes.
-type lazyPublisher struct{ conn atomic.Pointer[nats.Conn] }
-
-func (p *lazyPublisher) Publish(subject string, data []byte) error {
-	nc := p.conn.Load()
-	if nc == nil {
-		return errors.New("not connected to NATS yet")
-	}
-	return nc.Publish(subject, data)
 }
