@@ -34,8 +34,17 @@ var heldBufs = sync.Pool{New: func() any {
 // Write sends p, holding a buffer-sized write to send it with the next one.
 func (c *viewerConn) Write(p []byte) (int, error) {
 	if c.tls {
-		// Each write is a TLS record: nothing to join (tlsWriteBuffer makes them large).
-		return c.Conn.Write(p)
+		// Each write is TLS records: fasthttp's buffer (tlsWriteBuffer) makes them full, and
+		// the batch under the TLS connection sends one write's records together.
+		if c.batch == nil {
+			return c.Conn.Write(p)
+		}
+		c.batch.begin()
+		n, err := c.Conn.Write(p)
+		if ferr := c.batch.end(); err == nil && ferr != nil {
+			return 0, ferr
+		}
+		return n, err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

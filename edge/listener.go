@@ -91,13 +91,17 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			var batch *recordBatch
 			if l.tls != nil {
-				c = tls.Server(c, l.tls)
+				batch = &recordBatch{Conn: c}
+				c = tls.Server(batch, l.tls)
 			}
 			if !l.check {
 				return c, nil
 			}
-			return newViewerConn(c, l.maxHeader, l.wake), nil
+			vc := newViewerConn(c, l.maxHeader, l.wake)
+			vc.batch = batch
+			return vc, nil
 		}
 		select {
 		case <-l.closed:
@@ -203,8 +207,10 @@ type viewerConn struct {
 	holdNext bool
 	vec      [2][]byte
 	bufs     net.Buffers
-	// tls: c wraps a TLS connection, where writes are records and coalescing is off.
-	tls bool
+	// tls: c wraps a TLS connection, where writes are records and coalescing is off; batch is
+	// the socket under it, which gathers a write's records (tlsbatch.go).
+	tls   bool
+	batch *recordBatch
 }
 
 func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
@@ -338,6 +344,11 @@ func (c *viewerConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
+	}
+	if c.batch != nil { // TLS: through Write, in batches of four records
+		bp := recordBatchBufs.Get().(*[]byte)
+		defer recordBatchBufs.Put(bp)
+		return io.CopyBuffer(struct{ io.Writer }{c}, r, (*bp)[:cap(*bp)])
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
