@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -103,13 +102,7 @@ func (d *delayer) steeringSince(t time.Time) []steerRequest {
 //  3. the serving region is killed (its steering too): playback goes on from the other region
 //     with no stall over 1 s, and the player's next steering reload succeeds.
 func TestDevPlayerStartsAndFailsOverLikeAViewer(t *testing.T) {
-	exe, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing: make browser installs it")
-		}
-		t.Skip("no chromium on PATH (make browser): the player is not played in a browser")
-	}
+	exe := chromiumPath(t)
 	began := time.Now()
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
 	_, body := d.getCluster(t)
@@ -127,15 +120,7 @@ func TestDevPlayerStartsAndFailsOverLikeAViewer(t *testing.T) {
 		}
 	}
 	home, other := cl.Regions[0], cl.Regions[1] // the page comes from home's steering, which routes to home
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := openBrowser(t, exe, 8*time.Minute)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("delay seed %d", seed)
 	dl := &delayer{rnd: rand.New(rand.NewPCG(seed, 14))}

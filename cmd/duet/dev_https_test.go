@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,13 +30,7 @@ import (
 // through steering, every request over https; then the edge it plays from is killed (SIGKILL)
 // and the video keeps playing from another edge.
 func TestDevHTTPSPlayerPlaysThroughSteering(t *testing.T) {
-	exe, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing: make browser installs it")
-		}
-		t.Skip("no chromium on PATH (make browser): the player is not played in a browser")
-	}
+	exe := chromiumPath(t)
 	dir := t.TempDir()
 	d := startDev(t, dir, testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"), "--https")
 
@@ -117,16 +109,7 @@ func TestDevHTTPSPlayerPlaysThroughSteering(t *testing.T) {
 	}
 
 	spki := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
-	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := openBrowser(t, exe, 150*time.Second, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
 	if err := chromedp.Do(bctx, chromedp.Navigate(steer+"/play")); err != nil {
 		t.Fatalf("open the player over https: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -38,13 +37,7 @@ type devPlayer struct {
 // protected stream, played with the signed URL `duet dev` printed: it keeps playing on another
 // edge with the same token.
 func TestDevPlayerPlaysThroughSteering(t *testing.T) {
-	exe, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing: make browser installs it")
-		}
-		t.Skip("no chromium on PATH (make browser): the player is not played in a browser")
-	}
+	exe := chromiumPath(t)
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
 	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
@@ -71,15 +64,7 @@ func TestDevPlayerPlaysThroughSteering(t *testing.T) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 240*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := openBrowser(t, exe, 240*time.Second)
 	var st devPlayer
 	waitPlayer := func(what string, within time.Duration, ok func(devPlayer) bool) {
 		t.Helper()

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -43,13 +41,7 @@ type resumePlayer struct {
 // reloads the player from region B: it resumes within 2 s of the position saved in A, read from
 // region B.
 func TestDevPlayerResumesInAnotherRegion(t *testing.T) {
-	exe, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing: make browser installs it")
-		}
-		t.Skip("no chromium on PATH (make browser): the player is not played in a browser")
-	}
+	exe := chromiumPath(t)
 	d := startDev(t, t.TempDir(), testenv.MinIOBin(t), append(os.Environ(), "DUET_TEST_MAIN=1"))
 	_, body := d.getCluster(t)
 	var cl devcluster.ClusterJSON
@@ -58,15 +50,7 @@ func TestDevPlayerResumesInAnotherRegion(t *testing.T) {
 	}
 	control := strings.TrimSuffix(d.clusterURL, "/v1/dev/cluster")
 	home, other := cl.Regions[0], cl.Regions[1]
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := openBrowser(t, exe, 4*time.Minute)
 	noCache(t, bctx)
 	read := func() resumePlayer {
 		t.Helper()
