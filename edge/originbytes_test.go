@@ -81,11 +81,12 @@ func TestQueryDroppedDefault(t *testing.T) {
 	}
 }
 
-// wireCounter counts the bytes an httptest origin writes to its connections: what the origin
-// really sent, whatever its handler believes it wrote.
+// wireCounter counts the bytes, and the writes, a server makes on the connections it accepts:
+// what it really sent (an httptest origin, whatever its handler believes it wrote; an edge
+// under TLS, where each write is one or more records).
 type wireCounter struct {
 	net.Listener
-	n atomic.Int64
+	n, writes atomic.Int64
 }
 
 func (l *wireCounter) Accept() (net.Conn, error) {
@@ -93,17 +94,18 @@ func (l *wireCounter) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countedConn{Conn: c, n: &l.n}, nil
+	return &countedConn{Conn: c, l: l}, nil
 }
 
 type countedConn struct {
 	net.Conn
-	n *atomic.Int64
+	l *wireCounter
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.n.Add(int64(n))
+	c.l.n.Add(int64(n))
+	c.l.writes.Add(1)
 	return n, err
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,30 +257,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// writeCounter counts the writes on the connections it accepts: under TLS, each is one record.
-type writeCounter struct {
-	net.Listener
-	writes *atomic.Int64
-}
-
-func (l writeCounter) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return writeCountedConn{c, l.writes}, nil
-}
-
-type writeCountedConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c writeCountedConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
 // TestTLSHitWrites: over HTTPS a memory hit up to 16 KiB, header and body, leaves the edge as
 // one TLS record in one write (the plain-HTTP coalescing, a header held for a writev, cost a
 // record and a syscall more per hit: a TLS connection has no writev), and a 64 KiB one in two
@@ -303,12 +278,12 @@ func TestTLSHitWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes atomic.Int64
-	h := serveHarness(t, srv, srv.origin.(*countingOrigin), cfg, writeCounter{raw, &writes})
+	wire := &wireCounter{Listener: raw}
+	h := serveHarness(t, srv, srv.origin.(*countingOrigin), cfg, wire)
 	cl := httpsClient(ca, "a.example")
 	get := func(path string) int64 {
 		t.Helper()
-		before := writes.Load()
+		before := wire.writes.Load()
 		resp, err := cl.Get("https://" + tlsAddr(h) + path)
 		if err != nil {
 			t.Fatal(err)
@@ -321,7 +296,7 @@ func TestTLSHitWrites(t *testing.T) {
 		if want, _ := strconv.Atoi(path[strings.LastIndexByte(path, '/')+1:]); len(body) != want {
 			t.Fatalf("%s: %d bytes", path, len(body))
 		}
-		return writes.Load() - before
+		return wire.writes.Load() - before
 	}
 	for _, c := range []struct {
 		size, writes int64
