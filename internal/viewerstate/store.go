@@ -559,54 +559,46 @@ func (s *Store) othersFilters(suffix string) []string {
 // followErasures cleans this region's copies up after every erasure of another region, those
 // already stored first.
 func (s *Store) followErasures(ctx context.Context) error {
-	filters := s.othersFilters("*." + erasureSuffix)
-	if len(filters) == 0 {
-		<-ctx.Done()
-		return nil
-	}
-	w, err := s.kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("watch erasures: %w", err)
-	}
-	defer w.Stop() //nolint:errcheck // only releases the consumer
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("erasure watch ended")
-			}
-			if e == nil {
-				continue // the stored ones are done
-			}
-			d, err := DecodeDoc(e.Value())
-			if err != nil || d.Erased == nil {
-				continue
+	return s.watchOthers(ctx, "*."+erasureSuffix, "erasure", []jetstream.WatchOpt{jetstream.IgnoreDeletes()},
+		func(key string, d Doc) {
+			if d.Erased == nil {
+				return
 			}
 			s.clock.Observe(*d.Erased)
-			viewer := viewerOfKey(e.Key())
+			viewer := viewerOfKey(key)
 			if viewer == "" {
-				continue
+				return
 			}
 			if err := s.cleanup(ctx, viewer, *d.Erased); err != nil && ctx.Err() == nil {
-				s.log.Warn("erased state not removed", "viewer_region", regionOfKey(e.Key()), "error", err)
+				s.log.Warn("erased state not removed", "viewer_region", regionOfKey(key), "error", err)
 			}
-		}
-	}
+		})
 }
 
 // followLag measures, for every copy arriving from another region, how long after its write it
 // arrived here.
 func (s *Store) followLag(ctx context.Context) error {
-	filters := s.othersFilters(">")
+	return s.watchOthers(ctx, ">", "replication", []jetstream.WatchOpt{jetstream.UpdatesOnly(), jetstream.IgnoreDeletes()},
+		func(_ string, d Doc) {
+			if d.At.Region == "" || !slices.Contains(s.regions, d.At.Region) {
+				return
+			}
+			lag := max(s.now().Sub(d.At.Time()), 0)
+			s.m.lag.WithLabelValues(d.At.Region, s.region).Observe(lag.Seconds())
+		})
+}
+
+// watchOthers hands each document the other regions write under subject (in this region's
+// bucket) to fn, until ctx ends; what is the watch's name in errors.
+func (s *Store) watchOthers(ctx context.Context, subject, what string, opts []jetstream.WatchOpt, fn func(key string, d Doc)) error {
+	filters := s.othersFilters(subject)
 	if len(filters) == 0 {
 		<-ctx.Done()
 		return nil
 	}
-	w, err := s.kv.WatchFiltered(ctx, filters, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	w, err := s.kv.WatchFiltered(ctx, filters, opts...)
 	if err != nil {
-		return fmt.Errorf("watch replication: %w", err)
+		return fmt.Errorf("watch %s: %w", what, err)
 	}
 	defer w.Stop() //nolint:errcheck // only releases the consumer
 	for {
@@ -615,17 +607,14 @@ func (s *Store) followLag(ctx context.Context) error {
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return errors.New("replication watch ended")
+				return fmt.Errorf("%s watch ended", what)
 			}
 			if e == nil {
-				continue
+				continue // the stored ones are done
 			}
-			d, err := DecodeDoc(e.Value())
-			if err != nil || d.At.Region == "" || !slices.Contains(s.regions, d.At.Region) {
-				continue
+			if d, err := DecodeDoc(e.Value()); err == nil {
+				fn(e.Key(), d)
 			}
-			lag := max(s.now().Sub(d.At.Time()), 0)
-			s.m.lag.WithLabelValues(d.At.Region, s.region).Observe(lag.Seconds())
 		}
 	}
 }
