@@ -33,12 +33,9 @@ var heldBufs = sync.Pool{New: func() any {
 
 // Write sends p, holding a buffer-sized write to send it with the next one.
 func (c *viewerConn) Write(p []byte) (int, error) {
-	if c.tls {
+	if c.batch != nil {
 		// Each write is TLS records: fasthttp's buffer (tlsWriteBuffer) makes them full, and
 		// the batch under the TLS connection sends one write's records together.
-		if c.batch == nil {
-			return c.Conn.Write(p)
-		}
 		c.batch.begin()
 		n, err := c.Conn.Write(p)
 		if ferr := c.batch.end(); err == nil && ferr != nil {
@@ -152,7 +149,7 @@ func (b *hitBody) Close() error {
 // as a hitBody (see above), otherwise as fasthttp's own body bytes.
 func setHitBody(ctx *fasthttp.RequestCtx, body []byte) {
 	vc, ok := ctx.Conn().(*viewerConn)
-	if !ok || vc.tls || len(body) <= viewerWriteBuffer {
+	if !ok || vc.batch != nil || len(body) <= viewerWriteBuffer {
 		ctx.Response.SetBodyRaw(body)
 		return
 	}

@@ -207,15 +207,13 @@ type viewerConn struct {
 	holdNext bool
 	vec      [2][]byte
 	bufs     net.Buffers
-	// tls: c wraps a TLS connection, where writes are records and coalescing is off; batch is
-	// the socket under it, which gathers a write's records (tlsbatch.go).
-	tls   bool
+	// batch, set when c is a TLS connection, is the socket under it: it gathers a write's
+	// records (tlsbatch.go); coalescing is off there.
 	batch *recordBatch
 }
 
 func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
-	_, isTLS := c.(*tls.Conn)
-	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake, tls: isTLS}
+	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake}
 }
 
 func (c *viewerConn) Read(p []byte) (int, error) {
