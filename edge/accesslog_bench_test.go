@@ -2,9 +2,16 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -153,4 +160,126 @@ func TestMemoryHitAllocationsLogged(t *testing.T) {
 	if allocs > 0 {
 		t.Fatalf("a logged memory hit allocates %.1f times per request, want 0", allocs)
 	}
+}
+
+// BenchmarkHitLoggingLoopback is the same 1 KiB memory hit served as viewers get it: over
+// loopback TCP, through the edge's own listener and fasthttp's connection loop, to 8 keep-alive
+// clients (bare sockets that write a request and read its response: they allocate nothing, so
+// allocs/op is the edge's). ns/op is the wall time per hit with the clients, the edge, and the
+// log's writer sharing the machine's cores: the access log's whole cost to a saturated edge,
+// writer included, where BenchmarkHitLogging shows the handler's share alone.
+func BenchmarkHitLoggingLoopback(b *testing.B) {
+	const uri, clients = hitLoggingURI, 8
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "file"
+		}
+		b.Run(name, func(b *testing.B) {
+			var h *harness
+			if on {
+				h, _ = primedLoggedEdge(b, uri)
+			} else {
+				h, _, _ = primedEdge(b, uri)
+			}
+			addr := strings.TrimPrefix(h.url, "http://")
+			conns := make([]*hitClient, clients)
+			for i := range conns {
+				c, err := dialHitClient(addr, uri)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.conn.Close()
+				if err := c.hit(); err != nil { // the first read sizes the client's buffer
+					b.Fatal(err)
+				}
+				conns[i] = c
+			}
+			var before [2]float64
+			if on {
+				before = logCounts(b, h)
+			}
+			var next atomic.Int64
+			b.SetBytes(1024)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			errs := make(chan error, clients)
+			for _, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if err := c.hit(); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+			if on {
+				_ = h.srv.alog.Close()
+				after := logCounts(b, h)
+				b.ReportMetric((after[0]-before[0])/float64(b.N), "written/op")
+				b.ReportMetric((after[1]-before[1])/float64(b.N), "dropped/op")
+			}
+		})
+	}
+}
+
+// hitClient is a keep-alive HTTP/1.1 client of one URI that allocates nothing per request.
+type hitClient struct {
+	conn net.Conn
+	r    *bufio.Reader
+	req  []byte
+}
+
+func dialHitClient(addr, uri string) (*hitClient, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &hitClient{conn: conn, r: bufio.NewReaderSize(conn, 16<<10),
+		req: []byte("GET " + uri + " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")}, nil
+}
+
+// hit sends the request and reads the whole response; it wants a 200 with a Content-Length.
+func (c *hitClient) hit() error {
+	if _, err := c.conn.Write(c.req); err != nil {
+		return err
+	}
+	line, err := c.r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+		return fmt.Errorf("status line %q", line)
+	}
+	n := -1
+	for {
+		line, err = c.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			n = 0
+			for _, d := range bytes.TrimSpace(v) {
+				n = n*10 + int(d-'0')
+			}
+		}
+	}
+	if n < 0 {
+		return errors.New("a response without Content-Length")
+	}
+	_, err = c.r.Discard(n)
+	return err
 }
