@@ -366,6 +366,10 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 	if !edgeURLAllowed(scfg.EdgeURLs, ecfg.PublicURL, ecfg.Name, region) {
 		t.Errorf("steering edge_urls %q refuse the edges' public_url %q: steering would ignore every edge", scfg.EdgeURLs, ecfg.PublicURL)
 	}
+	// The viewer state API writes to the region's own bucket (docs/viewer-state.md).
+	if scfg.ViewerState.Region != region {
+		t.Errorf("steering viewer_state.region %q, want the overlay's %q (empty: the viewer state API is off)", scfg.ViewerState.Region, region)
+	}
 	if len(scfg.NATS.URLs) == 0 {
 		t.Errorf("steering has no nats.urls")
 	}
