@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"net/url"
@@ -289,7 +290,7 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 		t.Errorf("edge readiness probe on port %d, but /readyz is on the admin listener %d", p, ports["admin"])
 	}
 	tlsFacts := map[string]roleTLS{"edge": checkTLS(t, c, w, ctr, "edge", ecfg.Listen, ecfg.TLS, ports)}
-	if u, err := url.Parse(ecfg.PublicURL); err != nil || u.Scheme != "https" || u.Port() != strconv.Itoa(int(ports["https"])) {
+	if u, err := url.Parse(ecfg.PublicURL); err != nil || u.Scheme != "https" || cmp.Or(u.Port(), "443") != strconv.Itoa(int(ports["https"])) {
 		t.Errorf("edge public_url %q: want https:// on the viewer port %d", ecfg.PublicURL, ports["https"])
 	}
 	if len(ecfg.NATS.URLs) == 0 {

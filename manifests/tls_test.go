@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/duetcdn/duet/internal/image"
 	"github.com/duetcdn/duet/internal/tlsconf"
 )
 
@@ -173,6 +174,30 @@ func checkTLS(t *testing.T, c *cluster, w workload, ctr corev1.Container, role, 
 	}
 	if svcPorts[443] != "https" || svcPorts[80] != "http" {
 		t.Errorf("%s Service ports %v: want 443 → https and 80 → http (the redirect)", role, svcPorts)
+	}
+	// The redirect sends http://host/x to https://host:<listen port>/x (the port left out when
+	// 443): the listener must be on 443 itself, or a viewer who came through the Service's 80 is
+	// sent to a port the Service does not have.
+	if ports["https"] != 443 || ports["http"] != 80 {
+		t.Errorf("%s listens on %d (TLS) and %d (redirect): want 443 and 80, the Service's, since the redirect names the TLS listener's own port",
+			role, ports["https"], ports["http"])
+	}
+	// Binding them as a non-root user with no capability takes the unprivileged port sysctl.
+	unprivileged := 1024
+	if sc := w.spec.SecurityContext; sc != nil {
+		for _, sy := range sc.Sysctls {
+			if sy.Name == "net.ipv4.ip_unprivileged_port_start" {
+				unprivileged, _ = strconv.Atoi(sy.Value)
+			}
+		}
+	}
+	canBind := ctr.SecurityContext != nil && ctr.SecurityContext.Capabilities != nil &&
+		slices.Contains(ctr.SecurityContext.Capabilities.Add, "NET_BIND_SERVICE")
+	for name, p := range map[string]int32{"https": ports["https"], "http": ports["http"]} {
+		if int(p) < unprivileged && !canBind {
+			t.Errorf("%s: port %s (%d) is privileged for user %d: set the pod sysctl net.ipv4.ip_unprivileged_port_start to %d or less",
+				role, name, p, image.UID, p)
+		}
 	}
 	// The NetworkPolicy lets anyone reach both.
 	open := map[string]bool{}
