@@ -325,6 +325,7 @@ func checkWorkloads(t *testing.T, c *cluster, demo bool) {
 				}
 			case v.Secret != nil:
 				checkSecretRef(t, c, w, v.Secret.SecretName, "", v.Secret.Optional)
+				checkSecretMode(t, w, v)
 			}
 		}
 		for _, ctr := range append(slices.Clone(ps.InitContainers), ps.Containers...) {
@@ -432,6 +433,33 @@ func checkContainer(t *testing.T, c *cluster, w workload, what string, ctr corev
 	}
 	if _, err := containerEnv(c, w, ctr); err != nil {
 		t.Errorf("%s: %v", what, err)
+	}
+}
+
+// checkSecretMode: the kubelet writes a Secret volume's files as root, in the pod's fsGroup when
+// it has one: files others may not read (defaultMode 0440, say) are readable by a non-root
+// container only through that group.
+func checkSecretMode(t *testing.T, w workload, v corev1.Volume) {
+	t.Helper()
+	mode := int32(0o644)
+	if v.Secret.DefaultMode != nil {
+		mode = *v.Secret.DefaultMode
+	}
+	modes := []int32{mode}
+	for _, it := range v.Secret.Items {
+		if it.Mode != nil {
+			modes = append(modes, *it.Mode)
+		}
+	}
+	psc := w.spec.SecurityContext
+	for _, m := range modes {
+		if m&0o004 != 0 {
+			continue
+		}
+		if psc == nil || psc.FSGroup == nil || m&0o040 == 0 {
+			t.Errorf("%s: Secret volume %s has mode %#o: without the pod's fsGroup (and group read) the non-root user cannot read it",
+				w, v.Name, m)
+		}
 	}
 }
 
