@@ -64,6 +64,7 @@ func TestDemo(t *testing.T) {
 	c := build(t, "demo")
 	checkWorkloads(t, c, true)
 	checkServices(t, c)
+	checkNoKeysInConfigMaps(t, c)
 
 	type natsRegion struct {
 		region, ns string

@@ -32,6 +32,7 @@ var knownTypes = map[string]func() any{
 	"v1/Namespace":                           func() any { return &corev1.Namespace{} },
 	"v1/ConfigMap":                           func() any { return &corev1.ConfigMap{} },
 	"v1/Secret":                              func() any { return &corev1.Secret{} },
+	"v1/PersistentVolumeClaim":               func() any { return &corev1.PersistentVolumeClaim{} },
 	"v1/Service":                             func() any { return &corev1.Service{} },
 	"apps/v1/Deployment":                     func() any { return &appsv1.Deployment{} },
 	"apps/v1/StatefulSet":                    func() any { return &appsv1.StatefulSet{} },
@@ -54,6 +55,9 @@ var operatorSecrets = map[string][]string{
 	"duet-nats-steering":  {"seed"},
 	"duet-nats-purge":     {"seed"},
 	"duet-nats-replicate": {"seed"},
+	// The edges' and steering's HTTPS certificates, of type kubernetes.io/tls (tlsSecrets).
+	"duet-edge-tls":     {"tls.crt", "tls.key"},
+	"duet-steering-tls": {"tls.crt", "tls.key"},
 }
 
 // object is one built, decoded object.
@@ -81,6 +85,7 @@ type cluster struct {
 	objects    []object
 	configMaps map[string]*corev1.ConfigMap // by namespace/name
 	secrets    map[string]*corev1.Secret
+	claims     map[string]*corev1.PersistentVolumeClaim
 	workloads  []workload
 	policies   []*networkingv1.NetworkPolicy
 }
@@ -96,7 +101,8 @@ func build(t *testing.T, dir string) *cluster {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	c := &cluster{dir: dir, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	c := &cluster{dir: dir, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		claims: map[string]*corev1.PersistentVolumeClaim{}}
 	for _, r := range rm.Resources() {
 		gvk := r.GetApiVersion() + "/" + r.GetKind()
 		what := fmt.Sprintf("%s: %s %s/%s", dir, gvk, r.GetNamespace(), r.GetName())
@@ -126,6 +132,8 @@ func build(t *testing.T, dir string) *cluster {
 			c.configMaps[key(x.Namespace, x.Name)] = x
 		case *corev1.Secret:
 			c.secrets[key(x.Namespace, x.Name)] = x
+		case *corev1.PersistentVolumeClaim:
+			c.claims[key(x.Namespace, x.Name)] = x
 		case *appsv1.Deployment:
 			c.workloads = append(c.workloads, workload{kind: "Deployment", name: x.Name, namespace: x.Namespace,
 				selector: x.Spec.Selector, labels: x.Spec.Template.Labels, spec: &x.Spec.Template.Spec,
@@ -250,6 +258,7 @@ func TestOverlays(t *testing.T) {
 			checkWorkloads(t, c, false)
 			checkServices(t, c)
 			checkEdgeScaling(t, c)
+			checkNoKeysInConfigMaps(t, c)
 			for _, w := range c.workloads {
 				if got := w.labels["duetcdn.io/region"]; got != region {
 					t.Errorf("%s: pod label duetcdn.io/region=%q, want %q (alerts and dashboard group by it)", w, got, region)
@@ -260,6 +269,15 @@ func TestOverlays(t *testing.T) {
 			}
 			facts := checkRoles(t, c, region)
 			all = facts.regions["purge regions"]
+			// Edges and steering serve HTTPS with a certificate from a Secret (ACME is the
+			// component's, TestACMEComponent), and the demo's Secrets hold one they load.
+			for role, rt := range facts.tls {
+				if len(rt.cfg.Certificates) == 0 || rt.acme {
+					t.Errorf("%s: want its certificate from a Secret (tls.certificates), got certificates %v, acme.domains %v",
+						role, rt.cfg.Certificates, rt.cfg.ACME.Domains)
+				}
+			}
+			checkDemoCertificates(t, demo, ns, region, facts.tls)
 			// On the demo cluster, every URL the roles dial is a Service of the demo.
 			for what, u := range facts.urls {
 				if err := demo.resolve(u); err != nil {
@@ -307,6 +325,7 @@ func checkWorkloads(t *testing.T, c *cluster, demo bool) {
 				}
 			case v.Secret != nil:
 				checkSecretRef(t, c, w, v.Secret.SecretName, "", v.Secret.Optional)
+				checkSecretMode(t, w, v)
 			}
 		}
 		for _, ctr := range append(slices.Clone(ps.InitContainers), ps.Containers...) {
@@ -414,6 +433,33 @@ func checkContainer(t *testing.T, c *cluster, w workload, what string, ctr corev
 	}
 	if _, err := containerEnv(c, w, ctr); err != nil {
 		t.Errorf("%s: %v", what, err)
+	}
+}
+
+// checkSecretMode: the kubelet writes a Secret volume's files as root, in the pod's fsGroup when
+// it has one: files others may not read (defaultMode 0440, say) are readable by a non-root
+// container only through that group.
+func checkSecretMode(t *testing.T, w workload, v corev1.Volume) {
+	t.Helper()
+	mode := int32(0o644)
+	if v.Secret.DefaultMode != nil {
+		mode = *v.Secret.DefaultMode
+	}
+	modes := []int32{mode}
+	for _, it := range v.Secret.Items {
+		if it.Mode != nil {
+			modes = append(modes, *it.Mode)
+		}
+	}
+	psc := w.spec.SecurityContext
+	for _, m := range modes {
+		if m&0o004 != 0 {
+			continue
+		}
+		if psc == nil || psc.FSGroup == nil || m&0o040 == 0 {
+			t.Errorf("%s: Secret volume %s has mode %#o: without the pod's fsGroup (and group read) the non-root user cannot read it",
+				w, v.Name, m)
+		}
 	}
 }
 

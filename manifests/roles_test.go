@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/duetcdn/duet/edge"
 	"github.com/duetcdn/duet/internal/config"
+	"github.com/duetcdn/duet/internal/tlsconf"
 	"github.com/duetcdn/duet/origin/replicate"
 	"github.com/duetcdn/duet/purge"
 	"github.com/duetcdn/duet/steering"
@@ -59,8 +61,9 @@ type edgeFile struct {
 
 type steeringFile struct {
 	steering.Config `yaml:",inline"`
-	Name            string   `yaml:"name"`
-	NATS            natsFile `yaml:"nats"`
+	Name            string         `yaml:"name"`
+	NATS            natsFile       `yaml:"nats"`
+	TLS             tlsconf.Config `yaml:"tls"`
 }
 
 type replicateFile struct {
@@ -94,7 +97,7 @@ func TestMirrorsMatchCommand(t *testing.T) {
 	}
 	for _, k := range []string{"urls", "creds_file", "user", "password", "token", "ca_file", "cert_file", "key_file",
 		"public_url", "nats", "purge", "regions", "staleness_bound", "steering", "hls_server_uri", "dash_server_uri",
-		"pathway", "name", "admin"} {
+		"pathway", "name", "admin", "tls"} {
 		if !strings.Contains(src.String(), `yaml:"`+k+`"`) {
 			t.Errorf("the test's config mirrors use key %q, which cmd/duet does not declare", k)
 		}
@@ -261,6 +264,7 @@ func checkMemory(t *testing.T, w workload, ctr corev1.Container, env []string, f
 type roleFacts struct {
 	regions map[string][]string // each role's list of every region
 	urls    map[string]string   // what → a URL the region's roles dial (NATS, S3)
+	tls     map[string]roleTLS  // the public listener's TLS of edge and steering
 }
 
 // checkRoles loads every role's config as its pods would and checks it against the pods'
@@ -281,13 +285,13 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 	if ecfg.Region != region {
 		t.Errorf("edge region %q, want the overlay's %q", ecfg.Region, region)
 	}
-	listenPort(t, "edge listen", ecfg.Listen, ports, "http")
 	listenPort(t, "edge admin_listen", ecfg.AdminListen, ports, "admin")
 	if p := probePortNumber(ctr.ReadinessProbe, ports); p != ports["admin"] {
 		t.Errorf("edge readiness probe on port %d, but /readyz is on the admin listener %d", p, ports["admin"])
 	}
-	if u, err := url.Parse(ecfg.PublicURL); err != nil || u.Port() != strconv.Itoa(int(ports["http"])) {
-		t.Errorf("edge public_url %q does not reach the viewer port %d", ecfg.PublicURL, ports["http"])
+	tlsFacts := map[string]roleTLS{"edge": checkTLS(t, c, w, ctr, "edge", ecfg.Listen, ecfg.TLS, ports)}
+	if u, err := url.Parse(ecfg.PublicURL); err != nil || u.Scheme != "https" || cmp.Or(u.Port(), "443") != strconv.Itoa(int(ports["https"])) {
+		t.Errorf("edge public_url %q: want https:// on the viewer port %d", ecfg.PublicURL, ports["https"])
 	}
 	if len(ecfg.NATS.URLs) == 0 {
 		t.Errorf("edge has no nats.urls: no purges would reach it")
@@ -351,7 +355,7 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 	// duet steering
 	w = c.workload(t, "steering")
 	ctr, env, ports = container(t, c, w)
-	scfg := steeringFile{Config: steering.DefaultConfig()}
+	scfg := steeringFile{Config: steering.DefaultConfig(), TLS: tlsconf.Default()}
 	loadRole(t, "steering", &scfg, configFile(t, c, w, ctr), env)
 	srv, err := steering.New(scfg.Config, steering.Deps{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
 	if err != nil {
@@ -359,7 +363,14 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 	} else {
 		_ = srv.Close()
 	}
-	listenPort(t, "steering listen", scfg.Listen, ports, "http")
+	tlsFacts["steering"] = checkTLS(t, c, w, ctr, "steering", scfg.Listen, scfg.TLS, ports)
+	if !edgeURLAllowed(scfg.EdgeURLs, ecfg.PublicURL, ecfg.Name, region) {
+		t.Errorf("steering edge_urls %q refuse the edges' public_url %q: steering would ignore every edge", scfg.EdgeURLs, ecfg.PublicURL)
+	}
+	// The viewer state API writes to the region's own bucket (docs/viewer-state.md).
+	if scfg.ViewerState.Region != region {
+		t.Errorf("steering viewer_state.region %q, want the overlay's %q (empty: the viewer state API is off)", scfg.ViewerState.Region, region)
+	}
 	if len(scfg.NATS.URLs) == 0 {
 		t.Errorf("steering has no nats.urls")
 	}
@@ -431,7 +442,7 @@ func checkRoles(t *testing.T, c *cluster, region string) roleFacts {
 			t.Errorf("%s %v differ from purge regions %v: every role must know the same regions", name, l, want)
 		}
 	}
-	return roleFacts{regions: lists, urls: urls}
+	return roleFacts{regions: lists, urls: urls, tls: tlsFacts}
 }
 
 func sameSet(a, b []string) bool {
