@@ -143,6 +143,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !rq.corsApplied {
 		s.applyCORS(ctx)
 	}
+	if s.pf != nil && !rq.peer && !rq.head && cs != csError && cs != csPass {
+		s.pf.served(ctx, &rq)
+	}
 	s.requestEnd(ctx, &rq, cs)
 }
 
@@ -245,6 +248,8 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 		if s.peer != nil && !rq.peer && !auth {
 			f.peerKey = strings.Clone(rq.primary)
 		}
+		// A peer's prefetch is a prefetch here too (the header counts only from an authenticated peer).
+		f.prefetch = rq.peer && len(ctx.Request.Header.PeekCanonical(hdrPrefetch)) > 0
 		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
 	})
 	defer f.unpin()
@@ -274,6 +279,10 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 	case outSliced:
 		return s.serveSlices(ctx, rq), false
 	default: // outFailed, and no stale entry may stand in
+		if f.prefetch && errors.Is(f.err, ErrOriginBudget) && !last {
+			// A prefetch refused a turn it would not wait for: this viewer waits for its own.
+			return csError, true
+		}
 		if f.errResp != nil {
 			s.writeBuffered(ctx, f.errResp, rq.head)
 			return csPass, false

@@ -113,8 +113,8 @@ func Parse(manifestPath string, body []byte) ([]Track, error) {
 // does not parse.
 func resolve(base *url.URL, ref string) (string, bool) {
 	ref = strings.TrimSpace(ref)
-	if ref == "" || len(ref) > MaxURILen {
-		return "", false
+	if ref == "" || len(ref) > MaxURILen || strings.HasPrefix(ref, "//") {
+		return "", false // "//x" names a host, even an empty one
 	}
 	u, err := url.Parse(ref)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil {
@@ -122,7 +122,7 @@ func resolve(base *url.URL, ref string) (string, bool) {
 	}
 	r := base.ResolveReference(u)
 	out := r.EscapedPath()
-	if out == "" || out[0] != '/' {
+	if out == "" || out[0] != '/' || strings.HasPrefix(out, "//") {
 		return "", false
 	}
 	if r.RawQuery != "" {
