@@ -160,8 +160,7 @@ func (p *prefetcher) served(ctx *fasthttp.RequestCtx, rq *request) {
 	case kindSegment:
 		p.segment(rq.primary)
 	case kindPlaylist:
-		key := p.s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
-		p.playlist(key, rq.path, rq.query)
+		p.playlist(ctx, rq)
 	}
 }
 
@@ -170,9 +169,10 @@ func versionOf(m *object.Meta) string {
 	return m.ETag + "\x00" + strconv.FormatInt(m.RequestTime.UnixNano(), 10) + "\x00" + strconv.FormatInt(m.Size, 10)
 }
 
-// playlist parses the playlist stored under key, in the background, unless this version was
+// playlist parses the playlist the viewer got, in the background, unless this version was
 // parsed already or is being parsed.
-func (p *prefetcher) playlist(key, path, query string) {
+func (p *prefetcher) playlist(ctx *fasthttp.RequestCtx, rq *request) {
+	key := p.s.store.lookupKey(rq.primary, func(name string) string { return b2s(ctx.Request.Header.Peek(name)) })
 	m, ok := p.s.store.peek(key)
 	if _, filling := p.s.fl.get(key); filling {
 		ok = false // what is stored may be the version being replaced
@@ -186,37 +186,49 @@ func (p *prefetcher) playlist(key, path, query string) {
 		p.mu.Unlock()
 		return
 	}
-	key, path, query = strings.Clone(key), strings.Clone(path), strings.Clone(query)
+	key = strings.Clone(key)
 	p.parsing[key] = struct{}{}
 	p.mu.Unlock()
-	go p.parse(key, path, query)
+	// The viewer's headers, for the variant's key once the fill has stored it.
+	hdr := map[string]string{}
+	for k, v := range ctx.Request.Header.All() {
+		hdr[http.CanonicalHeaderKey(string(k))] = string(v)
+	}
+	go p.parse(key, strings.Clone(rq.primary), strings.Clone(rq.path), strings.Clone(rq.query), hdr)
 }
 
 // parse reads a playlist once its fill (if one runs) is over, indexes its tracks and starts
 // the prefetches a new version calls for.
-func (p *prefetcher) parse(key, path, query string) {
+func (p *prefetcher) parse(lookup, primary, path, query string, hdr map[string]string) {
 	defer func() {
 		p.mu.Lock()
-		delete(p.parsing, key)
+		delete(p.parsing, lookup)
 		p.mu.Unlock()
 	}()
-	if f, ok := p.s.fl.get(key); ok {
-		<-f.ready
-		if f.out == outBody {
-			_, _, _ = f.waitFor(1 << 62) // the commit; the fill's own timeout bounds it
+	// The fill runs under the primary key when the edge did not know yet that the playlist
+	// varies (gzipped to some viewers), and stores under the variant's.
+	for _, k := range []string{lookup, primary} {
+		if f, ok := p.s.fl.get(k); ok {
+			<-f.ready
+			if f.out == outBody {
+				_, _, _ = f.waitFor(1 << 62) // the commit; the fill's own timeout bounds it
+			}
 		}
 	}
+	key := p.s.store.lookupKey(primary, func(name string) string { return hdr[name] })
 	body, m, err := p.read(key)
-	if err != nil || m == nil {
-		if err != nil {
-			p.s.log.LogAttrs(context.Background(), slog.LevelDebug, "prefetch: playlist not read", slog.String("cache_key", key), slog.String("error", err.Error()))
-		}
-		return
+	if m == nil {
+		return // gone already
 	}
-	tracks, err := playlist.Parse(cachekey.Key(path, query), body)
+	var tracks []playlist.Track
+	if err == nil && body != nil {
+		tracks, err = playlist.Parse(cachekey.Key(path, query), body)
+	}
 	if err != nil && !errors.Is(err, playlist.ErrNotMedia) {
-		p.s.log.LogAttrs(context.Background(), slog.LevelDebug, "prefetch: playlist not parsed", slog.String("cache_key", key), slog.String("error", err.Error()))
+		p.s.log.LogAttrs(context.Background(), slog.LevelDebug, "prefetch: playlist not read", slog.String("cache_key", key), slog.String("error", err.Error()))
 	}
+	// The version is recorded whatever it held (a 404, a multivariant playlist): it is not read
+	// again until it changes.
 	type job struct {
 		t     *pfTrack
 		cands []pfSeg
@@ -254,8 +266,9 @@ func (p *prefetcher) parse(key, path, query string) {
 	}
 }
 
-// read returns a stored playlist's body (decompressed when the origin gzipped it), nil when
-// the entry is gone, not a 200, or too large.
+// read returns a stored playlist's metadata (nil when the entry is gone) and body,
+// decompressed when the origin gzipped it; the body is nil for an answer other than a 200, and
+// err says why one could not be read.
 func (p *prefetcher) read(key string) ([]byte, *object.Meta, error) {
 	e, ok := p.s.store.open(key)
 	if !ok {
@@ -263,8 +276,12 @@ func (p *prefetcher) read(key string) ([]byte, *object.Meta, error) {
 	}
 	defer e.close()
 	m := e.meta
-	if m.Status != http.StatusOK || m.Size > playlist.MaxBodyBytes {
-		return nil, nil, nil
+	mc := *m
+	if m.Status != http.StatusOK {
+		return nil, &mc, nil
+	}
+	if m.Size > playlist.MaxBodyBytes {
+		return nil, &mc, playlist.ErrTooLarge
 	}
 	var r io.Reader
 	switch {
@@ -273,7 +290,7 @@ func (p *prefetcher) read(key string) ([]byte, *object.Meta, error) {
 	case e.file != nil:
 		r = io.NewSectionReader(e.file, 0, m.Size)
 	default:
-		return nil, nil, nil
+		return nil, &mc, nil
 	}
 	for _, f := range m.Header {
 		if f.Name != "Content-Encoding" {
@@ -284,21 +301,20 @@ func (p *prefetcher) read(key string) ([]byte, *object.Meta, error) {
 		case "gzip", "x-gzip":
 			zr, err := gzip.NewReader(r)
 			if err != nil {
-				return nil, nil, err
+				return nil, &mc, err
 			}
 			r = zr
 		default:
-			return nil, nil, errors.New("content coding " + f.Value + " is not read")
+			return nil, &mc, errors.New("content coding " + f.Value + " is not read")
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r, playlist.MaxBodyBytes+1))
 	if err != nil {
-		return nil, nil, err
+		return nil, &mc, err
 	}
 	if len(body) > playlist.MaxBodyBytes {
-		return nil, nil, playlist.ErrTooLarge
+		return nil, &mc, playlist.ErrTooLarge // a gzip bomb stops here
 	}
-	mc := *m
 	return body, &mc, nil
 }
 

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/duetcdn/duet/internal/signedurl"
+	"github.com/duetcdn/duet/internal/testenv"
 	"github.com/duetcdn/duet/origin"
 )
 
@@ -52,7 +54,7 @@ func (mo *mediaOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	live := mo.liveLast
 	mo.mu.Unlock()
 	switch p {
-	case "/vod/h/index.m3u8":
+	case "/vod/h/index.m3u8", "/vod/g/index.m3u8":
 		var b strings.Builder
 		b.WriteString("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n")
 		for i := range vodSegments {
@@ -61,6 +63,17 @@ func (mo *mediaOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		b.WriteString("#EXT-X-ENDLIST\n")
 		w.Header().Set("Cache-Control", "max-age=3600")
 		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		if p == "/vod/g/index.m3u8" {
+			// The gzipped playlist, to a viewer who takes it (as many origins send playlists).
+			w.Header().Set("Vary", "Accept-Encoding")
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+				w.Header().Set("Content-Encoding", "gzip")
+				zw := gzip.NewWriter(w)
+				_, _ = zw.Write([]byte(b.String()))
+				_ = zw.Close()
+				return
+			}
+		}
 		_, _ = w.Write([]byte(b.String()))
 		return
 	case "/vod/d/manifest.mpd":
@@ -166,6 +179,12 @@ func play(t *testing.T, h *harness, manifest string, segs []string) []string {
 		t.Errorf("%s %s: %d", h.cfg.Name, manifest, resp.StatusCode)
 		return nil
 	}
+	return playSegments(t, h, segs)
+}
+
+// playSegments is play without the manifest.
+func playSegments(t *testing.T, h *harness, segs []string) []string {
+	t.Helper()
 	statuses := make([]string, 0, len(segs))
 	tick := time.NewTicker(playerPace)
 	defer tick.Stop()
@@ -268,6 +287,23 @@ func TestPrefetchSignedURL(t *testing.T) {
 		if n := mo.fetches(s); n != 1 {
 			t.Errorf("%s fetched %d times from the origin, want once", s, n)
 		}
+	}
+}
+
+// TestPrefetchGzipPlaylist: a playlist the origin sent gzipped (Vary: Accept-Encoding) is read.
+func TestPrefetchGzipPlaylist(t *testing.T) {
+	mo := newMediaOrigin(t, 16<<10, 0)
+	h := startEdge(t, mo.httpOrigin(t), withPrefetch)
+	if resp, _ := h.get("/vod/g/index.m3u8", "Accept-Encoding", "gzip"); resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("gzipped playlist: %d %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+	segs := make([]string, 8)
+	for i := range segs {
+		segs[i] = "/vod/g/seg-" + strconv.Itoa(i) + ".ts"
+	}
+	st := playSegments(t, h, segs)
+	if hits, share := hitShare(st[2:]); share < 0.9 {
+		t.Errorf("gzipped playlist: %d hits after the first two segments: %q", hits, st)
 	}
 }
 
@@ -416,4 +452,20 @@ func (mo *mediaOrigin) prefetchCount() int {
 	mo.mu.Lock()
 	defer mo.mu.Unlock()
 	return mo.prefetches
+}
+
+// TestPrefetchPlaylistReadOnce: a playlist version that lists nothing to prefetch (a cached
+// 404, a multivariant playlist) is read once, not on every request for it.
+func TestPrefetchPlaylistReadOnce(t *testing.T) {
+	mo := newMediaOrigin(t, 16<<10, 0)
+	h := startEdge(t, mo.httpOrigin(t), withPrefetch)
+	if resp, _ := h.get("/vod/none/index.m3u8"); resp.StatusCode != 404 {
+		t.Fatalf("missing playlist: %d", resp.StatusCode)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		h.srv.pf.mu.Lock()
+		defer h.srv.pf.mu.Unlock()
+		_, ok := h.srv.pf.parsed["/vod/none/index.m3u8"]
+		return ok
+	}, "the cached 404's version was never recorded: it would be read again on every request")
 }
