@@ -143,8 +143,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !rq.corsApplied {
 		s.applyCORS(ctx)
 	}
-	if s.pf != nil && !rq.peer && !rq.head && cs != csError && cs != csPass {
-		s.pf.served(ctx, &rq)
+	if s.pf != nil && !rq.peer && !rq.head && cs != csError && cs != csPass &&
+		len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) == 0 {
+		s.pf.served(ctx, &rq) // (a prefetch has no credentials: content that needs them is not prefetched)
 	}
 	s.requestEnd(ctx, &rq, cs)
 }

@@ -153,8 +153,9 @@ func newPrefetcher(s *Server, cfg PrefetchConfig, reg prometheus.Registerer) *pr
 }
 
 // served is told of every GET a viewer got an answer to (not peers: the asking edge prefetches
-// for its own viewers): a segment request moves its track's prefetch along, a playlist that is
-// new or changed is parsed.
+// for its own viewers; not requests with credentials: a prefetch, which has none, would be
+// refused, and its refusal make the key pass for a while): a segment request moves its
+// track's prefetch along, a playlist that is new or changed is parsed.
 func (p *prefetcher) served(ctx *fasthttp.RequestCtx, rq *request) {
 	switch kindOf(rq.path) {
 	case kindSegment:

@@ -100,6 +100,23 @@ func (mo *mediaOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache") // stored, and asked for again on each poll
 		_, _ = w.Write([]byte(b.String()))
 		return
+	case "/live/d/manifest.mpd":
+		// The same window as a dynamic MPD: a SegmentTimeline of 2 s segments, $Number$ URIs.
+		first := max(0, live-5)
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-01-01T00:00:00Z" minimumUpdatePeriod="PT2S" minBufferTime="PT2S">
+ <Period id="live" start="PT0S">
+  <AdaptationSet mimeType="video/mp4">
+   <SegmentTemplate timescale="1000" startNumber="%d" media="$RepresentationID$/$Number$.m4s" initialization="$RepresentationID$/init.mp4">
+    <SegmentTimeline><S t="%d" d="2000" r="%d"/></SegmentTimeline>
+   </SegmentTemplate>
+   <Representation id="lo" bandwidth="%d"/>
+   <Representation id="hi" bandwidth="%d"/>
+  </AdaptationSet>
+ </Period>
+</MPD>`, first, first*2000, live-first, mo.segBytes*4, mo.segBytes*8)
+		return
 	}
 	if kindOf(p) != kindSegment {
 		http.NotFound(w, r)
@@ -375,6 +392,53 @@ func TestPrefetchLive(t *testing.T) {
 	for i := 3; i < pos; i++ {
 		if n := mo.fetches("/live/l/" + strconv.Itoa(i) + ".ts"); n != 1 {
 			t.Errorf("live segment %d fetched %d times from the origin, want once", i, n)
+		}
+	}
+}
+
+// TestPrefetchLiveDASH: the same with a dynamic MPD (SegmentTimeline): once a viewer plays a
+// representation, each new MPD prefetches its newest segments; the representation nobody
+// plays is not prefetched.
+func TestPrefetchLiveDASH(t *testing.T) {
+	mo := newMediaOrigin(t, 32<<10, 0)
+	h := startEdge(t, mo.httpOrigin(t), withPrefetch)
+	const cycles = 16
+	var statuses []string
+	pos := 3
+	tick := time.NewTicker(playerPace)
+	defer tick.Stop()
+	for c := range cycles {
+		if resp, _ := h.get("/live/d/manifest.mpd"); resp.StatusCode != 200 {
+			t.Fatalf("live MPD: %d", resp.StatusCode)
+		}
+		if c == 0 {
+			if resp, _ := h.get("/live/d/lo/init.mp4"); resp.StatusCode != 200 {
+				t.Fatalf("init: %d", resp.StatusCode)
+			}
+		}
+		<-tick.C
+		p := "/live/d/lo/" + strconv.Itoa(pos) + ".m4s"
+		resp, body := h.get(p)
+		if resp.StatusCode != 200 || string(body) != string(segmentBody(p, len(body))) {
+			t.Fatalf("%s: %d", p, resp.StatusCode)
+		}
+		statuses = append(statuses, resp.Header.Get("Cache-Status"))
+		pos++
+		mo.publish()
+	}
+	hits, share := hitShare(statuses[2:])
+	t.Logf("live DASH: %d of %d segments after the first two were hits (%.0f %%)", hits, len(statuses)-2, 100*share)
+	if share < 0.9 {
+		t.Errorf("live DASH: %.0f %% hits after the first two segments, want at least 90 %%: %q", 100*share, statuses)
+	}
+	mo.mu.Lock()
+	defer mo.mu.Unlock()
+	for p, n := range mo.count {
+		if strings.HasPrefix(p, "/live/d/hi/") {
+			t.Errorf("%s of the representation nobody plays was fetched", p)
+		}
+		if strings.HasPrefix(p, "/live/d/lo/") && n != 1 {
+			t.Errorf("%s fetched %d times from the origin, want once", p, n)
 		}
 	}
 }
