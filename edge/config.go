@@ -57,6 +57,8 @@ type Config struct {
 	Cache CacheConfig `yaml:"cache"`
 	// PeerFill makes the edges of a region one cache (docs/scale-out.md).
 	PeerFill PeerFillConfig `yaml:"peer_fill"`
+	// Prefetch fetches the segments viewers will ask for next (docs/scale-out.md).
+	Prefetch PrefetchConfig `yaml:"prefetch"`
 	// DrainDelay is how long the edge keeps serving after it has turned not-ready on shutdown, so
 	// that load balancers and steering move viewers away first. Default 0.
 	DrainDelay time.Duration `yaml:"drain_delay"`
@@ -302,6 +304,33 @@ type PeerFillConfig struct {
 	Cooldown time.Duration `yaml:"cooldown"`
 }
 
+// PrefetchConfig turns on playlist-driven prefetch: the edge reads the HLS media playlists and
+// DASH MPDs it serves and, when a viewer asks for a segment, fetches the next segments of the
+// same rendition that are not cached yet, so that the viewer's next requests are hits; a new
+// VOD playlist prefetches its first segments, a new version of a live one its newest. A
+// prefetch is low priority: it never waits for the origin budget (it is dropped instead),
+// goes to the segment's owner edge with peer fill, and is skipped for objects that are cached
+// or being fetched (a viewer who asks meanwhile joins it).
+type PrefetchConfig struct {
+	// Enabled turns prefetch on. Default false: each segment's first viewer on an edge waits
+	// for the origin (a prefetched segment nobody then watches is origin egress spent for
+	// nothing, so the operator decides); `duet dev` turns it on.
+	Enabled bool `yaml:"enabled"`
+	// Segments is how many segments ahead of a viewer are prefetched: after the segment it asks
+	// for, or the first (VOD) or newest (live) when it starts. Three segments are the 18 s or so
+	// a player buffers ahead, and the live edge distance an HLS player keeps (three target
+	// durations). Default 3; 1 to 20.
+	Segments int `yaml:"segments"`
+	// MaxBytesInFlight bounds the bytes the edge's prefetches have in flight together. A
+	// prefetch reserves the size its rendition's segments have (the largest seen, or the
+	// MPD's bandwidth × duration; before any is known, the whole bound, so that it runs
+	// alone) and is dropped when that does not fit. Default 64MiB.
+	MaxBytesInFlight ByteSize `yaml:"max_bytes_in_flight"`
+	// MaxConcurrent bounds the edge's prefetches in flight; past it a prefetch is dropped.
+	// Default 16; 1 to 1024.
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
 // QueryDropped is cache.drop_query as set, or its default for the configured origins.
 func (c *Config) QueryDropped() bool {
 	if c.Cache.DropQuery != nil {
@@ -334,6 +363,7 @@ func DefaultConfig() Config {
 		Origin:              OriginConfig{Name: DefaultOriginName, Timeout: 10 * time.Second, MaxConns: 256, Config: s3conf.Config{S3Region: s3conf.DefaultRegion}, BreakerFailures: 3, BreakerCooldown: time.Second, MaxQueue: 1000, MaxWait: 2 * time.Second},
 		Memory:              MemoryConfig{MaxBytes: 256 << 20, MaxObjectBytes: 4 << 20},
 		PeerFill:            PeerFillConfig{Timeout: time.Second, Cooldown: 3 * time.Second},
+		Prefetch:            PrefetchConfig{Segments: 3, MaxBytesInFlight: 64 << 20, MaxConcurrent: 16},
 		Disk:                DiskConfig{Dir: ".duet/cache", MaxBytes: 10 << 30},
 		Cache: CacheConfig{
 			MaxHeuristicTTL: 24 * time.Hour,
@@ -420,6 +450,17 @@ func (c *Config) Validate() error {
 		}
 		if pf.Timeout <= 0 || pf.Cooldown <= 0 {
 			bad("peer_fill.timeout and peer_fill.cooldown must be positive")
+		}
+	}
+	if pc := &c.Prefetch; pc.Enabled {
+		if pc.Segments < 1 || pc.Segments > 20 {
+			bad("prefetch.segments %d must be between 1 and 20", pc.Segments)
+		}
+		if pc.MaxBytesInFlight < 64<<10 {
+			bad("prefetch.max_bytes_in_flight must be at least 64KiB (a segment must fit)")
+		}
+		if pc.MaxConcurrent < 1 || pc.MaxConcurrent > 1024 {
+			bad("prefetch.max_concurrent %d must be between 1 and 1024", pc.MaxConcurrent)
 		}
 	}
 	if c.Memory.MaxBytes <= 0 {

@@ -207,7 +207,8 @@ func (s *Server) exchange(ctx context.Context, f *flight, oreq *origin.Request, 
 	}
 	reqTime = s.now()
 	// A stale entry that may answer while the origin budget is exhausted does not queue for it.
-	resp, err := s.fetchFill(ctx, f, oreq, stale != nil && !s.untrusted.Load() && s.canWaitOut(stale, reqTime))
+	// Nor does a prefetch: it takes a turn only when one is free now.
+	resp, err := s.fetchFill(ctx, f, oreq, f.prefetch || stale != nil && !s.untrusted.Load() && s.canWaitOut(stale, reqTime))
 	respTime = s.now()
 	f.originTime = respTime.Sub(reqTime) // before settle, which publishes it
 	fail := func(status int, err error) {

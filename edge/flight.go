@@ -59,6 +59,9 @@ type flight struct {
 	// peerKey, set by the leader before the fill starts, is the key whose owner among the
 	// region's edges the fill asks before the origin (peer fill); "" goes to the origin.
 	peerKey string
+	// prefetch, set by the leader before the fill starts, marks a prefetch's fill (prefetch.go):
+	// it never waits for the origin budget.
+	prefetch bool
 
 	// result is set by settle before ready is closed, and read-only afterwards.
 	result

@@ -143,6 +143,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !rq.corsApplied {
 		s.applyCORS(ctx)
 	}
+	if s.pf != nil && !rq.peer && !rq.head && cs != csError && cs != csPass &&
+		len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) == 0 {
+		s.pf.served(ctx, &rq) // (a prefetch has no credentials: content that needs them is not prefetched)
+	}
 	s.requestEnd(ctx, &rq, cs)
 }
 
@@ -245,6 +249,8 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 		if s.peer != nil && !rq.peer && !auth {
 			f.peerKey = strings.Clone(rq.primary)
 		}
+		// A peer's prefetch is a prefetch here too (the header counts only from an authenticated peer).
+		f.prefetch = rq.peer && len(ctx.Request.Header.PeekCanonical(hdrPrefetch)) > 0
 		go s.fill(f, s.originRequest(ctx, rq), stale, rq.path, rq.primary)
 	})
 	defer f.unpin()
@@ -274,6 +280,10 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 	case outSliced:
 		return s.serveSlices(ctx, rq), false
 	default: // outFailed, and no stale entry may stand in
+		if f.prefetch && errors.Is(f.err, ErrOriginBudget) && !last {
+			// A prefetch refused a turn it would not wait for: this viewer waits for its own.
+			return csError, true
+		}
 		if f.errResp != nil {
 			s.writeBuffered(ctx, f.errResp, rq.head)
 			return csPass, false

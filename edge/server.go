@@ -139,6 +139,8 @@ type Server struct {
 	// peer is peer fill (nil: off); budget paces origin requests (nil: no budget).
 	peer   *peerFill
 	budget *originBudget
+	// pf is playlist-driven prefetch (nil: off).
+	pf *prefetcher
 }
 
 // New builds an edge: it validates cfg, opens the disk tier (rebuilding its index, so a restarted
@@ -239,6 +241,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		mem.Close()
 		return nil, err
 	}
+	s.pf = newPrefetcher(s, cfg.Prefetch, deps.Registry)
 	s.idPrefix = newIDPrefix()
 	s.trusted, _ = clientaddr.ParsePrefixes(cfg.AccessLog.TrustedProxies) // checked by Validate
 	if s.alog, err = newAccessLog(cfg, deps); err != nil {

@@ -79,6 +79,9 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
 	ec.SignedURLs = s.SignedURLs
+	// Prefetch is off by default (it spends origin egress on a guess); the dev player shows
+	// what it buys: after its first segments, every segment is a hit.
+	ec.Prefetch.Enabled = true
 	if s.TLS != nil {
 		ec.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
 	}

@@ -107,6 +107,14 @@ func generatedHelp(role, path string) string {
 			return "Timeout bounds the connection to the owner and the wait for its answer's headers: past it the edge fetches from the origin at once; an owner that refuses the connection is replaced at once by the next edge in rendezvous order (or the origin)."
 		case "peer_fill.cooldown":
 			return "Cooldown is how long an owner that failed is left out: its objects go to the next edge in rendezvous order (or the origin) meanwhile."
+		case "prefetch.enabled":
+			return "Enabled turns prefetch on."
+		case "prefetch.segments":
+			return "Segments is how many segments ahead of a viewer are prefetched: after the segment it asks for, or the first (VOD) or newest (live) when it starts."
+		case "prefetch.max_bytes_in_flight":
+			return "MaxBytesInFlight bounds the bytes the edge's prefetches have in flight together."
+		case "prefetch.max_concurrent":
+			return "MaxConcurrent bounds the edge's prefetches in flight; past it a prefetch is dropped."
 		case "drain_delay":
 			return "DrainDelay is how long the edge keeps serving after it has turned not-ready on shutdown, so that load balancers and steering move viewers away first."
 		case "shutdown_timeout":
