@@ -97,10 +97,13 @@ type pfTrack struct {
 	dash bool
 	elem *list.Element
 	// estimate is the size a segment of the track is expected to have (the largest seen, or the
-	// MPD's bandwidth × duration); active is set once a viewer asked for one of its segments.
-	// Both guarded by mu.
+	// MPD's bandwidth × duration); active is set once a viewer asked for one of its segments;
+	// next is the first segment not yet prefetched or found cached: the segments before it need
+	// no look, so a viewer's segment hit whose next segments were seen to already costs one map
+	// lookup. All guarded by mu.
 	estimate int64
 	active   bool
+	next     int
 }
 
 // segRef is where a segment is: its track and its index there (-1: the initialisation segment).
@@ -402,20 +405,27 @@ func (p *prefetcher) segment(key string) {
 	t := ref.t
 	t.active = true
 	p.lru.MoveToFront(t.elem)
+	var lo, hi int
+	switch {
+	case ref.i >= 0:
+		lo, hi = ref.i+1, min(ref.i+1+p.ahead, len(t.segs))
+	case t.live:
+		lo, hi = max(0, len(t.segs)-p.ahead), len(t.segs)
+	default:
+		lo, hi = 0, min(p.ahead, len(t.segs))
+	}
+	lo = max(lo, t.next)
 	p.mu.Unlock()
+	if lo >= hi {
+		return // seen to already
+	}
 	if m, ok := p.s.store.peek(key); ok && m.Size > 0 {
 		p.learn(t, m.Size)
 	}
-	var cands []pfSeg
-	switch {
-	case ref.i >= 0:
-		cands = t.segs[ref.i+1 : min(ref.i+1+p.ahead, len(t.segs))]
-	case t.live:
-		cands = t.segs[max(0, len(t.segs)-p.ahead):]
-	default:
-		cands = t.segs[:min(p.ahead, len(t.segs))]
-	}
-	p.fetch(t, cands)
+	done := p.fetch(t, t.segs[lo:hi])
+	p.mu.Lock()
+	t.next = max(t.next, lo+done)
+	p.mu.Unlock()
 }
 
 // learn records the size of one of t's segments.
@@ -426,12 +436,17 @@ func (p *prefetcher) learn(t *pfTrack, size int64) {
 }
 
 // fetch starts the prefetches of cands that are neither cached nor being fetched, within the
-// bounds.
-func (p *prefetcher) fetch(t *pfTrack, cands []pfSeg) {
+// bounds, and returns how many of cands, from the first, were started or found cached or in
+// flight (the ones after a candidate the bounds dropped are looked at again next time).
+func (p *prefetcher) fetch(t *pfTrack, cands []pfSeg) int {
 	s := p.s
+	done, dropped := 0, false
 	for _, c := range cands {
 		if s.bgCtx.Err() != nil {
-			return // shutting down
+			return done // shutting down
+		}
+		if !dropped {
+			done++
 		}
 		if s.store.isSliced(c.key) {
 			continue // a large object: its slices are fetched as viewers read them
@@ -446,6 +461,9 @@ func (p *prefetcher) fetch(t *pfTrack, cands []pfSeg) {
 		if p.running.Add(1) > p.maxConc {
 			p.running.Add(-1)
 			p.dropped.WithLabelValues(dropConcurrency).Inc()
+			if !dropped {
+				done, dropped = done-1, true
+			}
 			continue
 		}
 		p.mu.Lock()
@@ -457,10 +475,14 @@ func (p *prefetcher) fetch(t *pfTrack, cands []pfSeg) {
 		if !p.reserve(res) {
 			p.running.Add(-1)
 			p.dropped.WithLabelValues(dropBytes).Inc()
+			if !dropped {
+				done, dropped = done-1, true
+			}
 			continue
 		}
 		p.start(t, c, key, res)
 	}
+	return done
 }
 
 // reserve takes n bytes of the bound, when they are free.
