@@ -161,7 +161,8 @@ func (c *cluster) prepare() error {
 		for j := range c.edges {
 			es := EdgeSpec{Name: edgeName(r.name, j), Region: r.name, Listen: c.layout.edge(i, j),
 				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, NATSNKeyFile: c.ids.seeds[edgeName(r.name, j)], PurgeRegions: c.regionNames(),
-				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg, TLS: c.tlsSpec()}
+				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg, TLS: c.tlsSpec(),
+				PeerSecret: c.sec.peerSecret(r.name)}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
 			// Edges read with credentials that can only read.

@@ -79,6 +79,7 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	ec.NATS, ec.Purge.Regions = natsConfig{URLs: []string{s.NATSURL}, NKeyFile: s.NATSNKeyFile}, s.PurgeRegions
 	ec.Steering = steeringInjectConfig{HLSServerURI: s.HLSSteeringURI, DASHServerURI: s.DASHSteeringURI}
 	ec.SignedURLs = s.SignedURLs
+	ec.PeerFill.Enabled, ec.PeerFill.Secret = s.PeerSecret != "", s.PeerSecret
 	if s.TLS != nil {
 		ec.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
 	}
