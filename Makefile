@@ -78,8 +78,9 @@ image:
 #? test: MinIO, Pebble, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
 test: $(MINIO_STAMP) $(PEBBLE_STAMP) $(if $(filter true,$(CI)),browser) vet lint
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
-	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
-	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
+	@# without the race detector (it allocates, and it upsets ristretto's sampled counting), and
+	@# so is the purge of 100,000 objects and their refill at the origin budget (200,000 requests).
+	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU|OriginBudgetAfterPurge100k' ./edge/ ./edge/hitratio/
 	@# Build the race-enabled test binaries on every core first (running none of their tests)...
 	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
 	@# ...then test one package at a time: the integration tests start MinIO, NATS and edge processes, and

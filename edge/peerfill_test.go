@@ -36,11 +36,15 @@ type originLog struct {
 	count map[string]int
 	times []time.Time
 	url   string
+	conns atomic.Int64 // connections the origin accepted
 }
 
-func newOriginLog(t testing.TB) *originLog {
+func newOriginLog(t testing.TB) *originLog { return newOriginLogBody(t, zBody) }
+
+// newOriginLogBody is newOriginLog serving body(n) as /z/<n>.
+func newOriginLogBody(t testing.TB, zBody func(int) []byte) *originLog {
 	ol := &originLog{count: map[string]int{}}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ol.mu.Lock()
 		ol.count[r.URL.Path]++
 		ol.times = append(ol.times, time.Now())
@@ -56,6 +60,12 @@ func newOriginLog(t testing.TB) *originLog {
 		w.Header().Set("Surrogate-Key", "z all-z")
 		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(body)))
 	}))
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			ol.conns.Add(1)
+		}
+	}
+	ts.Start()
 	t.Cleanup(ts.Close)
 	ol.url = ts.URL
 	return ol
