@@ -78,8 +78,9 @@ image:
 #? test: MinIO, Pebble, under CI=true chromium, vet, lint, and every test (integration tests included) with the race detector
 test: $(MINIO_STAMP) $(PEBBLE_STAMP) $(if $(filter true,$(CI)),browser) vet lint
 	@# The hit path's allocation budget and the tiers' hit ratio against an LRU are checked
-	@# without the race detector (it allocates, and it upsets ristretto's sampled counting).
-	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU' ./edge/ ./edge/hitratio/
+	@# without the race detector (it allocates, and it upsets ristretto's sampled counting), and
+	@# so is the purge of 100,000 objects and their refill at the origin budget (200,000 requests).
+	$(GO) test -count=1 -run 'Allocations|TiersBeatLRU|OriginBudgetAfterPurge100k' ./edge/ ./edge/hitratio/
 	@# Build the race-enabled test binaries on every core first (running none of their tests)...
 	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
 	@# ...then test one package at a time: the integration tests start MinIO, NATS and edge processes, and
@@ -134,9 +135,14 @@ bench-upload: $(MINIO_STAMP) build
 loadtest: $(MINIO_STAMP) build
 	LOADTEST_DURATION=$${LOADTEST_DURATION:-30s} loadtest/run.sh
 
+#? scale-test: one region of 8 edge processes with peer fill, steering and MinIO under duet loadtest's zipf load, one edge
+#?        killed mid-run; logs origin fetches per object, origin bytes per viewer byte, each edge's share (RATE=req/s, default 200)
+scale-test: $(MINIO_STAMP)
+	@set -o pipefail; DUET_SCALE_RATE=$${RATE:-} $(GO) test -count=1 -v -run '^TestScaleOutRegionOfEight$$' ./cmd/duet/ | grep -E 'scaleregion_e2e_test|^(--- |ok|FAIL)'
+
 #? run: the whole CDN on this machine: two regions, a sample stream, a player (Ctrl-C stops);
 #?      ARGS are duet dev's flags, e.g. make run ARGS='--port-offset 1000' (bin/duet dev --help lists them)
 run: $(MINIO_STAMP) build
 	$(BIN)/duet dev $(ARGS)
 
-.PHONY: help tools browser build image test vet lint check-generated generate fuzz bench bench-upload loadtest run
+.PHONY: help tools browser build image test vet lint check-generated generate fuzz bench bench-upload loadtest scale-test run

@@ -162,6 +162,11 @@ func (c *cluster) prepare() error {
 			es := EdgeSpec{Name: edgeName(r.name, j), Region: r.name, Listen: c.layout.edge(i, j),
 				Admin: c.layout.edgeAdm(i, j), AdminToken: c.sec.EdgeAdminToken, NATSURL: r.natsURL, NATSNKeyFile: c.ids.seeds[edgeName(r.name, j)], PurgeRegions: c.regionNames(),
 				HLSSteeringURI: steer + "/v1/steer/hls", DASHSteeringURI: steer + "/v1/steer/dash", SignedURLs: c.sign.cfg, TLS: c.tlsSpec()}
+			// Peer fill over plain HTTP only: peers reach each other at their announced URL,
+			// and the edges' peer client trusts the system's CAs, not --https's local one.
+			if c.tls == nil {
+				es.PeerSecret = c.sec.peerSecret(r.name)
+			}
 			// Its own region's origin first, then the others': a dead origin costs a miss one
 			// failover, not an error.
 			// Edges read with credentials that can only read.

@@ -69,6 +69,9 @@ type EdgeSpec struct {
 	// SignedURLs are the keys and protected prefixes (the protected stream's).
 	SignedURLs signedurl.Config
 	TLS        *TLSSpec // nil: plain HTTP
+	// PeerSecret is the region's peer fill secret: the edges of a region fill their misses from
+	// each other (docs/scale-out.md).
+	PeerSecret string
 }
 
 // TLSSpec is `duet dev --https`'s certificate for a viewer-facing listener, and the CA that

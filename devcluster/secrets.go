@@ -1,7 +1,9 @@
 package devcluster
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +36,9 @@ type secrets struct {
 	EdgeOrigin       string `json:"edge_origin_secret"`
 	ReplicatorOrigin string `json:"replicator_origin_secret"`
 	UploadOrigin     string `json:"upload_origin_secret"`
+	// PeerFill is the key each region's peer fill secret is derived from (peerSecret): the
+	// edges of a region sign their requests to each other with it.
+	PeerFill string `json:"peer_fill_secret"`
 }
 
 // The MinIO users of the roles, the same in every region's MinIO. The root credentials stay
@@ -59,7 +64,7 @@ func loadSecrets(dir string) (secrets, error) {
 			return s, fmt.Errorf("read %s: %w (delete it to have new credentials generated)", p, err)
 		}
 	}
-	for _, f := range []*string{&s.ControlToken, &s.PurgeToken, &s.EdgeAdminToken, &s.MinIORoot, &s.EdgeOrigin, &s.ReplicatorOrigin, &s.UploadOrigin} {
+	for _, f := range []*string{&s.ControlToken, &s.PurgeToken, &s.EdgeAdminToken, &s.MinIORoot, &s.EdgeOrigin, &s.ReplicatorOrigin, &s.UploadOrigin, &s.PeerFill} {
 		if len(*f) < 16 {
 			*f = randomSecret()
 		}
@@ -84,6 +89,14 @@ func writePrivate(path string, b []byte) error {
 		return fmt.Errorf("restrict %s to its owner: %w", path, err)
 	}
 	return nil
+}
+
+// peerSecret is region's peer fill secret: the edges of one region share it, and no two regions
+// do (an edge accepts peer requests only from its own region's edges).
+func (s secrets) peerSecret(region string) string {
+	m := hmac.New(sha256.New, []byte(s.PeerFill))
+	m.Write([]byte("duet dev peer fill " + region))
+	return hex.EncodeToString(m.Sum(nil)[:20])
 }
 
 func randomSecret() string {

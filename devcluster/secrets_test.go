@@ -43,6 +43,11 @@ func TestSecretsArePrivateAndKept(t *testing.T) {
 	if s1 != s2 || s1.PurgeToken != "kept-from-before-0123" || len(s1.ControlToken) < 16 || s1.ControlToken == s1.EdgeAdminToken {
 		t.Fatalf("secrets not kept, or weak: %+v then %+v", s1, s2)
 	}
+	// Each region's peer fill secret is its own (an edge takes peer requests only from its
+	// region), long enough for the edge, and the same after a restart.
+	if a, b := s1.peerSecret("eu-west"), s1.peerSecret("us-east"); a == b || len(a) < 16 || a != s2.peerSecret("eu-west") || strings.Contains(a, s1.PeerFill) {
+		t.Fatalf("peer secrets: %q and %q", a, b)
+	}
 	if tok, err := ControlToken(dir); err != nil || tok != s1.ControlToken {
 		t.Fatalf("ControlToken: %q %v", tok, err)
 	}

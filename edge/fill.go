@@ -486,7 +486,7 @@ func (s *Server) revalidateInBackground(ctx *fasthttp.RequestCtx, key string, rq
 		f.unpin()
 		return
 	}
-	if s.peer != nil && !rq.peer && len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) == 0 {
+	if s.peer != nil && !rq.peer && len(ctx.Request.Header.PeekCanonical(hdrAuthorization)) == 0 && s.peerable(rq.path) {
 		f.peerKey = strings.Clone(rq.primary)
 	}
 	// The viewer's headers go along as on a miss: the entry may be one variant of a response

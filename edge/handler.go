@@ -246,7 +246,7 @@ func (s *Server) serveFill(ctx *fasthttp.RequestCtx, rq *request, key string, st
 		fkey = authFlightKey(key, ctx.Request.Header.PeekCanonical(hdrAuthorization))
 	}
 	f, leader := s.joinFill(fkey, func(f *flight) {
-		if s.peer != nil && !rq.peer && !auth {
+		if s.peer != nil && !rq.peer && !auth && s.peerable(rq.path) {
 			f.peerKey = strings.Clone(rq.primary)
 		}
 		// A peer's prefetch is a prefetch here too (the header counts only from an authenticated peer).

@@ -127,6 +127,10 @@ func startEdgeConfig(t testing.TB, o Origin, cfg Config, wrap ...func(fasthttp.R
 // startEdgeClock is startEdgeConfig with the edge's clock (nil: time.Now).
 func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wrap ...func(fasthttp.RequestHandler) fasthttp.RequestHandler) *harness {
 	t.Helper()
+	var rw ManifestRewriter
+	if ro, ok := o.(rewritingOrigin); ok { // an origin that brings the edge's manifest rewriter
+		o, rw = ro.Origin, ro.rw
+	}
 	co, ok := o.(*countingOrigin)
 	if !ok {
 		co = newCounting(o)
@@ -135,7 +139,7 @@ func startEdgeClock(t testing.TB, o Origin, cfg Config, now func() time.Time, wr
 	if _, ok := co.Origin.(Forwarder); ok {
 		o2 = countingForwarder{co}
 	}
-	srv, err := New(t.Context(), cfg, Deps{Origin: o2, Now: now, ACME: acme.Start})
+	srv, err := New(t.Context(), cfg, Deps{Origin: o2, Now: now, ACME: acme.Start, Rewriter: rw})
 	if err != nil {
 		t.Fatalf("new edge: %v", err)
 	}

@@ -108,6 +108,13 @@ func (p *peerFill) client(url string) (*origin.HTTP, error) {
 // errPeerRefused: the peer refused the request's signature (the secrets differ).
 var errPeerRefused = errors.New("peer refused the request (check that peer_fill.secret is the region's)")
 
+// peerable tells whether a miss of path may be filled from its owner among the peers: not a
+// playlist or MPD the edge rewrites (content steering), which the owner holds rewritten for
+// itself (its pathway, its URL); each edge rewrites the origin's own.
+func (s *Server) peerable(path string) bool {
+	return s.rewriter == nil || kindOf(path) != kindPlaylist
+}
+
 // fetchFill is a fill's fetch: from the key's owner when the flight may ask a peer (peerKey),
 // otherwise, or when the owner cannot answer, from the origin. noWait: see fetchBudget.
 //

@@ -36,11 +36,15 @@ type originLog struct {
 	count map[string]int
 	times []time.Time
 	url   string
+	conns atomic.Int64 // connections the origin accepted
 }
 
-func newOriginLog(t testing.TB) *originLog {
+func newOriginLog(t testing.TB) *originLog { return newOriginLogBody(t, zBody) }
+
+// newOriginLogBody is newOriginLog serving body(n) as /z/<n>.
+func newOriginLogBody(t testing.TB, zBody func(int) []byte) *originLog {
 	ol := &originLog{count: map[string]int{}}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ol.mu.Lock()
 		ol.count[r.URL.Path]++
 		ol.times = append(ol.times, time.Now())
@@ -56,6 +60,12 @@ func newOriginLog(t testing.TB) *originLog {
 		w.Header().Set("Surrogate-Key", "z all-z")
 		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(body)))
 	}))
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			ol.conns.Add(1)
+		}
+	}
+	ts.Start()
 	t.Cleanup(ts.Close)
 	ol.url = ts.URL
 	return ol
@@ -103,13 +113,23 @@ type annSource struct{ s *Server }
 
 func (a annSource) Stats() announce.Stats { return announce.Stats{Serving: a.s.Ready()} }
 
-func startRegion(t *testing.T, n int, o Origin, mutate func(*Config)) *region {
+// rewritingOrigin gives the edge started with it a manifest rewriter (startEdgeClock).
+type rewritingOrigin struct {
+	Origin
+	rw ManifestRewriter
+}
+
+func startRegion(t *testing.T, n int, o Origin, mutate func(*Config), rewriter ...func(name string) ManifestRewriter) *region {
 	t.Helper()
 	ns := testenv.NATS(t)
 	r := &region{}
 	for i := range n {
 		name := "e" + strconv.Itoa(i+1)
-		h := startEdge(t, o, func(c *Config) {
+		eo := o
+		if len(rewriter) > 0 {
+			eo = rewritingOrigin{Origin: o, rw: rewriter[0](name)}
+		}
+		h := startEdge(t, eo, func(c *Config) {
 			c.Name, c.Region = name, "r1"
 			c.PeerFill = PeerFillConfig{Enabled: true, Secret: testPeerSecret, Timeout: time.Second, Cooldown: 3 * time.Second}
 			if mutate != nil {
@@ -421,4 +441,58 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// edgeStamp is a manifest rewriter that marks a playlist with its edge's name, as content
+// steering injects the edge's pathway; a playlist already marked is kept (already steered).
+type edgeStamp string
+
+func (e edgeStamp) Rewrite(_ string, body []byte) ([]byte, bool) {
+	if strings.Contains(string(body), "#X-EDGE:") {
+		return nil, false
+	}
+	return append(append([]byte(nil), body...), "#X-EDGE:"+string(e)+"\n"...), true
+}
+
+// TestPeerFillLeavesRewrittenManifestsToEachEdge: with content steering injected, every edge
+// of a region serves a playlist rewritten for itself (its pathway), never its owner's copy,
+// while media still comes from the owner.
+func TestPeerFillLeavesRewrittenManifestsToEachEdge(t *testing.T) {
+	var fetches sync.Map
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := fetches.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		if strings.HasSuffix(r.URL.Path, ".m3u8") {
+			_, _ = io.WriteString(w, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nv.m3u8\n")
+			return
+		}
+		_, _ = w.Write(zBody(1))
+	}))
+	t.Cleanup(o.Close)
+	ho, err := origin.NewHTTP(origin.HTTPConfig{BaseURL: o.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRegion(t, 2, ho, nil, func(name string) ManifestRewriter { return edgeStamp(name) })
+	for _, p := range []string{"/s/master.m3u8", "/s/seg1.ts"} {
+		for i, h := range r.edges {
+			resp, err := h.client.Get(h.url + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s %s: %d", r.names[i], p, resp.StatusCode)
+			}
+			if want := "#X-EDGE:" + r.names[i] + "\n"; strings.HasSuffix(p, ".m3u8") && !strings.HasSuffix(string(b), want) {
+				t.Errorf("%s serves %s rewritten for another edge: %q", r.names[i], p, b)
+			}
+		}
+	}
+	n, _ := fetches.Load("/s/seg1.ts")
+	if got := n.(*atomic.Int64).Load(); got != 1 {
+		t.Errorf("the segment was fetched %d times from the origin: peer fill is off for media too", got)
+	}
 }

@@ -59,6 +59,33 @@ func TestScenarios(t *testing.T) {
 		checkHTML(t, html(t, s), "Zipf catalogue")
 	})
 
+	// An edge that dies mid-run: zipf sends each request that edge fails to the route's next
+	// edge, as a player moves to its next pathway, and benches it; no request fails.
+	t.Run("zipf-edge-dies", func(t *testing.T) {
+		cfg := testConfig(c, "zipf")
+		cfg.Duration, cfg.Rate, cfg.Objects, cfg.ObjectSize = 3*time.Second, 150, 60, 8<<10
+		dead := c.edges[0] // first in every eu route
+		stopped := time.AfterFunc(1500*time.Millisecond, dead.halt)
+		defer stopped.Stop()
+		s, err := Run(t.Context(), cfg, Deps{})
+		if err := dead.start(); err != nil {
+			t.Fatalf("restart %s: %v", dead.name, err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var retry string
+		for _, e := range s.Events {
+			if e.Kind == "retry" {
+				retry = e.Detail
+			}
+		}
+		t.Logf("zipf with %s stopped halfway: %d requests, %d errors %v; retries: %q", dead.name, s.Requests, s.Errors, s.ErrorsByReason, retry)
+		if s.Errors != 0 || retry == "" {
+			t.Errorf("%d errors %v, retries %q: a request the dead edge failed must go to the route's next edge", s.Errors, s.ErrorsByReason, retry)
+		}
+	})
+
 	t.Run("failover", func(t *testing.T) {
 		cfg := testConfig(c, "failover")
 		// 2 s segments played 10× fast: a segment every 200 ms; stops at 0.9 s and 2.7 s.

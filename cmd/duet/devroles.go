@@ -82,6 +82,7 @@ func (devRoles) Edge(s devcluster.EdgeSpec) any {
 	// Prefetch is off by default (it spends origin egress on a guess); the dev player shows
 	// what it buys: after its first segments, every segment is a hit.
 	ec.Prefetch.Enabled = true
+	ec.PeerFill.Enabled, ec.PeerFill.Secret = s.PeerSecret != "", s.PeerSecret
 	if s.TLS != nil {
 		ec.TLS.Certificates = []tlsconf.CertKey{{Cert: s.TLS.Cert, Key: s.TLS.Key}}
 	}
