@@ -274,12 +274,15 @@ func originBudgetAfterPurge(t *testing.T, pc purgeCrowd) {
 		t.Logf("soft=%v: purge of %d entries in %s; refilled in %s; %d origin requests; in any second at most %d sent by the edge, %d arrived at the origin (budget %d); %d in any 5 s; %d viewer 503s",
 			soft, res.Entries, took.Round(time.Millisecond), refilled.Round(time.Millisecond), len(times), sentPeak, peak, budget, peak5, n503.Load())
 		// The edge spaces its tokens exactly (one token, refilled at the budget's rate), but the
-		// goroutine a token goes to may run tens of milliseconds late on a loaded two-core
-		// machine (-race, other packages' tests beside), so a few sends can crowd one second,
-		// and the turns handed out just before a five-second window can run inside it (seen:
-		// 507 at 100/s with the whole edge package running under -race).
+		// goroutine a token goes to may run late on a loaded two-core machine (-race, other
+		// packages' tests beside), and a send is seen when it runs. Turns granted evenly and seen
+		// up to `late` after fill any window of W with at most budget × (W + late) + 1 sends;
+		// an edge without a budget sends the refill at over ten times the rate. (Seen: 111 in a
+		// second and 507 in five at 100/s with the whole edge package running under -race.)
+		const late = 250 * time.Millisecond
 		sentPeak5 := maxPerWindow(sentTimes, 5*time.Second)
-		if sentPeak > budget+budget/10 || sentPeak5 > 5*budget+budget/10 {
+		allowed := func(w time.Duration) int { return int(float64(budget)*(w+late).Seconds()) + 1 }
+		if sentPeak > allowed(time.Second) || sentPeak5 > allowed(5*time.Second) {
 			t.Errorf("soft=%v: the edge sent %d origin requests within one second and %d within five, budget %d/s", soft, sentPeak, sentPeak5, budget)
 		}
 		// At the origin the network and the scheduler move arrivals by up to a few hundred ms on

@@ -305,7 +305,13 @@ func TestTLSHitWrites(t *testing.T) {
 		get(path) // the miss, and the connection's handshake
 		h.waitCached(path)
 		get(path) // a first hit
-		if n := get(path); n != c.writes {
+		// The fewest of three hits: a loaded machine can add a write (seen once under make
+		// test's load), never take one away.
+		n := get(path)
+		for range 2 {
+			n = min(n, get(path))
+		}
+		if n != c.writes {
 			t.Errorf("a %d-byte memory hit over TLS took %d writes to the socket, want %d", c.size, n, c.writes)
 		}
 	}

@@ -126,9 +126,10 @@ func TestVaryIndexForgets(t *testing.T) {
 		h.srv.store.evicted(k)
 		h.srv.store.remove(variantKey("/v3", "Accept-Encoding="+enc))
 	}
-	if n := h.srv.store.varyLen(); n != urls-14 {
-		t.Fatalf("Vary index holds %d URLs after 14 lost their variants, want %d", n, urls-14)
-	}
+	// A fill's hold on its URL's entry ends just after its variant is stored (beginVary's done),
+	// so on a loaded machine the last fills may still hold theirs for a moment.
+	testenv.Eventually(t, 10*time.Second, func() bool { return h.srv.store.varyLen() == urls-14 },
+		"the Vary index never came down to %d URLs after 14 of them lost their variants", urls-14)
 	// One variant left: the URL stays indexed.
 	h.srv.store.remove(variantKey("/v4", "Accept-Encoding=gzip"))
 	if h.srv.store.varyOf("/v4") == nil {
