@@ -8,7 +8,10 @@
 #   edge/perf/conns.sh idle         RSS per idle keep-alive connection: IDLE_CONNS connections
 #                                   (default 4000), one GET /obj/1k each, then idle
 #                                   (edge/perf/idleconns); the edge's RSS and nginx's (master and
-#                                   workers), growth / connections
+#                                   workers), growth / connections, 2 s after the last opened;
+#                                   for the edge again 15 s later, after two garbage collections
+#                                   (asked through its admin /debug/pprof): what it settles at
+#                                   with its idle connections parked (idle_park_after)
 #   edge/perf/conns.sh many [T...]  wrk -t2 -c$CONNS (default 4000) -d$DURATION (8s) on 1 KiB and
 #                                   64 KiB hits, the targets one after another, ROUNDS times
 #                                   (default 3): req/s, p99, and each target over the first
@@ -46,6 +49,9 @@ VIEWERS=${VIEWERS:-8}
 NGINX=http://127.0.0.1:$((PORT_BASE + 1))
 EDGE=http://127.0.0.1:$((PORT_BASE + 4))
 ulimit -n "$(ulimit -Hn)"
+# the edge's admin token: idle asks the edge to collect garbage through /debug/pprof
+export ADMIN_TOKEN=${ADMIN_TOKEN:-conns-sh-$(id -u)-local-token}
+export DUET_EDGE_ADMIN_TOKEN=$ADMIN_TOKEN
 
 die() { echo "conns.sh: $*" >&2; exit 1; }
 
@@ -57,7 +63,7 @@ tool() { # build edge/perf/NAME once into $D
 up() {
   "$here/peers.sh" up
   [[ -f $D/origin/obj/200m ]] || head -c $((200 << 20)) /dev/urandom >"$D/origin/obj/200m"
-  EDGE_ARGS="--memory.max_object_bytes 1MiB ${EDGE_ARGS:-}" "$here/peers.sh" edge
+  DUET_EDGE_ADMIN_TOKEN=$ADMIN_TOKEN EDGE_ARGS="--memory.max_object_bytes 1MiB ${EDGE_ARGS:-}" "$here/peers.sh" edge
   grep -o 'max_conns=[0-9]*' "$D/edge/edge.log" | head -1 >&2 || true
 }
 
@@ -65,15 +71,16 @@ up() {
 idle() {
   local t pids
   t=$(tool idleconns)
-  printf '%-6s %6s %12s %12s %14s\n' system conns rss_before_kib rss_after_kib bytes_per_conn
-  local n before after per
+  printf '%-6s %6s %12s %12s %14s %12s %14s\n' system conns rss_before_kib rss_after_kib bytes_per_conn rss_gc_kib bytes_per_conn_gc
+  local n before after per gcd pergc
   pids=$(cat "$D/edge/edge.pid")
-  read -r n before after per < <("$t" -addr "${EDGE#http://}" -path /obj/1k -n "$IDLE_CONNS" -pids "$pids")
-  printf '%-6s %6s %12s %12s %14s\n' edge "$n" "$before" "$after" "$per"
+  read -r n before after per gcd pergc < <("$t" -addr "${EDGE#http://}" -path /obj/1k -n "$IDLE_CONNS" -pids "$pids" \
+    -gc "http://127.0.0.1:$((PORT_BASE + 14))/debug/pprof/heap?gc=1")
+  printf '%-6s %6s %12s %12s %14s %12s %14s\n' edge "$n" "$before" "$after" "$per" "$gcd" "$pergc"
   pids=$(cat "$D/nginx/nginx.pid")
   pids="$pids,$(pgrep -P "$pids" | paste -sd,)"
   read -r n before after per < <("$t" -addr "${NGINX#http://}" -path /obj/1k -n "$IDLE_CONNS" -pids "$pids")
-  printf '%-6s %6s %12s %12s %14s\n' nginx "$n" "$before" "$after" "$per"
+  printf '%-6s %6s %12s %12s %14s %12s %14s\n' nginx "$n" "$before" "$after" "$per" - -
 }
 
 targets() { # the targets given, or the default ones

@@ -9,7 +9,8 @@
 # `edge/perf/peers.sh up` first); "mix" means the Zipf mix (zipf.lua over /obj/z/0..999).
 # Environment: PAIRS (default 8), DURATION per wrk run (default 3s), CONNS (64), THREADS (2),
 # PORT_BASE (peers.sh's, default 18080: the origin there, the two edges at +104 and +105).
-# EDGE_ARGS: extra flags for both edges.
+# EDGE_ARGS: extra flags for both edges. Each pair also gives each edge's CPU time per request
+# (from /proc/PID/stat), which other work on the machine moves less than req/s.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 2 ] || { sed -n 2,13p "$0"; exit 2; }
@@ -41,12 +42,27 @@ for port in $PA $PB; do # warm: every object twice, then a second of load
   fi
   wrk -t"$THREADS" -c"$CONNS" -d1s "${script[@]}" "$(url $port)" >/dev/null
 done
-rps() { wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${script[@]}" "$(url "$1")" | awk '/Requests\/sec/{print $2}'; }
-ratios=()
+# cpu PID: the process's CPU time so far, in clock ticks (user + system)
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# rps PORT PID: "req/s cpu_us_per_request" of one wrk run; the CPU per request (the edge's own,
+# from /proc) moves less with other work on the machine than req/s does
+rps() {
+  local c0 c1 out
+  c0=$(cpu "$2")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${script[@]}" "$(url "$1")")
+  c1=$(cpu "$2")
+  awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '/^ +[0-9]+ requests in/ { n = $1 } /Requests\/sec/ { r = $2 }
+    END { printf "%s %.2f\n", r, t * 1e6 / hz / n }' <<<"$out"
+}
+ratios=() cratios=()
 for i in $(seq 1 "$PAIRS"); do
-  a=$(rps $PA) b=$(rps $PB)
+  read -r a ca < <(rps $PA "${pids[0]}")
+  read -r b cb < <(rps $PB "${pids[1]}")
   r=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b/a}')
-  ratios+=("$r")
-  echo "$P pair $i: A $a req/s, B $b req/s, B/A $r"
+  cr=$(awk -v a="$ca" -v b="$cb" 'BEGIN{printf "%.3f", b/a}')
+  ratios+=("$r") cratios+=("$cr")
+  echo "$P pair $i: A $a req/s ($ca CPU-us/req), B $b req/s ($cb CPU-us/req), B/A $r (CPU $cr)"
 done
-printf '%s\n' "${ratios[@]}" | sort -n | awk -v p="$P" '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s: median B/A %.3f over %d pairs (%.3f–%.3f)\n", p, m, NR, v[1], v[NR]}'
+med() { sort -n | awk -v p="$P" -v w="$1" '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s: median B/A %s %.3f over %d pairs (%.3f–%.3f)\n", p, w, m, NR, v[1], v[NR]}'; }
+printf '%s\n' "${ratios[@]}" | med req/s
+printf '%s\n' "${cratios[@]}" | med CPU/req

@@ -4,7 +4,10 @@
 // resident memory: it opens N connections to the server, sends one GET on each and reads the
 // answer, keeps them all open and idle, and reports the growth of the server's RSS (VmRSS from
 // /proc/PID/status, summed over the given processes: an nginx master and its workers) divided
-// by N. For edge/perf/conns.sh; docs/performance.md has the figures.
+// by N. With -gc it reads RSS again once the server had time to give idle connections' memory
+// back (the edge parks them, see idle_park_after) and collected garbage twice: the figure a
+// server that keeps thousands of idle viewers settles at. For edge/perf/conns.sh;
+// docs/performance.md has the figures.
 //
 //	go run ./edge/perf/idleconns -addr 127.0.0.1:18084 -path /obj/1k -n 4000 -pids 1234
 package main
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -31,14 +35,17 @@ func main() {
 	pids := flag.String("pids", "", "comma-separated pids whose VmRSS is summed (the server's processes)")
 	settle := flag.Duration("settle", 2*time.Second, "how long the connections stay idle before RSS is read again")
 	hold := flag.Duration("hold", 0, "how long to keep the connections open after the figures are out (to profile the server)")
+	gc := flag.String("gc", "", "a URL that makes the server collect garbage (the edge's admin /debug/pprof/heap?gc=1, with $DUET_EDGE_ADMIN_TOKEN): "+
+		"after -gc-after, it is asked twice (sync.Pool keeps objects for two collections) and RSS is read again")
+	gcAfter := flag.Duration("gc-after", 15*time.Second, "how long the connections stay idle before -gc (the edge parks idle connections after idle_park_after, fasthttp's idle workers end after 10 s)")
 	flag.Parse()
-	if err := run(*addr, *path, *n, *pids, *settle, *hold); err != nil {
+	if err := run(*addr, *path, *n, *pids, *settle, *hold, *gc, *gcAfter); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(2)
 	}
 }
 
-func run(addr, path string, n int, pidList string, settle, hold time.Duration) error {
+func run(addr, path string, n int, pidList string, settle, hold time.Duration, gcURL string, gcAfter time.Duration) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("-addr %q: %w (write host:port)", addr, err)
@@ -46,8 +53,9 @@ func run(addr, path string, n int, pidList string, settle, hold time.Duration) e
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("-addr %q: only loopback addresses are measured", addr)
 	}
-	if n < 1 || n > 100000 || settle < 0 || settle > time.Minute || hold < 0 || hold > 10*time.Minute {
-		return errors.New("-n must be 1..100000, -settle up to 1m and -hold up to 10m")
+	if n < 1 || n > 100000 || settle < 0 || settle > time.Minute || hold < 0 || hold > 10*time.Minute ||
+		gcAfter < 0 || gcAfter > 10*time.Minute {
+		return errors.New("-n must be 1..100000, -settle up to 1m, -hold and -gc-after up to 10m")
 	}
 	var pids []int
 	for _, f := range strings.Split(pidList, ",") {
@@ -116,7 +124,27 @@ func run(addr, path string, n int, pidList string, settle, hold time.Duration) e
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
 	}
-	fmt.Printf("%d %d %d %.0f\n", n, before, after, float64(after-before)*1024/float64(n))
+	line := fmt.Sprintf("%d %d %d %.0f", n, before, after, float64(after-before)*1024/float64(n))
+	if gcURL != "" {
+		time.Sleep(max(gcAfter-settle, 0)) //nolint:forbidigo // idle time is what is measured
+		for range 2 {
+			if err := collect(gcURL); err != nil {
+				return err
+			}
+		}
+		time.Sleep(3 * time.Second) //nolint:forbidigo // the runtime returns freed pages in the background
+		for i, c := range conns {
+			if err := idle(c); err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+		}
+		gcd, err := rss(pids)
+		if err != nil {
+			return err
+		}
+		line += fmt.Sprintf(" %d %.0f", gcd, float64(gcd-before)*1024/float64(n))
+	}
+	fmt.Println(line)
 	time.Sleep(hold) //nolint:forbidigo // the operator profiles the server meanwhile
 	return nil
 }
@@ -194,6 +222,27 @@ func idle(c net.Conn) error {
 		return errors.New("closed by the server while idle")
 	}
 	return errors.New("bytes arrived on an idle connection")
+}
+
+// collect asks the server to collect garbage (GET u, with the edge's admin token if set).
+func collect(u string) error {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("-gc %q: %w", u, err)
+	}
+	if tok := os.Getenv("DUET_EDGE_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("-gc: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("-gc %s: %s (the edge needs admin_token, given here as $DUET_EDGE_ADMIN_TOKEN)", u, resp.Status)
+	}
+	return nil
 }
 
 // rss sums VmRSS (KiB) over pids.
