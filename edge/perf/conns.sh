@@ -14,7 +14,8 @@
 #                                   with its idle connections parked (idle_park_after)
 #   edge/perf/conns.sh many [T...]  wrk -t2 -c$CONNS (default 4000) -d$DURATION (8s) on 1 KiB and
 #                                   64 KiB hits, the targets one after another, ROUNDS times
-#                                   (default 3): req/s, p99, and each target over the first
+#                                   (default 3): req/s, p99, each target over the first, and the
+#                                   server's CPU time per request (its processes, found by port)
 #   edge/perf/conns.sh big [T...]   /obj/200m (200 MiB) to VIEWERS (default 8) viewers at once,
 #                                   full GETs (edge/perf/viewers), the targets alternately, ROUNDS
 #                                   times: MiB/s of all viewers together, each target over the first
@@ -55,8 +56,8 @@ export DUET_EDGE_ADMIN_TOKEN=$ADMIN_TOKEN
 
 die() { echo "conns.sh: $*" >&2; exit 1; }
 
-tool() { # build edge/perf/NAME once into $D
-  [[ -x $D/$1 ]] || (cd "$root" && go build -o "$D/$1" "./edge/perf/$1")
+tool() { # build edge/perf/NAME into $D (go build's cache makes it quick)
+  (cd "$root" && go build -o "$D/$1" "./edge/perf/$1")
   echo "$D/$1"
 }
 
@@ -87,26 +88,47 @@ targets() { # the targets given, or the default ones
   if (($#)); then printf '%s\n' "$@"; else printf '%s\n' "nginx=$NGINX" "edge=$EDGE"; fi
 }
 
-# wrk_run URL: "req/s p99_ms" of one wrk run
+# pids URL: the processes listening on URL's port (nginx: master and workers), comma-separated
+pids() {
+  local port=${1##*:}
+  port=${port%%/*}
+  ss -ltnpH "sport = :$port" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | paste -sd,
+}
+
+# cpu PIDS: their CPU time so far (user + system), in clock ticks
+cpu() {
+  local p t=0
+  for p in ${1//,/ }; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
+# wrk_run URL PIDS: "req/s p99_ms cpu_us_per_request" of one wrk run (the server's own CPU per
+# request, from /proc: other work on the machine moves it less than req/s)
 wrk_run() {
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$1" 2>&1 | awk '
+  local c0 out
+  c0=$(cpu "$2")
+  out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$1" 2>&1)
+  awk -v t=$(($(cpu "$2") - c0)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) {
       if (v ~ /us$/) return v / 1000
       if (v ~ /ms$/) return v + 0
       if (v ~ /s$/) return v * 1000
       return v + 0
     }
+    /^ +[0-9]+ requests in/ { n = $1 }
     /Requests\/sec/ { r = $2 }
     /^ +99%/ { p = sprintf("%.1f", ms($2)) }
-    END { printf "%.0f %s\n", r, (p == "" ? "-" : p) }'
+    END { printf "%.0f %s %.2f\n", r, (p == "" ? "-" : p), (n > 0 ? t * 1e6 / hz / n : 0) }' <<<"$out"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 many() {
-  local ts size r t name url rps p99 first ratios
+  local ts size r t name url rps p99 cpr first ratios
   mapfile -t ts < <(targets "$@")
-  printf '%-5s %-5s %-8s %10s %9s %8s\n' size round system req/s p99_ms ratio
+  declare -A tpids
+  for t in "${ts[@]}"; do tpids[$t]=$(pids "${t#*=}"); done
+  printf '%-5s %-5s %-8s %10s %9s %8s %12s\n' size round system req/s p99_ms ratio cpu_us/req
   for size in 1k 64k; do
     ratios=$(mktemp)
     for t in "${ts[@]}"; do # warm: two GETs, then a second of load
@@ -118,10 +140,10 @@ many() {
       first=
       for t in "${ts[@]}"; do
         name=${t%%=*} url=${t#*=}/obj/$size
-        read -r rps p99 < <(wrk_run "$url")
+        read -r rps p99 cpr < <(wrk_run "$url" "${tpids[$t]}")
         [[ -z $first ]] && first=$rps
-        printf '%-5s %-5s %-8s %10s %9s %8s\n' "$size" "$r" "$name" "$rps" "$p99" \
-          "$(awk -v a="$rps" -v b="$first" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+        printf '%-5s %-5s %-8s %10s %9s %8s %12s\n' "$size" "$r" "$name" "$rps" "$p99" \
+          "$(awk -v a="$rps" -v b="$first" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')" "$cpr"
         echo "$name $(awk -v a="$rps" -v b="$first" 'BEGIN { if (b > 0) printf "%.4f", a / b }')" >>"$ratios"
       done
     done

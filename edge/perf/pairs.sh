@@ -27,7 +27,11 @@ start() { # binary port adminport
     --origin.endpoint "$ORIGIN" --memory.max_bytes 2GiB --memory.max_object_bytes 4MiB \
     --disk.dir "$d/cache" --disk.max_bytes 4GiB ${EDGE_ARGS:-} >"$d/edge.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/obj/1k" && return; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    kill -0 "${pids[-1]}" 2>/dev/null || break # exited (its port taken?)
+    curl -sf -o /dev/null "http://127.0.0.1:$2/obj/1k" && return
+    sleep 0.1
+  done
   echo "pairs.sh: $1 did not start: $d/edge.log" >&2; exit 1
 }
 start "$A" $PA $((PA + 10))
