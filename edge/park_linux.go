@@ -31,6 +31,8 @@ type parker struct {
 	// closed is told of each parked connection the parker closes (idle timeout, max_conns,
 	// shutdown): it leaves the connection watch.
 	closedConn func(net.Conn)
+	// expired is told of each one closed at idle_timeout (the viewer timeouts' count).
+	expired func()
 	idle       time.Duration // idle_timeout: a parked connection idle this long in all is closed
 	after      time.Duration // idle_park_after
 
@@ -51,12 +53,12 @@ type parkedConn struct {
 
 // newParker starts a parker for connections idle for after, closing them once idle for idle;
 // close stops it.
-func newParker(log *slog.Logger, idle, after time.Duration, serve, closedConn func(net.Conn)) (*parker, error) {
+func newParker(log *slog.Logger, idle, after time.Duration, serve, closedConn func(net.Conn), expired func()) (*parker, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll for parked connections: %w", err)
 	}
-	p := &parker{epfd: epfd, log: log, serve: serve, closedConn: closedConn, idle: idle, after: after, conns: map[int32]*parkedConn{}, done: make(chan struct{})}
+	p := &parker{epfd: epfd, log: log, serve: serve, closedConn: closedConn, expired: expired, idle: idle, after: after, conns: map[int32]*parkedConn{}, done: make(chan struct{})}
 	go p.loop()
 	return p, nil
 }
@@ -147,6 +149,7 @@ func (p *parker) loop() {
 		}
 		for _, vc := range expired {
 			p.closeConn(vc)
+			p.expired()
 		}
 	}
 }

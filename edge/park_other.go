@@ -13,7 +13,7 @@ import (
 // idle connections keep their goroutine and buffers.
 type parker struct{}
 
-func newParker(*slog.Logger, time.Duration, time.Duration, func(net.Conn), func(net.Conn)) (*parker, error) {
+func newParker(*slog.Logger, time.Duration, time.Duration, func(net.Conn), func(net.Conn), func()) (*parker, error) {
 	return nil, errors.New("parking idle connections needs Linux (epoll)")
 }
 

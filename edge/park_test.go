@@ -74,8 +74,11 @@ func TestIdleConnectionsPark(t *testing.T) {
 		keepAliveGet(t, c, br, path, want)
 		testenv.Eventually(t, 5*time.Second, parked, "the connection was not parked again")
 	}
-	// Parked since at most ~1 s of its 1.5 s idle timeout: closed within a few sweeps.
+	// Parked since at most ~1 s of its 1.5 s idle timeout: closed within a few sweeps, and
+	// counted as a viewer timeout.
+	timeouts := h.srv.watch.closed.Load()
 	waitClosed(t, c, 5*time.Second)
+	testenv.Eventually(t, 5*time.Second, func() bool { return h.srv.watch.closed.Load() == timeouts+1 }, "the idle timeout of a parked connection was not counted")
 	testenv.Eventually(t, 5*time.Second, func() bool { return h.srv.parker.parked() == 0 }, "a closed connection is still parked")
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		watched := false
@@ -149,7 +152,7 @@ func TestParkRacesARequest(t *testing.T) {
 		b := make([]byte, 64)
 		n, _ := c.Read(b)
 		served <- b[:n]
-	}, func(net.Conn) {})
+	}, func(net.Conn) {}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

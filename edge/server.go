@@ -348,7 +348,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 			if err := s.viewer.ServeConn(c); errors.Is(err, fasthttp.ErrConcurrencyLimit) {
 				s.watch.connState(c, fasthttp.StateClosed) // answered 503 and closed
 			}
-		}, func(c net.Conn) { s.watch.connState(c, fasthttp.StateClosed) })
+		}, func(c net.Conn) { s.watch.connState(c, fasthttp.StateClosed) }, func() { s.watch.closed.Add(1) })
 		if err != nil {
 			s.log.Warn("idle connections will not be parked", "error", err)
 		} else {
