@@ -33,8 +33,8 @@ type parker struct {
 	closedConn func(net.Conn)
 	// expired is told of each one closed at idle_timeout (the viewer timeouts' count).
 	expired func()
-	idle       time.Duration // idle_timeout: a parked connection idle this long in all is closed
-	after      time.Duration // idle_park_after
+	idle    time.Duration // idle_timeout: a parked connection idle this long in all is closed
+	after   time.Duration // idle_park_after
 
 	mu     sync.Mutex
 	conns  map[int32]*parkedConn // by descriptor; guarded by mu
