@@ -148,8 +148,8 @@ func (p *parker) loop() {
 			go p.serve(vc)
 		}
 		for _, vc := range expired {
+			p.expired() // counted before the viewer can see the close, as the sweeper does
 			p.closeConn(vc)
-			p.expired()
 		}
 	}
 }
