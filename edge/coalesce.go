@@ -49,10 +49,11 @@ func (c *viewerConn) Write(p []byte) (int, error) {
 		return 0, c.werr
 	}
 	if c.holdNext {
-		// A header flushed alone: its body follows at once, in this goroutine (the timer
-		// is the safety net should it not).
+		// A header flushed alone: its body follows at once, in this goroutine, with the next
+		// Write (or the response failed and the connection closes, which sends it): no timer.
+		// Arming and stopping one per hit walks a timer heap of one timer per connection.
 		c.holdNext = false
-		c.holdLocked(p)
+		c.holdLocked(p, false)
 		return len(p), nil
 	}
 	if c.held != nil {
@@ -71,25 +72,44 @@ func (c *viewerConn) Write(p []byte) (int, error) {
 		return m, nil
 	}
 	if len(p) == viewerWriteBuffer {
-		c.holdLocked(p)
+		c.holdLocked(p, true)
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
 
-// holdLocked adds p to the held bytes and (re)arms the timer that sends them should no write
-// follow. c.wmu held.
-func (c *viewerConn) holdLocked(p []byte) {
+// holdLocked adds p to the held bytes and, with timer, (re)arms the timer that sends them
+// should no write follow. c.wmu held.
+func (c *viewerConn) holdLocked(p []byte, timer bool) {
 	if c.held == nil {
 		c.held = heldBufs.Get().(*[]byte)
 		*c.held = (*c.held)[:0]
 	}
 	*c.held = append(*c.held, p...)
+	c.holding.Store(true)
+	if !timer {
+		return
+	}
 	if c.holdTimer == nil {
 		c.holdTimer = time.AfterFunc(holdDelay, c.flushHeld)
 	} else {
 		c.holdTimer.Reset(holdDelay)
 	}
+	c.timerArmed = true
+}
+
+// idle sends what is still held when the connection turns idle: every response is written
+// then, and a held header whose body never came (no timer watches it) must not wait for the
+// next request. Called on the connection's goroutine, as every write and holdNext's setting are.
+func (c *viewerConn) idle() {
+	c.atIdle = true
+	if !c.holdNext && !c.holding.Load() {
+		return
+	}
+	c.wmu.Lock()
+	c.holdNext = false
+	_ = c.flushHeldLocked()
+	c.wmu.Unlock()
 }
 
 // flushHeld is the hold timer's: the held write goes out alone.
@@ -114,11 +134,13 @@ func (c *viewerConn) flushHeldLocked() error {
 }
 
 func (c *viewerConn) releaseHeldLocked() {
-	if c.holdTimer != nil {
+	if c.timerArmed {
 		c.holdTimer.Stop()
+		c.timerArmed = false
 	}
 	heldBufs.Put(c.held)
 	c.held = nil
+	c.holding.Store(false)
 }
 
 // Large memory hits. Even with coalescing, fasthttp copies a body it holds into its write buffer

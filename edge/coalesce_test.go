@@ -178,3 +178,66 @@ func TestLargeMemoryHitsPipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeMemoryHitsArmNoTimer: a memory hit over the write buffer holds its header for the
+// body that follows in the same call, so it arms no hold timer (one per connection: thousands
+// of connections make a timer heap every hit would walk), and a header whose body never comes
+// still goes out when the connection turns idle.
+func TestLargeMemoryHitsArmNoTimer(t *testing.T) {
+	h := startEdge(t, objectOrigin(t), func(c *Config) { c.Memory.MaxObjectBytes = 1 << 20 })
+	big := "/obj/23/65536"
+	if resp, _ := h.get(big); resp.StatusCode != 200 {
+		t.Fatalf("prime: %d", resp.StatusCode)
+	}
+	h.waitCached(big)
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	want := randomBytes(65536, 23)
+	for i := range 3 {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: edge\r\n\r\n", big)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("hit %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(body, want) || resp.Header.Get("X-Cache") != "HIT" {
+			t.Fatalf("hit %d: %d bytes, %v, X-Cache %q", i, len(body), err, resp.Header.Get("X-Cache"))
+		}
+	}
+	var hits *viewerConn // this connection's server side (the priming miss came on another)
+	h.srv.watch.conns.Range(func(k, _ any) bool {
+		if vc, ok := k.(*viewerConn); ok && vc.RemoteAddr().String() == c.LocalAddr().String() {
+			hits = vc
+		}
+		return true
+	})
+	if hits == nil {
+		t.Fatal("the viewer connection is not watched")
+	}
+	hits.wmu.Lock()
+	armed := hits.holdTimer != nil
+	hits.wmu.Unlock()
+	if armed {
+		t.Fatal("a large memory hit armed the connection's hold timer")
+	}
+
+	// A header held for a body that never comes goes out at idle, not with the next response.
+	vc, client := tcpPair(t)
+	vc.holdNext = true
+	header := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	if n, err := vc.Write(header); n != len(header) || err != nil {
+		t.Fatalf("write: %d %v", n, err)
+	}
+	vc.idle()
+	if got := readN(t, client, len(header), 5*time.Second); !bytes.Equal(got, header) {
+		t.Fatal("held header changed")
+	}
+	if vc.holdNext {
+		t.Fatal("idle left holdNext set: the next response's header would be held")
+	}
+}

@@ -14,6 +14,7 @@ const (
 	phaseReading  int32 = iota // new, or a request is arriving: bounded by the read timeout
 	phaseHandling              // the handler runs or the answer is being written: unbounded
 	phaseIdle                  // between keep-alive requests: bounded by the idle timeout
+	phaseParked                // idle and parked: the parker bounds it (park_linux.go)
 )
 
 // sweepHistory is how many sweeps' times connWatch remembers. With a sweep every tenth of the
@@ -34,10 +35,13 @@ const sweepHistory = 4096
 // two ticks late.
 type connWatch struct {
 	readTimeout, idleTimeout time.Duration
-	sweep                    atomic.Int64 // number of the latest sweep
-	conns                    sync.Map     // net.Conn → *watchedConn
-	closed                   atomic.Uint64
-	now                      func() time.Time // the sweeper's clock: time.Now but in tests
+	// parkAfter, when set, is how long a connection is idle before the sweep asks it to park
+	// (viewerConn.requestPark); set before the sweeper starts.
+	parkAfter time.Duration
+	sweep     atomic.Int64 // number of the latest sweep
+	conns     sync.Map     // net.Conn → *watchedConn
+	closed    atomic.Uint64
+	now       func() time.Time // the sweeper's clock: time.Now but in tests
 
 	times [sweepHistory]time.Time // times[n % sweepHistory]: when sweep n began; sweeper only
 }
@@ -61,12 +65,18 @@ func (w *connWatch) connState(c net.Conn, state fasthttp.ConnState) {
 	case fasthttp.StateNew:
 		wc := &watchedConn{}
 		wc.since.Store(w.sweep.Load())
+		if vc, ok := c.(*viewerConn); ok {
+			vc.watched = wc
+		}
 		w.conns.Store(c, wc)
 	case fasthttp.StateActive:
 		w.set(c, phaseReading)
 	case fasthttp.StateIdle:
 		w.set(c, phaseIdle)
 	case fasthttp.StateHijacked, fasthttp.StateClosed:
+		if vc, ok := c.(*viewerConn); ok && vc.parkPending && vc.park() {
+			return // parked, not closed: still watched, as parked
+		}
 		w.conns.Delete(c)
 	}
 }
@@ -75,11 +85,17 @@ func (w *connWatch) connState(c net.Conn, state fasthttp.ConnState) {
 func (w *connWatch) handling(c net.Conn) { w.set(c, phaseHandling) }
 
 func (w *connWatch) set(c net.Conn, phase int32) {
-	v, ok := w.conns.Load(c)
-	if !ok {
+	var wc *watchedConn
+	if vc, ok := c.(*viewerConn); ok {
+		// The connection's own pointer: with thousands of connections a lookup in the map
+		// (three per request) walks cache lines no other request touched.
+		wc = vc.watched
+	} else if v, ok := w.conns.Load(c); ok {
+		wc = v.(*watchedConn)
+	}
+	if wc == nil {
 		return
 	}
-	wc := v.(*watchedConn)
 	wc.since.Store(w.sweep.Load())
 	wc.phase.Store(phase)
 }
@@ -108,7 +124,8 @@ func (w *connWatch) sweepOnce() {
 	w.conns.Range(func(k, v any) bool {
 		wc := v.(*watchedConn)
 		var limit time.Duration
-		switch wc.phase.Load() {
+		phase := wc.phase.Load()
+		switch phase {
 		case phaseReading:
 			limit = w.readTimeout
 		case phaseIdle:
@@ -117,11 +134,22 @@ func (w *connWatch) sweepOnce() {
 			return true
 		}
 		next := wc.since.Load() + 1 // the phase began before sweep next began
-		switch {
-		case next >= n:
+		if next >= n {
 			return true // began during the previous sweep, less than a tick ago
-		case n-next < sweepHistory && now.Sub(w.times[next%sweepHistory]) < limit:
-			return true
+		}
+		if n-next < sweepHistory {
+			elapsed := now.Sub(w.times[next%sweepHistory])
+			if elapsed < limit {
+				if w.parkAfter > 0 && phase == phaseIdle && elapsed >= w.parkAfter {
+					if vc, ok := k.(*viewerConn); ok {
+						vc.requestPark()
+					}
+				}
+				return true
+			}
+		}
+		if vc, ok := k.(*viewerConn); ok && vc.parkReq.Load() {
+			return true // being parked: the parker keeps its idle timeout
 		}
 		// A viewer whose request arrives at this very instant loses it, as it would to a
 		// deadline expiring at the same instant.

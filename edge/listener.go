@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,11 @@ type viewerListener struct {
 	// the plaintext. The handshake runs on the connection's first read, in fasthttp's
 	// goroutine for it, bounded by read_timeout like a silent connection.
 	tls *tls.Config
+	// parker, when set, parks idle plain-HTTP connections (park_linux.go); open is fasthttp's
+	// count of the connections it serves, maxConns the max_conns in force.
+	parker   *parker
+	open     func() int
+	maxConns int
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -101,6 +107,14 @@ func (l *viewerListener) Accept() (net.Conn, error) {
 			}
 			vc := newViewerConn(c, l.maxHeader, l.wake)
 			vc.batch = batch
+			if l.parker != nil && batch == nil {
+				vc.parker = l.parker
+				// Parked connections hold descriptors fasthttp's Concurrency does not count:
+				// at max_conns, an idle viewer makes room for a new one (nginx does the same).
+				if l.parker.parked() > 0 && int(l.parker.parked())+l.open() >= l.maxConns {
+					l.parker.evictOne()
+				}
+			}
 			return vc, nil
 		}
 		select {
@@ -196,12 +210,32 @@ type viewerConn struct {
 
 	linger atomic.Bool
 	wake   chan<- struct{} // the listener's: see viewerListener.wake
+	// watched is the connection's entry in the server's connWatch (set when fasthttp reports it
+	// new, on the connection's own goroutine, as every later state is).
+	watched *watchedConn
 
-	// Write coalescing (coalesce.go): wmu guards held, holdTimer and werr.
-	wmu       sync.Mutex
-	held      *[]byte
-	holdTimer *time.Timer
-	werr      error
+	// Parking (park_linux.go). parker is nil when the connection is never parked (TLS, or
+	// idle_park_after 0). parkReq is set by the sweeper, which then expires the read deadline
+	// to end fasthttp's wait for the next request; atIdle is set while fasthttp waits for one
+	// (no byte of it read yet): only then does an expired read park the connection, which sets
+	// parked for the Close fasthttp calls next.
+	parker  *parker
+	parkReq atomic.Bool
+	atIdle  bool
+	parked  atomic.Bool
+	// parkPending is set by the Close that follows a parking read, and read by the StateClosed
+	// hook fasthttp reports next, on the same goroutine: the hook hands the connection to the
+	// parker, after fasthttp is done with it (it may be served again at once).
+	parkPending bool
+
+	// Write coalescing (coalesce.go): wmu guards held, holdTimer, timerArmed and werr.
+	wmu        sync.Mutex
+	held       *[]byte
+	holdTimer  *time.Timer
+	timerArmed bool
+	werr       error
+	// holding is set while held is: idle reads it without the lock.
+	holding atomic.Bool
 	// holdNext asks Write to hold the next write whatever its size: a response header flushed
 	// on its own, whose body the same response writes next (see hitBody).
 	holdNext bool
@@ -216,9 +250,37 @@ func newViewerConn(c net.Conn, limit int, wake chan<- struct{}) *viewerConn {
 	return &viewerConn{Conn: c, limit: limit, scan: true, first: true, wake: wake}
 }
 
+// errParked ends fasthttp's wait for the next request on a connection being parked: it reads
+// nothing, so fasthttp closes the keep-alive connection quietly, and Close parks it.
+var errParked = errors.New("idle connection parked")
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
+// requestPark asks the connection's goroutine to park it (the sweeper calls it for connections
+// idle for idle_park_after).
+func (c *viewerConn) requestPark() {
+	if c.parker != nil && c.parkReq.CompareAndSwap(false, true) {
+		_ = c.Conn.SetReadDeadline(longAgo)
+	}
+}
+
 func (c *viewerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n == 0 && err != nil && c.parkReq.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.atIdle {
+			c.parked.Store(true)
+			return 0, errParked
+		}
+		// The request arrived as the sweeper asked: serve it, park later.
+		c.parkReq.Store(false)
+		if derr := c.Conn.SetReadDeadline(time.Time{}); derr != nil {
+			return 0, derr
+		}
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 {
+		c.atIdle = false
 		if cerr := c.check(p[:n]); cerr != nil {
 			c.scan, c.bad = false, cerr
 			return n, cerr
@@ -307,8 +369,32 @@ func (c *viewerConn) rearm() {
 	}
 }
 
-// Close closes the connection; lingering (see lingerTimeout) when linger is set.
+// Close closes the connection, or parks it when its read was ended for that.
 func (c *viewerConn) Close() error {
+	if c.parked.Swap(false) {
+		c.parkPending = true // parked by the StateClosed hook (park)
+		return nil
+	}
+	return c.closeSocket()
+}
+
+// park hands the connection to the parker (from the StateClosed hook), and reports whether it
+// did; otherwise the connection is closed.
+func (c *viewerConn) park() bool {
+	c.parkPending = false
+	// The phase first: once parked, the connection may be served again at any moment.
+	if c.watched != nil {
+		c.watched.phase.Store(phaseParked)
+	}
+	if c.parker.park(c) {
+		return true
+	}
+	_ = c.closeSocket()
+	return false
+}
+
+// closeSocket closes the connection; lingering (see lingerTimeout) when linger is set.
+func (c *viewerConn) closeSocket() error {
 	// Bytes held for coalescing go out first, within the linger bound; a Write blocked on a
 	// viewer that does not read holds wmu, and closing the socket is what ends it.
 	if c.wmu.TryLock() {

@@ -119,6 +119,8 @@ type Server struct {
 	// watchTick is how often it looks.
 	watch     *connWatch
 	watchTick time.Duration
+	// parker holds idle connections without their goroutine and buffers (nil: off).
+	parker *parker
 	// maxConns is the max_conns in force, fdLimit the open-file limit it was derived from (0:
 	// unknown).
 	maxConns int
@@ -343,6 +345,22 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 			return err
 		}
 	}
+	if s.cfg.IdleParkAfter > 0 && s.cfg.IdleParkAfter < s.cfg.IdleTimeout && s.tls == nil && s.cfg.CheckRequestFraming {
+		p, err := newParker(s.log, s.cfg.IdleTimeout, s.cfg.IdleParkAfter, func(c net.Conn) {
+			// Still watched (as parked); fasthttp reports it active as its request arrives.
+			if err := s.viewer.ServeConn(c); errors.Is(err, fasthttp.ErrConcurrencyLimit) {
+				s.watch.connState(c, fasthttp.StateClosed) // answered 503 and closed
+			}
+		}, func(c net.Conn) { s.watch.connState(c, fasthttp.StateClosed) }, func() { s.watch.closed.Add(1) })
+		if err != nil {
+			s.log.Warn("idle connections will not be parked", "error", err)
+		} else {
+			s.parker = p
+			vl.parker, vl.maxConns = p, s.maxConns
+			vl.open = func() int { return int(s.viewer.GetOpenConnectionsCount()) }
+			s.watch.parkAfter = s.cfg.IdleParkAfter
+		}
+	}
 	s.vl.Store(vl)
 	go func() { errc <- s.viewer.Serve(vl) }()
 	go func() {
@@ -372,6 +390,9 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
+	if s.parker != nil {
+		s.parker.close() // parked connections are idle ones, which Shutdown closes too
+	}
 	if err := s.viewer.ShutdownWithContext(sctx); err != nil {
 		s.log.Warn("viewer shutdown incomplete", "error", err)
 	}
@@ -433,9 +454,14 @@ func (s *Server) MaxConns() int { return s.maxConns }
 func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 	s.watch.connState(c, state)
 	switch state {
+	case fasthttp.StateActive:
+		if vc, ok := c.(*viewerConn); ok {
+			vc.atIdle = false // a request is being read (maybe from fasthttp's buffer alone)
+		}
 	case fasthttp.StateIdle:
 		if vc, ok := c.(*viewerConn); ok {
 			vc.rearm()
+			vc.idle()
 		}
 	case fasthttp.StateClosed:
 		if _, ok := c.(*viewerConn); !ok {

@@ -9,6 +9,7 @@
 #   edge/perf/peers.sh up           install what is missing, start the origin and the peers
 #   edge/perf/peers.sh run [URL]    measure the peers, and the edge at URL if given (its origin
 #                                   must be the one 'up' started, http://127.0.0.1:18080)
+#   edge/perf/peers.sh edge         build and start the edge (as 'all' does) and leave it running
 #   edge/perf/peers.sh down         stop what 'up' started
 #
 # Loopback ports (PORT_BASE + n, default 18080): the origin (nginx serving files, Cache-Control:
@@ -33,6 +34,7 @@
 #   EDGE_ARGS  extra flags for `duet edge` (e.g. "--memory.max_bytes 512MiB")
 #   TASKSET    e.g. "taskset -c 0": a prefix for wrk, to give the load generator its own CPU
 #   PORT_BASE  the first of the ports above (default 18080), to run beside another copy
+#   SYSTEMS    the peers to start and measure, any of "nginx varnish ats" (default all three)
 #   TLS        1: HTTPS between wrk and the caches (the origin stays plain HTTP). nginx and Traffic
 #              Server terminate TLS with the same self-signed ECDSA P-256 certificate as the edge
 #              ($BENCH_DIR/tls); Varnish, which has no TLS, is left out. 'run' then also measures
@@ -52,12 +54,20 @@ BASE=${PORT_BASE:-18080}
 ORIGIN_PORT=$BASE
 TLS=${TLS:-0}
 HANDSHAKE_TIME=${HANDSHAKE_TIME:-5}
-PEERS=(nginx:$((BASE + 1)) varnish:$((BASE + 2)) ats:$((BASE + 3)))
+SYSTEMS=${SYSTEMS:-nginx varnish ats}
 SCHEME=http
-if [[ $TLS == 1 ]]; then
-  PEERS=(nginx:$((BASE + 1)) ats:$((BASE + 3)))
-  SCHEME=https
-fi
+[[ $TLS == 1 ]] && SCHEME=https
+PEERS=()
+for sys in $SYSTEMS; do
+  case $sys in
+    nginx) PEERS+=(nginx:$((BASE + 1))) ;;
+    varnish) [[ $TLS == 1 ]] || PEERS+=(varnish:$((BASE + 2))) ;;
+    ats) PEERS+=(ats:$((BASE + 3))) ;;
+    *) echo "peers.sh: unknown system $sys (SYSTEMS takes nginx varnish ats)" >&2; exit 2 ;;
+  esac
+done
+# has SYSTEM: whether SYSTEM is measured
+has() { [[ " ${PEERS[*]} " == *" $1:"* ]]; }
 EDGE_PORT=$((BASE + 4))
 EDGE_ADMIN_PORT=$((BASE + 14))
 
@@ -93,11 +103,16 @@ objects() {
 # nginx_conf NAME HTTP_BLOCK_BODY: a self-contained nginx config under $D/NAME
 nginx_conf() {
   mkdir -p "$D/$1/tmp"
+  # descriptors for edge/perf/conns.sh's 4,000 connections on one worker (and their upstreams)
+  local nofile
+  nofile=$(ulimit -Hn)
+  [[ $nofile == unlimited || $nofile -gt 65536 ]] && nofile=65536
   cat >"$D/$1/nginx.conf" <<EOF
 worker_processes 2;
+worker_rlimit_nofile $nofile;
 pid $D/$1/nginx.pid;
 error_log $D/$1/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections $((nofile / 2)); }
 http {
   access_log off;
   # no tcp_nopush: it holds back each response's last segment for 40 ms on loopback
@@ -199,9 +214,9 @@ up() {
   mkdir -p "$D"
   [[ $TLS == 1 ]] && certificate
   start_origin
-  start_nginx
-  [[ $TLS == 1 ]] || start_varnish
-  start_ats
+  if has nginx; then start_nginx; fi
+  if has varnish; then start_varnish; fi
+  if has ats; then start_ats; fi
   wait_up "http://127.0.0.1:$ORIGIN_PORT" || true
   local sys
   for sys in "${PEERS[@]}"; do wait_up "$SCHEME://127.0.0.1:${sys#*:}" || true; done
@@ -215,6 +230,7 @@ edge_up() {
     echo "building duet from $root" >&2
     (cd "$root" && go build -o "$duet" ./cmd/duet)
   fi
+  stop "$D/edge/edge.pid"
   rm -rf "$D/edge" && mkdir -p "$D/edge"
   local tls=()
   if [[ $TLS == 1 ]]; then
@@ -337,6 +353,7 @@ case ${1:-all} in
     run "$SCHEME://127.0.0.1:$EDGE_PORT"
     ;;
   up) up ;;
+  edge) edge_up ;;
   run) shift; run "$@" ;;
   down) down ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;

@@ -129,6 +129,8 @@ func generatedHelp(role, path string) string {
 			return "ReadTimeout bounds how long a viewer may take to send a request once it started one, and how long a new connection may stay silent (slowloris)."
 		case "idle_timeout":
 			return "IdleTimeout closes a keep-alive viewer connection that sent no new request for this long."
+		case "idle_park_after":
+			return "IdleParkAfter parks a plain-HTTP keep-alive viewer connection that sent no new request for this long: it gives back the goroutine, request state and buffers (max_header_bytes plus 4 KiB) it holds while it waits, and is watched with the other parked ones until its next request arrives, which it then gets as fast as any (idle_timeout still closes it)."
 		case "cors.allow_origin":
 			return "AllowOrigin is sent as Access-Control-Allow-Origin on every GET and HEAD answer, with Access-Control-Expose-Headers listing Content-Length, Content-Range, X-Cache, Cache-Status and Age; OPTIONS preflights are answered at the edge with 204."
 		case "cors.max_age":
