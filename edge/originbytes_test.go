@@ -103,9 +103,11 @@ type countedConn struct {
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
+	// Counted before the bytes leave: a client that has read a response then finds all of its
+	// writes counted (counted after, the last one could land in the next request's count).
+	c.l.writes.Add(1)
 	n, err := c.Conn.Write(p)
 	c.l.n.Add(int64(n))
-	c.l.writes.Add(1)
 	return n, err
 }
 

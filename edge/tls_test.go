@@ -305,8 +305,8 @@ func TestTLSHitWrites(t *testing.T) {
 		get(path) // the miss, and the connection's handshake
 		h.waitCached(path)
 		get(path) // a first hit
-		// The fewest of three hits: a loaded machine can add a write (seen once under make
-		// test's load), never take one away.
+		// The fewest of three hits: a loaded machine can add a write (a batch the socket took
+		// in two), never take one away.
 		n := get(path)
 		for range 2 {
 			n = min(n, get(path))
