@@ -155,11 +155,18 @@ func (f *flight) unreadLocked() bool {
 // send all of it. The flight leaves the registry under fs.mu, before any new request can join
 // it, so that the next request starts a fill of its own instead of reading a cancelled body.
 func (f *flight) abandonIfUnread() {
+	f.abandonIf((*flight).unreadLocked)
+}
+
+// abandonIf stops the fill when stop, called with fs.mu and f.mu held, says so: the flight
+// leaves the registry first, under fs.mu, so that a request arriving now starts a fill of its
+// own. It reports whether it stopped the fill.
+func (f *flight) abandonIf(stop func(*flight) bool) bool {
 	fs := f.fs
 	fs.mu.Lock()
 	f.mu.Lock()
-	stop := f.unreadLocked()
-	if stop {
+	stopped := stop(f)
+	if stopped {
 		f.abandoned = true
 		if fs.m[f.key] == f {
 			delete(fs.m, f.key)
@@ -167,9 +174,10 @@ func (f *flight) abandonIfUnread() {
 	}
 	f.mu.Unlock()
 	fs.mu.Unlock()
-	if stop {
+	if stopped {
 		f.cancel()
 	}
+	return stopped
 }
 
 // isAbandoned reports whether the fill was stopped for want of readers.

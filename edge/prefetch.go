@@ -568,20 +568,7 @@ func (p *prefetcher) start(t *pfTrack, c pfSeg, key string, res int64) {
 // the only reader): it leaves the registry first, so that a viewer arriving now starts a fill
 // of its own, and nothing is stored. It reports whether it stopped the fill.
 func (f *flight) abandonPrefetch() bool {
-	fs := f.fs
-	fs.mu.Lock()
-	f.mu.Lock()
-	stop := f.readers == 1 && f.cancel != nil && !f.done && f.bodyErr == nil && !f.abandoned
-	if stop {
-		f.abandoned = true
-		if fs.m[f.key] == f {
-			delete(fs.m, f.key)
-		}
-	}
-	f.mu.Unlock()
-	fs.mu.Unlock()
-	if stop {
-		f.cancel()
-	}
-	return stop
+	return f.abandonIf(func(f *flight) bool {
+		return f.readers == 1 && f.cancel != nil && !f.done && f.bodyErr == nil && !f.abandoned
+	})
 }
